@@ -1,0 +1,36 @@
+# adgen: `make demo` runs the example campaign, `make test` runs the test suite.
+# Each sets up .venv on its own (CPU torch first, so pip never pulls a multi-GB CUDA build).
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.adgen-installed
+
+.PHONY: demo test lint bench install clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/adgen run campaigns/northwind-spring.yaml
+	@echo "open out/northwind-spring/ (assets/, manifest.csv, assignments.csv)"
+
+test: $(STAMP)
+	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check adgen tests bench examples
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""adgen: programmatic, personalised ad generation.
+
+A campaign (YAML or :class:`CampaignSpec`) and an audience (CSV, Parquet or a DataFrame) go in;
+placement-ready ad variants, a manifest and a customer-to-variant assignment come out::
+
+    import adgen
+
+    campaign = adgen.load_campaign("campaigns/northwind-spring.yaml")
+    print(adgen.plan(campaign).summary())
+    result = adgen.run(campaign, out="out/spring")
+    result.manifest.head()
+"""
+
+from adgen.errors import (
+    AdgenError,
+    AssetError,
+    AudienceError,
+    CampaignError,
+    FFmpegError,
+    PostProcessError,
+    RenderError,
+    ResultsError,
+    TemplateError,
+)
+from adgen.jobs import RenderJob
+from adgen.pipeline import RunResult, assign_customers, run, validate
+from adgen.placements import PRESETS, Placement, resolve_placement
+from adgen.planning import Plan
+from adgen.planning import make_plan as plan
+from adgen.spec import CampaignSpec, campaign_from_dict, load_campaign
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "AdgenError",
+    "AssetError",
+    "AudienceError",
+    "CampaignError",
+    "CampaignSpec",
+    "FFmpegError",
+    "Placement",
+    "Plan",
+    "PostProcessError",
+    "RenderError",
+    "RenderJob",
+    "ResultsError",
+    "RunResult",
+    "TemplateError",
+    "__version__",
+    "assign_customers",
+    "campaign_from_dict",
+    "load_campaign",
+    "plan",
+    "resolve_placement",
+    "run",
+    "validate",
+]

@@ -1,0 +1,241 @@
+"""Audience data: read and validate customers (CSV, Parquet or a DataFrame) and split them into
+segments, each with the context its templates see.
+
+Rules, all checked before anything renders:
+- the id column and every segment/aggregate column must exist (the error lists those that do);
+- customer ids must be present and unique (the error names the rows);
+- a segment key that is empty is an error naming the rows, unless ``drop_missing_keys: true``,
+  which drops those customers (they then get no variant and no assignment);
+- an audience that is empty (after the optional ``filter``) is an error.
+Row numbers in messages are the file's line numbers for CSV (header = line 1) and 0-based
+positions otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from adgen.errors import AudienceError
+from adgen.jobs import stable_hash
+from adgen.spec import AudienceSpec
+
+AudienceSource = str | Path | pd.DataFrame
+
+SEGMENT_ID = "segment_id"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Validated customers: ``frame`` holds the customer id column (as text) and the data
+    columns; ``where`` names the source in messages; ``first_line`` is the line number of the
+    first data row (2 for CSV with a header, else 0)."""
+
+    frame: pd.DataFrame
+    where: str
+    first_line: int
+
+    def row_label(self, position: int) -> str:
+        if self.first_line:
+            return f"line {position + self.first_line}"
+        return f"row {position}"
+
+
+def read_audience(spec: AudienceSpec, source: AudienceSource | None = None) -> Audience:
+    """Read the audience from ``source`` (else the spec's path) and validate it."""
+    source = spec.path if source is None else source
+    if source is None:
+        raise AudienceError(
+            "no audience given: set audience.path in the campaign or pass --audience PATH"
+        )
+    if isinstance(source, pd.DataFrame):
+        audience = Audience(source.reset_index(drop=True), "audience DataFrame", 0)
+    else:
+        path = Path(source)
+        audience = _read_file(path, spec)
+    return _validate(audience, spec)
+
+
+def _read_file(path: Path, spec: AudienceSpec) -> Audience:
+    if not path.exists():
+        raise AudienceError(f"{path}: audience file not found")
+    suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types for corrupt files
+            raise AudienceError(f"{path}: not a readable Parquet file ({exc})") from None
+        return Audience(frame, str(path), 0)
+    if suffix not in {".csv", ".txt", ".tsv"}:
+        raise AudienceError(f"{path}: unsupported audience format {suffix!r}: use .csv or .parquet")
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype={spec.id_column: "string"},
+            encoding=spec.encoding,
+            sep="\t" if suffix == ".tsv" else ",",
+            on_bad_lines="error",
+            engine="c",
+        )
+    except UnicodeDecodeError as exc:
+        line = _line_of_byte(path, exc.start)
+        raise AudienceError(
+            f"{path}: line {line}: not valid {spec.encoding} text ({exc.reason}); save the file as "
+            f"UTF-8 or set audience.encoding (e.g. latin-1)"
+        ) from None
+    except pd.errors.ParserError as exc:
+        detail = str(exc).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
+        raise AudienceError(
+            f"{path}: malformed CSV: {detail}; quote values that contain commas"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise AudienceError(f"{path}: the audience file is empty (no header, no rows)") from None
+    return Audience(frame, str(path), 2)
+
+
+def _line_of_byte(path: Path, offset: int) -> int:
+    with path.open("rb") as handle:
+        return handle.read(offset).count(b"\n") + 1
+
+
+def _validate(audience: Audience, spec: AudienceSpec) -> Audience:
+    frame, where = audience.frame, audience.where
+    columns = [str(c) for c in frame.columns]
+    needed = [spec.id_column, *spec.segment_by, *(a.column for a in spec.aggregates.values())]
+    if spec.product_column:
+        needed.append(spec.product_column)
+    missing = [c for c in dict.fromkeys(needed) if c not in columns]
+    if missing:
+        raise AudienceError(
+            f"{where}: missing column(s) {missing}; the file has columns {columns}. "
+            "Fix the campaign's audience section or the file's header"
+        )
+    if spec.filter:
+        try:
+            frame = frame.query(spec.filter, engine="python")
+        except Exception as exc:
+            raise AudienceError(
+                f"{where}: audience.filter {spec.filter!r} failed: {exc}; it must be a pandas "
+                f"query over the columns {columns}"
+            ) from None
+    if frame.empty:
+        raise AudienceError(
+            f"{where}: the audience is empty"
+            + (f" after audience.filter {spec.filter!r}" if spec.filter else "")
+        )
+    ids = frame[spec.id_column]
+    null_ids = ids.isna() | (ids.astype("string").str.strip() == "")
+    if null_ids.any():
+        raise AudienceError(
+            f"{where}: {_rows(audience, frame, null_ids)}: empty customer id in column "
+            f"{spec.id_column!r}; every customer needs an id"
+        )
+    ids = ids.astype("string")
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        first = ids[duplicated].iloc[0]
+        raise AudienceError(
+            f"{where}: {_rows(audience, frame, ids == first)}: duplicate customer id {first!r} in "
+            f"column {spec.id_column!r} ({int(ids.duplicated().sum())} duplicate rows in all); "
+            "ids must be unique"
+        )
+    if spec.segment_by:
+        null_keys = frame[spec.segment_by].isna().any(axis=1)
+        if null_keys.any():
+            if not spec.drop_missing_keys:
+                raise AudienceError(
+                    f"{where}: {_rows(audience, frame, null_keys)}: empty segment value in "
+                    f"{spec.segment_by}; fill it in, or set audience.drop_missing_keys: true "
+                    "to leave those customers out"
+                )
+            frame = frame[~null_keys]
+            if frame.empty:
+                raise AudienceError(f"{where}: every customer has an empty segment value")
+    frame = frame.assign(**{spec.id_column: ids.loc[frame.index]})
+    return Audience(frame, where, audience.first_line)
+
+
+def _rows(audience: Audience, frame: pd.DataFrame, mask: pd.Series) -> str:
+    positions = [frame.index.get_loc(i) for i in frame.index[mask.to_numpy()][:5]]
+    labels = [audience.row_label(int(p)) for p in positions]  # type: ignore[arg-type]
+    more = int(mask.sum()) - len(labels)
+    return ", ".join(labels) + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Segments of an audience.
+
+    ``table``: one row per segment, ``segment_id`` first, then the key columns, ``segment_size``
+    and one column per aggregate (the template context). ``members``: for every customer its
+    ``customer_id`` and ``segment_id``, in audience order."""
+
+    table: pd.DataFrame
+    members: pd.DataFrame
+    keys: tuple[str, ...]
+
+    def contexts(self) -> list[dict[str, Any]]:
+        """One template context per segment (plain Python values), in table order."""
+        records = self.table.drop(columns=[SEGMENT_ID]).to_dict("records")
+        return [{str(k): _plain(v) for k, v in row.items()} for row in records]
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def segment_audience(audience: Audience, spec: AudienceSpec) -> Segments:
+    """Group customers by ``spec.segment_by`` (vectorised) and build each segment's context."""
+    frame = audience.frame
+    keys = tuple(spec.segment_by) or (spec.id_column,)
+    grouped = frame.groupby(list(keys), sort=True, dropna=False, observed=True)
+    table = grouped.size().rename("segment_size").reset_index()
+    for name, agg in spec.aggregates.items():
+        table[name] = _aggregate(grouped[agg.column], agg.agg, name, audience.where).to_numpy()
+    if spec.product_column and spec.product_column not in keys:
+        table["segment_product"] = _aggregate(
+            grouped[spec.product_column], "mode", "product", audience.where
+        ).to_numpy()
+    elif spec.product_column:
+        table["segment_product"] = table[spec.product_column]
+    key_text = table[list(keys)].astype("string").fillna("")
+    joined = key_text.apply(lambda row: "\x1f".join(row), axis=1) if len(keys) > 1 else key_text[
+        keys[0]
+    ]
+    table.insert(0, SEGMENT_ID, [segment_id(k) for k in joined])
+    codes = grouped.ngroup().to_numpy()
+    members = pd.DataFrame(
+        {
+            "customer_id": frame[spec.id_column].to_numpy(),
+            SEGMENT_ID: table[SEGMENT_ID].to_numpy()[codes],
+        }
+    )
+    return Segments(table, members, keys)
+
+
+def segment_id(key: str) -> str:
+    """A short, file-name-safe id for a segment key (never the raw customer value)."""
+    return "s" + stable_hash("segment", key)[:10]
+
+
+def _aggregate(series: Any, how: str, name: str, where: str) -> pd.Series:
+    if how == "mode":
+        # most common value; ties go to the smallest value so results do not depend on row order
+        counts = series.value_counts(dropna=True, sort=False).rename("n").reset_index()
+        value_col = counts.columns[-2]
+        counts = counts.sort_values(["n", value_col], ascending=[False, True], kind="stable")
+        first = counts.drop_duplicates(subset=counts.columns[:-2].tolist(), keep="first")
+        group_cols = first.columns[:-2].tolist()
+        result = first.set_index(group_cols)[value_col]
+        return result.reindex(series.size().index)
+    try:
+        return series.agg(how)
+    except (TypeError, ValueError) as exc:
+        raise AudienceError(
+            f"{where}: aggregate {name!r} ({how}) needs a numeric column: {exc}"
+        ) from None

@@ -1,0 +1,1 @@
+"""Backends run renderers over render jobs: ``local`` (in-process) and ``ray`` (a GPU pool)."""

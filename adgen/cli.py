@@ -1,0 +1,136 @@
+"""The ``adgen`` command line: a thin layer over the public API.
+
+User mistakes (any :class:`adgen.AdgenError`) print one line per problem and exit with code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import adgen
+
+app = typer.Typer(
+    name="adgen",
+    help="Programmatic, personalised ad generation: campaign + audience in, ad variants out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+CampaignArg = Annotated[Path, typer.Argument(help="Campaign YAML file.")]
+AudienceOpt = Annotated[
+    Path | None, typer.Option("--audience", help="Audience CSV/Parquet overriding the campaign's.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a campaign field: dotted.path=VALUE (repeatable)."),
+]
+
+
+def _load(campaign: Path, overrides: list[str] | None) -> adgen.CampaignSpec:
+    return adgen.load_campaign(campaign, overrides=overrides or ())
+
+
+@app.command()
+def validate(
+    campaign: CampaignArg, audience: AudienceOpt = None, set_: SetOpt = None
+) -> None:
+    """Check a campaign, its audience, templates and brand assets; exit 0 if all is well."""
+    spec = _load(campaign, set_)
+    plan = adgen.validate(spec, audience=audience)
+    summary = plan.summary()
+    console.print(
+        f"[green]ok[/green] {spec.name}: {summary['customers']} customers, "
+        f"{summary['segments']} segments, {summary['variants']} variants, {summary['jobs']} jobs"
+    )
+
+
+@app.command()
+def plan(
+    campaign: CampaignArg,
+    audience: AudienceOpt = None,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Print what a run would do: customers, segments, creatives, variants, jobs, cached."""
+    summary = adgen.plan(_load(campaign, set_), audience).summary()
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table("", "count", title=f"plan: {campaign}")
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def run(
+    campaign: CampaignArg,
+    audience: AudienceOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    renderer: Annotated[
+        str | None, typer.Option("--renderer", help="Renderer name (offline, diffusers).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model id or local folder for the renderer.")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Render a campaign into placement-ready assets, a manifest and assignments."""
+    spec = _load(campaign, set_)
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = adgen.run(spec, audience=audience, out=out, renderer=renderer, model=model,
+                           progress=progress)
+    summary = result.summary()
+    console.print(
+        f"[green]done[/green] {spec.name}: {summary['rendered']} rendered, "
+        f"{summary['cached']} cached; {summary['assets_written']} assets written, "
+        f"{summary['assets_reused']} reused; {summary['assigned_customers']} customers assigned "
+        f"-> {result.out}"
+    )
+    if result.failed:
+        for key, why in result.failed.items():
+            err_console.print(f"[red]failed[/red] job {key[:12]}: {why}")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point: runs the app, turning user errors into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except adgen.AdgenError as exc:
+        for line in str(exc).splitlines() or ["error"]:
+            err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("interrupted; run the same command again to continue")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,54 @@
+"""adgen's exceptions, drawn in one place.
+
+Every mistake a user can make raises a subclass of :class:`AdgenError` whose message names the
+file, row or column, what is wrong and how to fix it. The CLI prints that message on one line
+and exits with code 2. Anything else that escapes is a bug in adgen and keeps its traceback.
+
+    AdgenError
+    ├── CampaignError      the campaign file or spec is invalid (fields, paths, placements)
+    ├── AudienceError      the audience data is unreadable or inconsistent (rows, columns, ids)
+    ├── TemplateError      a prompt or caption template is invalid or uses a missing variable
+    ├── AssetError         a brand asset (logo, font, product image) is missing or corrupt
+    ├── PostProcessError   a caption cannot fit, a file cannot meet its byte budget, ...
+    ├── RenderError        a renderer cannot load its model or produced an unusable image
+    ├── FFmpegError        ffmpeg is missing or failed (with ffmpeg's last lines)
+    └── ResultsError       an experiment results file is invalid
+"""
+
+from __future__ import annotations
+
+
+class AdgenError(Exception):
+    """Base class of every error caused by user input. Its message is meant for the user."""
+
+
+class CampaignError(AdgenError):
+    """The campaign YAML or spec is invalid."""
+
+
+class AudienceError(AdgenError):
+    """The audience data cannot be read or is inconsistent."""
+
+
+class TemplateError(AdgenError):
+    """A prompt or caption template is invalid, unsafe or uses a variable that does not exist."""
+
+
+class AssetError(AdgenError):
+    """A brand asset (logo, font, product image) is missing, unreadable or unsuitable."""
+
+
+class PostProcessError(AdgenError):
+    """Post-processing cannot honour the spec (caption does not fit, byte budget not met, ...)."""
+
+
+class RenderError(AdgenError):
+    """A renderer cannot load its model or cannot produce a usable image."""
+
+
+class FFmpegError(AdgenError):
+    """ffmpeg is missing or failed; the message carries ffmpeg's last lines."""
+
+
+class ResultsError(AdgenError):
+    """An experiment results file is invalid."""

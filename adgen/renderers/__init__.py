@@ -1,0 +1,32 @@
+"""Renderers by name. Each is a callable class (see :mod:`adgen.renderers.base`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adgen.errors import CampaignError
+from adgen.renderers.base import Rendered, Renderer
+
+RENDERERS = ("offline", "diffusers")
+
+RUNTIME_OPTIONS = frozenset(
+    {"batch_size", "compile", "cpu_offload", "vae_slicing", "vae_tiling", "attention",
+     "channels_last", "retry_blank"}
+)
+"""Renderer options that change speed or memory, not the picture: left out of job keys."""
+
+
+def create_renderer(name: str, model: str | None = None, **options: Any) -> Renderer:
+    """Build a renderer by name; it loads its model here, once."""
+    if name == "offline":
+        from adgen.renderers.offline import OfflineRenderer
+
+        return OfflineRenderer(model, **options)
+    if name == "diffusers":
+        from adgen.renderers.diffusers_renderer import DiffusersRenderer
+
+        return DiffusersRenderer(model, **options)
+    raise CampaignError(f"unknown renderer {name!r}: use one of {', '.join(RENDERERS)}")
+
+
+__all__ = ["RENDERERS", "RUNTIME_OPTIONS", "Rendered", "Renderer", "create_renderer"]

@@ -1,0 +1,48 @@
+"""The renderer protocol: a callable class that loads once and maps a batch of jobs to images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from adgen.jobs import RenderJob
+
+Box = tuple[int, int, int, int]
+"""A pixel box ``(left, top, right, bottom)``."""
+
+
+@dataclass
+class Rendered:
+    """What a renderer returns for one job.
+
+    ``image`` is an RGB picture of the job's size, or ``None`` with ``error`` saying why this job
+    failed (a NaN or all-black output, say); one job's failure never fails the batch.
+    ``subject_box`` is where the subject (e.g. a placed product) lies, when the renderer knows;
+    crops keep it in frame. ``composite`` is True when real pixels (a product photo) were
+    composed into the generated scene (provenance: compositeWithTrainedAlgorithmicMedia).
+    """
+
+    job_key: str
+    image: Image.Image | None
+    subject_box: Box | None = None
+    composite: bool = False
+    error: str | None = None
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """A renderer loads what it needs once in ``__init__`` and is then called on batches.
+
+    The same object runs in-process (local backend) and inside a Ray actor, so it must be
+    picklable before its first call and hold no state between calls that changes results:
+    each image depends only on its own job.
+    """
+
+    name: str
+
+    def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
+        """Render ``jobs`` (which share a ``batch_key``) and return one result per job, in order."""
+        ...

@@ -1,0 +1,369 @@
+"""The campaign spec: pydantic models of a campaign, and ``load_campaign(path)``.
+
+A campaign is validated once, at the boundary: unknown fields, bad values and missing files are
+reported together, one line each, naming the file and the field. Relative paths resolve against
+the YAML file's folder (against the working directory for specs built in Python).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adgen.errors import CampaignError
+from adgen.placements import Placement, resolve_placement
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+LogoPosition = Literal[
+    "top-left", "top-right", "bottom-left", "bottom-right", "top-center", "bottom-center"
+]
+ImageFormat = Literal["jpeg", "png", "webp"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Aggregate(_Model):
+    """A per-segment aggregate of an audience column, available to templates by its name."""
+
+    column: str
+    agg: Literal["mode", "mean", "median", "min", "max", "sum", "nunique"] = "mode"
+
+
+class AudienceSpec(_Model):
+    """Where the customers come from and how they split into segments.
+
+    ``segment_by: []`` makes every customer a segment of its own (per-customer mode)."""
+
+    path: Path | None = None
+    id_column: str = "customer_id"
+    segment_by: list[str] = Field(default_factory=list)
+    filter: str | None = None
+    aggregates: dict[str, Aggregate] = Field(default_factory=dict)
+    product_column: str | None = None
+    drop_missing_keys: bool = False
+    encoding: str = "utf-8"
+
+    @field_validator("aggregates", mode="before")
+    @classmethod
+    def _short_aggregates(cls, value: Any) -> Any:
+        # allow the short form ``avg_spend: spend:mean``
+        if isinstance(value, Mapping):
+            return {
+                name: dict(zip(("column", "agg"), spec.split(":", 1), strict=False))
+                if isinstance(spec, str)
+                else spec
+                for name, spec in value.items()
+            }
+        return value
+
+
+class BrandKit(_Model):
+    """Brand assets and style: logo (and a light variant for dark backgrounds), colours, font,
+    and named product images that creatives or an audience column can refer to."""
+
+    name: str = ""
+    logo: Path | None = None
+    logo_light: Path | None = None
+    logo_position: LogoPosition = "top-right"
+    logo_size: float = Field(0.18, gt=0.0, le=0.5)
+    logo_margin: float = Field(0.04, ge=0.0, le=0.2)
+    colors: list[str] = Field(default_factory=lambda: ["#1F2937", "#F59E0B", "#FFFFFF"])
+    font: Path | None = None
+    products: dict[str, Path] = Field(default_factory=dict)
+
+    @field_validator("colors")
+    @classmethod
+    def _hex_colors(cls, value: list[str]) -> list[str]:
+        bad = [c for c in value if not _HEX.match(c)]
+        if bad:
+            raise ValueError(f"colours must be '#RRGGBB' hex strings, got {bad}")
+        if not value:
+            raise ValueError("give at least one brand colour, e.g. ['#0B3D91']")
+        return value
+
+
+class Creative(_Model):
+    """One creative idea: prompt templates (inline or a file in the template folders) and
+    caption templates (``headline``, ``cta`` and any other name)."""
+
+    id: str
+    prompt: str | None = None
+    prompt_file: str | None = None
+    negative_prompt: str = ""
+    captions: dict[str, str] = Field(default_factory=dict)
+    product: str | None = None
+    kind: Literal["image"] = "image"
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(
+                f"creative id {value!r} must be 1-40 lower-case letters, digits, '-' or '_' "
+                "(it is used in file names)"
+            )
+        return value
+
+    @field_validator("captions")
+    @classmethod
+    def _caption_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not _SLUG.match(name)]
+        if bad:
+            raise ValueError(f"caption names must be lower-case identifiers, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> Creative:
+        if (self.prompt is None) == (self.prompt_file is None):
+            raise ValueError("give exactly one of 'prompt' (inline template) or 'prompt_file'")
+        return self
+
+
+class RendererSpec(_Model):
+    """Which renderer makes the pictures, and how."""
+
+    name: Literal["offline", "diffusers"] = "offline"
+    model: str | None = None
+    steps: int = Field(4, ge=1, le=200)
+    width: int = Field(1024, ge=64, le=4096)
+    height: int = Field(1024, ge=64, le=4096)
+    guidance: float = Field(0.0, ge=0.0, le=50.0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError(f"{value} is not a multiple of 8 (diffusion models need that)")
+        return value
+
+
+class PlacementSpec(_Model):
+    """A placement reference with its encoding: ``feed_square``, ``300x250`` or ``WxH``."""
+
+    placement: str
+    format: ImageFormat = "jpeg"
+    max_bytes: int | None = Field(None, gt=1000)
+
+    @field_validator("placement")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        try:
+            resolve_placement(value)
+        except CampaignError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def resolve(self) -> Placement:
+        """The placement, with this spec's byte budget (else the preset's)."""
+        placement = resolve_placement(self.placement)
+        if self.max_bytes is None:
+            return placement
+        return Placement(
+            placement.name, placement.width, placement.height, placement.safe, self.max_bytes
+        )
+
+
+class ExperimentSpec(_Model):
+    """The A/B test: hashing seed, split weights over each segment's variants, holdout share."""
+
+    name: str = "default"
+    seed: str = "adgen"
+    weights: list[float] | None = None
+    holdout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class CampaignSpec(_Model):
+    """A whole campaign. Build it from YAML with :func:`load_campaign`."""
+
+    name: str
+    audience: AudienceSpec = Field(default_factory=AudienceSpec)
+    brand: BrandKit = Field(default_factory=BrandKit)
+    creatives: list[Creative]
+    variants: int = Field(2, ge=1, le=100)
+    renderer: RendererSpec = Field(default_factory=RendererSpec)
+    placements: list[PlacementSpec] = Field(
+        default_factory=lambda: [PlacementSpec(placement="feed_square")]
+    )
+    output: Path | None = None
+    template_dirs: list[Path] = Field(default_factory=lambda: [Path("templates")])
+    experiment: ExperimentSpec = Field(default_factory=ExperimentSpec)
+    source: Path | None = Field(None, description="the YAML file this spec was loaded from")
+
+    @field_validator("name")
+    @classmethod
+    def _name_slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(
+                f"campaign name {value!r} must be 1-40 lower-case letters, digits, '-' or '_'"
+            )
+        return value
+
+    @field_validator("placements", mode="before")
+    @classmethod
+    def _short_placements(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"placement": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> CampaignSpec:
+        for what, ids in (
+            ("creative id", [c.id for c in self.creatives]),
+            ("placement", [p.resolve().name for p in self.placements]),
+        ):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {what} {dupes}: each must be unique")
+        if not self.creatives:
+            raise ValueError("a campaign needs at least one creative")
+        for creative in self.creatives:
+            if creative.product and creative.product not in self.brand.products:
+                raise ValueError(
+                    f"creative {creative.id!r} names product {creative.product!r}, which is not "
+                    f"in brand.products ({sorted(self.brand.products) or 'none defined'})"
+                )
+        return self
+
+    @property
+    def arms(self) -> int:
+        """Variants per segment: creatives × variants."""
+        return len(self.creatives) * self.variants
+
+    @property
+    def output_dir(self) -> Path:
+        return self.output if self.output is not None else Path("out") / self.name
+
+    def resolve_paths(self, base: Path) -> CampaignSpec:
+        """A copy whose relative paths are made absolute against ``base``."""
+
+        def absolute(path: Path | None) -> Path | None:
+            return None if path is None else Path(os.path.normpath(base / path))
+
+        audience = self.audience.model_copy(update={"path": absolute(self.audience.path)})
+        brand = self.brand.model_copy(
+            update={
+                "logo": absolute(self.brand.logo),
+                "logo_light": absolute(self.brand.logo_light),
+                "font": absolute(self.brand.font),
+                "products": {k: absolute(v) for k, v in self.brand.products.items()},
+            }
+        )
+        return self.model_copy(
+            update={
+                "audience": audience,
+                "brand": brand,
+                "output": absolute(self.output_dir),
+                "template_dirs": [absolute(d) for d in self.template_dirs],
+            }
+        )
+
+
+def _format_validation_error(error: ValidationError, where: str) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling; see the README's campaign format)"
+        lines.append(f"{where}: {loc}: {message}")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``dotted.path=VALUE`` into its path and the VALUE parsed as a YAML scalar/list."""
+    if "=" not in text:
+        raise CampaignError(f"--set {text!r}: expected dotted.path=VALUE, e.g. variants=3")
+    path, raw = text.split("=", 1)
+    keys = [k for k in path.strip().split(".") if k]
+    if not keys:
+        raise CampaignError(f"--set {text!r}: the field path before '=' is empty")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise CampaignError(f"--set {text!r}: VALUE is not valid YAML ({exc})") from None
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``--set dotted.path=VALUE`` overrides to raw campaign data (lists take indices)."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node: Any = data
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise CampaignError(
+                        f"--set {text!r}: {'.'.join(keys[:depth]) or 'list'} has "
+                        f"{len(node)} items; {key!r} is not an index of it"
+                    )
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+            elif isinstance(node, dict):
+                if last:
+                    node[key] = value
+                else:
+                    node = node.setdefault(key, {})
+            else:
+                raise CampaignError(
+                    f"--set {text!r}: {'.'.join(keys[:depth])} is a value, not a section"
+                )
+    return data
+
+
+def campaign_from_dict(
+    data: Mapping[str, Any], *, base_dir: Path | None = None, where: str = "campaign",
+    overrides: Iterable[str] = (),
+) -> CampaignSpec:
+    """Validate raw campaign data (as read from YAML) into a spec with absolute paths."""
+    raw = apply_overrides(_deep_copy(dict(data)), overrides)
+    try:
+        spec = CampaignSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise CampaignError(_format_validation_error(exc, where)) from None
+    return spec.resolve_paths((base_dir or Path.cwd()).resolve())
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def load_campaign(path: str | Path, *, overrides: Iterable[str] = ()) -> CampaignSpec:
+    """Read and validate a campaign YAML file; ``overrides`` are ``dotted.path=VALUE`` strings.
+
+    Raises :class:`CampaignError` naming the file and every invalid field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CampaignError(f"{path}: campaign file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CampaignError(f"{path}: cannot read the campaign file ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise CampaignError(f"{path}:{line}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise CampaignError(f"{path}: a campaign file must be a YAML mapping (name:, creatives:, …)")
+    spec = campaign_from_dict(data, base_dir=path.parent, where=str(path), overrides=overrides)
+    return spec.model_copy(update={"source": path.resolve()})

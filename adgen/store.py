@@ -1,0 +1,126 @@
+"""The output folder: atomic writes, the content-addressed render cache and safe CSV export.
+
+Layout under a campaign's output folder::
+
+    assets/<variant_id>/<placement>-<hash8>.<ext>   one file per placement (ids and hashes only)
+    manifest.parquet, manifest.csv                  one row per asset
+    assignments.csv                                 customer -> variant, for the CRM
+    run.json                                        summary of the last run
+    .cache/renders/<k2>/<job_key>.png (+ .json)     rendered pictures by job key
+
+Every file is written to a temporary name in the same folder and renamed into place, so a killed
+run never leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+from PIL import Image
+
+from adgen.renderers.base import Box
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+    with _atomic(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with _atomic(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, mode: str, **kwargs: Any) -> Iterator[IO[Any]]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def safe_csv(frame: pd.DataFrame) -> str:
+    """CSV text that is safe to open in a spreadsheet: text cells starting with ``=``, ``+``,
+    ``-``, ``@``, tab or CR get a leading apostrophe so they are not run as formulas."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(
+            safe[column]
+        ):
+            text = safe[column].astype("string")
+            risky = text.str.contains(_FORMULA_START, regex=True).fillna(False).astype(bool)
+            safe[column] = text.mask(risky, "'" + text)
+    return safe.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+
+
+@dataclass(frozen=True)
+class CachedRender:
+    image_path: Path
+    subject_box: Box | None
+    composite: bool
+
+    def load(self) -> Image.Image:
+        with Image.open(self.image_path) as image:
+            return image.convert("RGB")
+
+
+class RenderCache:
+    """Rendered pictures by job key (lossless PNG plus a small JSON of what the renderer knew)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.root / "renders" / key[:2]
+        return folder / f"{key}.png", folder / f"{key}.json"
+
+    def has(self, key: str) -> bool:
+        image, meta = self._paths(key)
+        return meta.exists() and image.exists()
+
+    def get(self, key: str) -> CachedRender | None:
+        image, meta = self._paths(key)
+        if not (image.exists() and meta.exists()):
+            return None
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        box = info.get("subject_box")
+        return CachedRender(image, tuple(box) if box else None, bool(info.get("composite")))
+
+    def put(self, key: str, image: Image.Image, *, subject_box: Box | None,
+            composite: bool) -> CachedRender:
+        """Store a render: the picture first, the JSON last (its presence marks completion)."""
+        image_path, meta_path = self._paths(key)
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+        atomic_write_bytes(image_path, buffer.getvalue())
+        info = {"subject_box": list(subject_box) if subject_box else None, "composite": composite}
+        atomic_write_text(meta_path, json.dumps(info))
+        return CachedRender(image_path, subject_box, composite)

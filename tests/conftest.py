@@ -1,0 +1,82 @@
+"""Shared fixtures: small campaigns written into a temp folder, the repo's example campaigns."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+AUDIENCE_CSV = """customer_id,first_name,region,tier,spend
+c1,Ana,north,gold,10
+c2,Ben,north,gold,30
+c3,Chloé,south,silver,5
+c4,Dmitri,south,gold,7
+c5,Emeka,north,silver,1
+c6,Fatima,east,gold,100
+"""
+
+
+def draw_logo(path: Path, *, color: tuple[int, int, int] = (20, 40, 160)) -> Path:
+    """A simple logo with alpha: an opaque coloured rounded bar on transparency."""
+    image = Image.new("RGBA", (240, 80), (0, 0, 0, 0))
+    ImageDraw.Draw(image).rounded_rectangle((4, 4, 236, 76), radius=16, fill=(*color, 255))
+    image.save(path)
+    return path
+
+
+def draw_product(path: Path) -> Path:
+    image = Image.new("RGBA", (200, 260), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((40, 20, 160, 250), radius=30, fill=(200, 40, 40, 255))
+    draw.rectangle((80, 0, 120, 30), fill=(30, 30, 30, 255))
+    image.save(path)
+    return path
+
+
+def base_campaign(root: Path) -> dict[str, Any]:
+    """Raw data of a small, valid campaign whose files live under ``root``."""
+    (root / "audience.csv").write_text(AUDIENCE_CSV, encoding="utf-8")
+    draw_logo(root / "logo.png")
+    draw_product(root / "bottle.png")
+    return {
+        "name": "test-campaign",
+        "audience": {"path": "audience.csv", "segment_by": ["region", "tier"],
+                     "aggregates": {"avg_spend": "spend:mean"}},
+        "brand": {"name": "Acme", "logo": "logo.png", "colors": ["#0B3D91", "#F2A900", "#FFFFFF"],
+                  "products": {"bottle": "bottle.png"}},
+        "creatives": [
+            {"id": "hero", "prompt": "a bottle in the {{ region }}, {{ tier }} style",
+             "product": "bottle",
+             "captions": {"headline": "Hello {{ region | title }}", "cta": "Shop now"}},
+        ],
+        "variants": 2,
+        "renderer": {"name": "offline", "width": 256, "height": 256},
+        "placements": ["feed_square", "story", "300x250"],
+        "output": "out",
+        "experiment": {"seed": "exp-1"},
+    }
+
+
+def write_campaign(root: Path, data: dict[str, Any], name: str = "campaign.yaml") -> Path:
+    path = root / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def campaign_data(tmp_path: Path) -> dict[str, Any]:
+    return base_campaign(tmp_path)
+
+
+@pytest.fixture
+def campaign_file(tmp_path: Path, campaign_data: dict[str, Any]) -> Path:
+    return write_campaign(tmp_path, campaign_data)
