@@ -22,6 +22,7 @@ demo: $(STAMP)
 	@echo "open out/northwind-spring/ (assets/, manifest.csv, assignments.csv)"
 
 test: $(STAMP)
+	bash tests/gbstats_env.sh
 	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 

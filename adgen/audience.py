@@ -81,7 +81,7 @@ def _read_file(path: Path, spec: AudienceSpec) -> Audience:
             engine="c",
         )
     except UnicodeDecodeError as exc:
-        line = _line_of_byte(path, exc.start)
+        line = _first_undecodable_line(path, spec.encoding)
         raise AudienceError(
             f"{path}: line {line}: not valid {spec.encoding} text ({exc.reason}); save the file as "
             f"UTF-8 or set audience.encoding (e.g. latin-1)"
@@ -96,9 +96,14 @@ def _read_file(path: Path, spec: AudienceSpec) -> Audience:
     return Audience(frame, str(path), 2)
 
 
-def _line_of_byte(path: Path, offset: int) -> int:
+def _first_undecodable_line(path: Path, encoding: str) -> int:
     with path.open("rb") as handle:
-        return handle.read(offset).count(b"\n") + 1
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def _validate(audience: Audience, spec: AudienceSpec) -> Audience:

@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from adgen import experiment
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import AdgenError, CampaignError
-from adgen.jobs import stable_hash
+from adgen.jobs import RenderJob, stable_hash
 from adgen.planning import CACHE_DIR, Plan, file_sha256, make_plan
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, check_captions_drawable, compose, load_brand_image
@@ -78,19 +80,25 @@ class RunResult:
 
 def with_options(
     campaign: CampaignSpec, *, out: str | Path | None = None, renderer: str | None = None,
-    model: str | None = None,
+    model: str | None = None, backend: str | None = None, ray_address: str | None = None,
+    gpus: int | None = None,
 ) -> CampaignSpec:
-    """A copy of the campaign with the output folder, renderer name or model replaced."""
+    """A copy of the campaign with the output folder, renderer, model or backend replaced."""
     update: dict[str, Any] = {}
     if out is not None:
         update["output"] = Path(out).resolve()
-    if renderer is not None or model is not None:
-        data = campaign.renderer.model_dump()
-        data |= {k: v for k, v in {"name": renderer, "model": model}.items() if v is not None}
-        try:
-            update["renderer"] = type(campaign.renderer).model_validate(data)
-        except ValueError as exc:
-            raise CampaignError(f"renderer override: {exc}") from None
+    sections = {
+        "renderer": {"name": renderer, "model": model},
+        "backend": {"name": backend, "address": ray_address, "gpus": gpus},
+    }
+    for section, values in sections.items():
+        changes = {k: v for k, v in values.items() if v is not None}
+        if changes:
+            current = getattr(campaign, section)
+            try:
+                update[section] = type(current).model_validate(current.model_dump() | changes)
+            except ValueError as exc:
+                raise CampaignError(f"{section} override: {exc}") from None
     return campaign.model_copy(update=update) if update else campaign
 
 
@@ -101,46 +109,74 @@ def run(
     out: str | Path | None = None,
     renderer: str | None = None,
     model: str | None = None,
+    backend: str | None = None,
     make_renderer: Callable[[], Renderer] | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Run a campaign end to end and return what it wrote. Safe to rerun: cached renders and
-    assets are reused, so an interrupted run continues where it stopped."""
-    campaign = with_options(campaign, out=out, renderer=renderer, model=model)
+    assets are reused, so an interrupted run continues where it stopped.
+
+    ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
+    campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend)
     out_dir = campaign.output_dir
     # 1. plan, 2. check
     plan = validate(campaign, audience=audience)
     style = _brand_style(campaign)
-    # 3. render
     cache = RenderCache(out_dir / CACHE_DIR)
+    # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as its
+    #    render is in the cache
+    post = _PostProcessor(plan, cache, style, progress)
     failed: dict[str, str] = {}
     todo = plan.to_render
-    done = 0
+    rendered = 0
 
     def on_rendered(result: Rendered) -> None:
-        nonlocal done
-        done += 1
+        nonlocal rendered
+        rendered += 1
         if result.error is not None or result.image is None:
             failed[result.job_key] = result.error or "renderer returned no image"
+        else:
+            post.submit(result.job_key)
         if progress:
-            progress("render", done, len(todo))
+            progress("render", rendered, len(todo))
 
     spec = campaign.renderer
-    factory = make_renderer or (lambda: create_renderer(spec.name, spec.model, **spec.options))
-    render_local(factory, todo, cache, batch_size=int(spec.options.get("batch_size", 4)),
-                 on_rendered=on_rendered)
-    # 4. post-process
-    rows, written, reused = _post_process(plan, cache, style, failed, progress)
+    factory = make_renderer or functools.partial(
+        create_renderer, spec.name, spec.model, **spec.options)
+    with post:
+        for key in plan.cached:
+            post.submit(key)
+        render_jobs(campaign, factory, todo, cache, on_rendered)
+        rows = post.results()
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     # 5. write
-    assignments = assign_customers(plan, exclude=set(
-        plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"]))
+    failed_variants = set(plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"])
+    assignments = assign_customers(plan, exclude=failed_variants)
     _write_outputs(out_dir, manifest, assignments)
-    result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed), written,
-                       reused, failed)
+    result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
+                       post.written, len(rows) - post.written, failed)
     atomic_write_text(out_dir / "run.json", json.dumps(
         {**result.summary(), "failed": failed, "finished_at": _now()}, indent=2))
     return result
+
+
+def render_jobs(
+    campaign: CampaignSpec, make_renderer: Callable[[], Renderer], jobs: list[RenderJob],
+    cache: RenderCache, on_rendered: Callable[[Rendered], None],
+) -> None:
+    """Render ``jobs`` into the cache on the campaign's backend."""
+    batch_size = int(campaign.renderer.options.get("batch_size", 4))
+    backend = campaign.backend
+    if backend.name == "ray":
+        from adgen.backends.ray import PoolOptions, render_ray
+
+        options = PoolOptions(address=backend.address, gpus=backend.gpus,
+                              gpus_per_worker=backend.gpus_per_worker,
+                              cpu_workers=backend.cpu_workers)
+        render_ray(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered,
+                   options=options)
+    else:
+        render_local(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered)
 
 
 def validate(campaign: CampaignSpec, *, audience: AudienceSource | None = None) -> Plan:
@@ -179,32 +215,68 @@ def _brand_style(campaign: CampaignSpec) -> _BrandStyle:
     return _BrandStyle(logo, tuple(brand.colors), brand.font, key)
 
 
-def _post_process(
-    plan: Plan, cache: RenderCache, style: _BrandStyle, failed: dict[str, str],
-    progress: Progress | None,
-) -> tuple[list[dict[str, Any]], int, int]:
-    campaign = plan.campaign
-    out_dir = campaign.output_dir
-    variants = plan.variants[~plan.variants["job_key"].isin(failed)]
-    tasks = [(row, spec) for row in variants.to_dict("records") for spec in campaign.placements]
+class _PostProcessor:
+    """Makes every placement of a variant once its render is cached, on a thread pool (Pillow
+    releases the GIL), and collects manifest rows in plan order."""
 
-    def one(task: tuple[dict[str, Any], PlacementSpec]) -> tuple[dict[str, Any], bool]:
-        row, spec = task
+    def __init__(self, plan: Plan, cache: RenderCache, style: _BrandStyle,
+                 progress: Progress | None) -> None:
+        self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
+        self.by_job = {key: group.to_dict("records")
+                       for key, group in plan.variants.groupby("job_key", sort=False)}
+        self.total = len(plan.variants) * len(plan.campaign.placements)
+        self.futures: dict[tuple[str, int], Future[tuple[dict[str, Any], bool]]] = {}
+        self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+        self.done = 0
+        self.written = 0
+        self.lock = threading.Lock()
+        self.checks = _previous_checks(plan.campaign.output_dir)
+
+    def __enter__(self) -> _PostProcessor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, job_key: str) -> None:
+        for row in self.by_job.get(job_key, []):
+            for index, spec in enumerate(self.plan.campaign.placements):
+                future = self.pool.submit(self._one, row, spec)
+                future.add_done_callback(self._tick)
+                self.futures[(row["variant_id"], index)] = future
+
+    def _tick(self, future: Future[tuple[dict[str, Any], bool]]) -> None:
+        with self.lock:
+            self.done += 1
+            if not future.cancelled() and not future.exception() and not future.result()[1]:
+                self.written += 1
+            if self.progress:
+                self.progress("post", self.done, self.total)
+
+    def results(self) -> list[dict[str, Any]]:
+        """Manifest rows in plan order (variants × placements); raises the first error."""
+        order = {vid: i for i, vid in enumerate(self.plan.variants["variant_id"])}
+        keys = sorted(self.futures, key=lambda k: (order[k[0]], k[1]))
+        return [self.futures[key].result()[0] for key in keys]
+
+    def _one(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
+        campaign, style = self.plan.campaign, self.style
         placement = spec.resolve()
         asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
                                 placement.name, placement.size, placement.safe.box(1000, 1000),
                                 spec.format, placement.max_bytes)
         rel = Path("assets") / row["variant_id"] / (
             f"{placement.name}-{asset_key[:8]}.{EXTENSIONS[spec.format]}")
-        path = out_dir / rel
+        path = campaign.output_dir / rel
         checks: dict[str, Any] = {}
         reused = path.exists()
         if reused:
             data = path.read_bytes()
+            checks = self.checks.get(asset_key, {})
         else:
-            cached = cache.get(row["job_key"])
+            cached = self.cache.get(row["job_key"])
             if cached is None:
-                raise AdgenError(f"render {row['job_key']} missing from the cache; rerun")
+                raise AdgenError(f"render {row['job_key']} missing from the cache; run again")
             composed = compose(
                 cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
                 captions=[Caption(r, t) for r, t in json.loads(row["captions"]).items()],
@@ -212,8 +284,10 @@ def _post_process(
             )
             data = encode_image(composed.image, spec.format, max_bytes=placement.max_bytes)
             atomic_write_bytes(path, data)
-            checks = composed.checks
-        return {
+            checks = {**composed.checks, "logo_box": composed.logo_box,
+                      "caption_boxes": composed.caption_boxes}
+            self.checks[asset_key] = checks
+        manifest_row = {
             **{k: row[k] for k in ("variant_id", "segment_id", "segment", "creative_id",
                                    "variant_index", "seed", "prompt", "negative_prompt",
                                    "headline", "cta", "captions", "job_key")},
@@ -223,18 +297,21 @@ def _post_process(
             "path": rel.as_posix(), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": _mtime(path), "asset_key": asset_key,
             "checks": json.dumps(checks, default=str, sort_keys=True),
-        }, reused
+        }
+        return manifest_row, reused
 
-    rows: list[dict[str, Any]] = []
-    reused = 0
-    workers = min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for row, was_reused in pool.map(one, tasks):
-            rows.append(row)
-            reused += was_reused
-            if progress:
-                progress("post", len(rows), len(tasks))
-    return rows, len(rows) - reused, reused
+
+def _previous_checks(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """The checks of assets an earlier run wrote, by asset key (reused assets keep theirs)."""
+    path = out_dir / "manifest.parquet"
+    if not path.exists():
+        return {}
+    try:
+        old = pd.read_parquet(path, columns=["asset_key", "checks"])
+    except Exception:  # an unreadable old manifest only costs the reused assets their checks
+        return {}
+    return {key: json.loads(value) for key, value in zip(old["asset_key"], old["checks"],
+                                                         strict=True)}
 
 
 def assign_customers(plan: Plan, *, exclude: set[str] | None = None) -> pd.DataFrame:

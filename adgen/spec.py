@@ -174,6 +174,16 @@ class PlacementSpec(_Model):
         )
 
 
+class BackendSpec(_Model):
+    """Where renders run: ``local`` (in-process, the default) or ``ray`` (a GPU pool)."""
+
+    name: Literal["local", "ray"] = "local"
+    address: str | None = None
+    gpus: int | None = Field(None, ge=1)
+    gpus_per_worker: float = Field(1.0, gt=0.0, le=8.0)
+    cpu_workers: int | None = Field(None, ge=1)
+
+
 class ExperimentSpec(_Model):
     """The A/B test: hashing seed, split weights over each segment's variants, holdout share."""
 
@@ -192,6 +202,7 @@ class CampaignSpec(_Model):
     creatives: list[Creative]
     variants: int = Field(2, ge=1, le=100)
     renderer: RendererSpec = Field(default_factory=RendererSpec)
+    backend: BackendSpec = Field(default_factory=BackendSpec)
     placements: list[PlacementSpec] = Field(
         default_factory=lambda: [PlacementSpec(placement="feed_square")]
     )

@@ -21,6 +21,7 @@ def create_renderer(name: str, model: str | None = None, **options: Any) -> Rend
     if name == "offline":
         from adgen.renderers.offline import OfflineRenderer
 
+        options.pop("batch_size", None)  # batching is the backend's; each job is drawn alone
         return OfflineRenderer(model, **options)
     if name == "diffusers":
         from adgen.renderers.diffusers_renderer import DiffusersRenderer

@@ -1,0 +1,238 @@
+"""The Ray backend: a pool of render actors, one per GPU (or fractional GPU, or CPU worker).
+
+This is the only module that imports :mod:`ray`. Each actor builds its renderer once (the model
+loads once per GPU), renders batches, encodes each picture to PNG and returns small records, so
+pictures never pile up in the object store; the driver writes them to the render cache as they
+stream back. At most ``in_flight`` batches wait per actor.
+
+Faults: when an actor dies (crashed process, CUDA error, lost node) its unfinished batches go back
+to the queue and a replacement actor is started; a batch that kills ``max_attempts`` actors is
+reported as failed. A job that fails on its own (NaN image) comes back as a failed record and is
+reported, not retried. Ctrl-C kills the pool; finished renders are already in the cache.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from adgen.backends.local import OnRendered, RendererFactory, batches, store_result
+from adgen.errors import AdgenError, CampaignError
+from adgen.jobs import RenderJob
+from adgen.renderers.base import Rendered
+from adgen.store import RenderCache
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """How to build the pool. ``gpus`` caps the GPUs used (default: all in the cluster);
+    ``gpus_per_worker`` < 1 packs several actors on one GPU; with no GPU in the cluster,
+    ``cpu_workers`` CPU actors are used (default: one per two CPUs, at least one)."""
+
+    address: str | None = None
+    gpus: int | None = None
+    gpus_per_worker: float = 1.0
+    cpu_workers: int | None = None
+    in_flight: int = 2
+    max_attempts: int = 3
+
+
+@dataclass
+class WorkerStats:
+    """What one actor did: its GPU ids, node, batches and images rendered."""
+
+    gpu_ids: list[str]
+    node: str
+    batches: int = 0
+    images: int = 0
+
+
+@dataclass
+class PoolReport:
+    workers: dict[str, WorkerStats] = field(default_factory=dict)
+    replaced: int = 0
+    seconds: float = 0.0
+
+
+def connect(address: str | None = None) -> None:
+    """Connect to the Ray cluster at ``address`` (or ``RAY_ADDRESS``), else start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    except ConnectionError as exc:
+        raise CampaignError(
+            f"cannot connect to the Ray cluster at {address!r}: {exc}; start one with "
+            "`ray start --head` or leave --ray-address out to start a local one"
+        ) from None
+
+
+class _RenderWorker:
+    """Runs inside an actor: builds the renderer once, renders batches into PNG records."""
+
+    def __init__(self, make_renderer: RendererFactory) -> None:
+        import ray
+
+        self.init_error: AdgenError | None = None
+        try:
+            self.renderer = make_renderer()
+        except AdgenError as exc:  # a user mistake (bad model path): report it, do not retry
+            self.init_error = exc
+        context = ray.get_runtime_context()
+        self.identity = (
+            [str(g) for g in ray.get_gpu_ids()],
+            context.get_node_id(),
+            context.get_actor_id() or "",
+        )
+
+    def who(self) -> tuple[list[str], str, str]:
+        return self.identity
+
+    def render(self, jobs: Sequence[RenderJob]) -> list[dict[str, Any]]:
+        if self.init_error is not None:
+            raise self.init_error
+        records = []
+        for result in self.renderer(jobs):
+            png = None
+            if result.image is not None and result.error is None:
+                buffer = io.BytesIO()
+                result.image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+                png = buffer.getvalue()
+            records.append({"job_key": result.job_key, "png": png, "error": result.error,
+                            "subject_box": result.subject_box, "composite": result.composite})
+        return records
+
+
+def _decode(record: dict[str, Any]) -> Rendered:
+    image = None
+    if record["png"] is not None:
+        with Image.open(io.BytesIO(record["png"])) as decoded:
+            image = decoded.convert("RGB")
+    box = record["subject_box"]
+    return Rendered(record["job_key"], image, tuple(box) if box else None,
+                    record["composite"], record["error"])
+
+
+def render_ray(
+    make_renderer: RendererFactory,
+    jobs: Sequence[RenderJob],
+    cache: RenderCache,
+    *,
+    batch_size: int = 4,
+    on_rendered: OnRendered | None = None,
+    options: PoolOptions = PoolOptions(),
+    on_worker: Callable[[str, WorkerStats], None] | None = None,
+) -> PoolReport:
+    """Render ``jobs`` on a Ray actor pool; results stream into the cache as they finish."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
+    report = PoolReport()
+    if not jobs:
+        return report
+    connect(options.address)
+    start = time.perf_counter()
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if options.gpus is not None:
+        gpus = min(gpus, options.gpus)
+    if gpus > 0:
+        per = options.gpus_per_worker
+        size = max(1, int(gpus / per))
+        actor_options: dict[str, Any] = {"num_gpus": per, "num_cpus": 0}
+    else:
+        size = options.cpu_workers or max(1, int(resources.get("CPU", 1)) // 2)
+        actor_options = {"num_cpus": 1}
+    queue = deque((batch, 0) for batch in batches(jobs, batch_size))
+    size = min(size, len(queue))
+    worker_cls = ray.remote(max_restarts=0, max_task_retries=0)(_RenderWorker)
+
+    def new_actor() -> Any:
+        return worker_cls.options(**actor_options).remote(make_renderer)
+
+    actors = [new_actor() for _ in range(size)]
+    pending: dict[Any, tuple[Any, list[RenderJob], int]] = {}
+    load = {id(a): 0 for a in actors}
+
+    def fill(actor: Any) -> None:
+        while queue and load[id(actor)] < options.in_flight:
+            batch, attempts = queue.popleft()
+            pending[actor.render.remote(batch)] = (actor, batch, attempts)
+            load[id(actor)] += 1
+
+    def stats_of(actor: Any) -> WorkerStats:
+        key = actor._actor_id.hex()[:8]
+        if key not in report.workers:
+            gpu_ids, node, _ = ray.get(actor.who.remote())
+            report.workers[key] = WorkerStats(gpu_ids, node[:8])
+        return report.workers[key]
+
+    try:
+        for actor in actors:
+            fill(actor)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            actor, batch, attempts = pending.pop(ref)
+            load[id(actor)] -= 1
+            try:
+                records = ray.get(ref)
+            except (RayActorError, RayTaskError) as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, AdgenError):
+                    raise cause from None
+                _requeue(queue, batch, attempts, options, on_rendered, exc)
+                for other in [r for r, v in pending.items() if v[0] is actor]:
+                    _, other_batch, other_attempts = pending.pop(other)
+                    queue.appendleft((other_batch, other_attempts))
+                ray.kill(actor, no_restart=True)
+                actors.remove(actor)
+                replacement = new_actor()
+                actors.append(replacement)
+                load[id(replacement)] = 0
+                report.replaced += 1
+                fill(replacement)
+                continue
+            stats = stats_of(actor)
+            stats.batches += 1
+            stats.images += len(records)
+            for record in records:
+                result = _decode(record)
+                store_result(cache, result)
+                if on_rendered is not None:
+                    on_rendered(result)
+            if on_worker is not None:
+                on_worker(actor._actor_id.hex()[:8], stats)
+            fill(actor)
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        report.seconds = time.perf_counter() - start
+    return report
+
+
+def _requeue(
+    queue: deque[tuple[list[RenderJob], int]], batch: list[RenderJob], attempts: int,
+    options: PoolOptions,
+    on_rendered: OnRendered | None, exc: Exception,
+) -> None:
+    """Put a batch whose actor died back in the queue, or fail its jobs after max_attempts."""
+    if attempts + 1 < options.max_attempts:
+        queue.appendleft((batch, attempts + 1))
+        return
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    for job in batch:
+        if on_rendered is not None:
+            on_rendered(Rendered(job.key, None, error=f"render worker failed "
+                                 f"{options.max_attempts} times: {reason}"))
