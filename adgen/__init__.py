@@ -23,7 +23,7 @@ from adgen.errors import (
     TemplateError,
 )
 from adgen.jobs import RenderJob
-from adgen.pipeline import RunResult, assign_customers, run, validate
+from adgen.pipeline import RunResult, assign, run, validate
 from adgen.placements import PRESETS, Placement, resolve_placement
 from adgen.planning import Plan
 from adgen.planning import make_plan as plan
@@ -48,7 +48,7 @@ __all__ = [
     "RunResult",
     "TemplateError",
     "__version__",
-    "assign_customers",
+    "assign",
     "campaign_from_dict",
     "load_campaign",
     "plan",

@@ -13,10 +13,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 import adgen
+from adgen.store import atomic_write_text, safe_csv
 
 app = typer.Typer(
     name="adgen",
@@ -85,6 +93,17 @@ def run(
     model: Annotated[
         str | None, typer.Option("--model", help="Model id or local folder for the renderer.")
     ] = None,
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="Where renders run: local or ray.")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, or a "
+                     "new local cluster)."),
+    ] = None,
+    gpus: Annotated[
+        int | None, typer.Option("--gpus", help="Use at most N GPUs of the Ray cluster.")
+    ] = None,
     set_: SetOpt = None,
 ) -> None:
     """Render a campaign into placement-ready assets, a manifest and assignments."""
@@ -92,7 +111,7 @@ def run(
     columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
@@ -100,6 +119,7 @@ def run(
             bar.update(tasks[stage], completed=done, total=total)
 
         result = adgen.run(spec, audience=audience, out=out, renderer=renderer, model=model,
+                           backend=backend, ray_address=ray_address, gpus=gpus,
                            progress=progress)
     summary = result.summary()
     console.print(
@@ -112,6 +132,26 @@ def run(
         for key, why in result.failed.items():
             err_console.print(f"[red]failed[/red] job {key[:12]}: {why}")
         raise typer.Exit(1)
+
+
+@app.command()
+def assign(
+    campaign: CampaignArg,
+    audience: AudienceOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="CSV file to write (default: print it).")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write the deterministic customer → variant assignment (CSV, formula-safe)."""
+    frame = adgen.assign(_load(campaign, set_), audience=audience)
+    text = safe_csv(frame)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    atomic_write_text(out, text)
+    assigned = int((frame["variant_id"] != "").sum())
+    console.print(f"[green]wrote[/green] {out}: {len(frame)} customers, {assigned} assigned")
 
 
 def main() -> None:

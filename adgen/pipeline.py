@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from adgen import experiment
@@ -49,7 +50,7 @@ ASSIGNMENT_COLUMNS = ["customer_id", "segment_id", "variant_id"]
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 Progress = Callable[[str, int, int], None]
-"""``progress(stage, done, total)`` with stage ``render`` or ``post``."""
+"""``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
 
 
 @dataclass
@@ -87,7 +88,7 @@ def with_options(
     update: dict[str, Any] = {}
     if out is not None:
         update["output"] = Path(out).resolve()
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "renderer": {"name": renderer, "model": model},
         "backend": {"name": backend, "address": ray_address, "gpus": gpus},
     }
@@ -110,14 +111,18 @@ def run(
     renderer: str | None = None,
     model: str | None = None,
     backend: str | None = None,
+    ray_address: str | None = None,
+    gpus: int | None = None,
     make_renderer: Callable[[], Renderer] | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Run a campaign end to end and return what it wrote. Safe to rerun: cached renders and
     assets are reused, so an interrupted run continues where it stopped.
 
+    The keyword options override the campaign's output folder, renderer, model and backend.
     ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
-    campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend)
+    campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
+                            ray_address=ray_address, gpus=gpus)
     out_dir = campaign.output_dir
     # 1. plan, 2. check
     plan = validate(campaign, audience=audience)
@@ -133,8 +138,8 @@ def run(
     def on_rendered(result: Rendered) -> None:
         nonlocal rendered
         rendered += 1
-        if result.error is not None or result.image is None:
-            failed[result.job_key] = result.error or "renderer returned no image"
+        if result.error is not None:
+            failed[result.job_key] = result.error
         else:
             post.submit(result.job_key)
         if progress:
@@ -146,7 +151,7 @@ def run(
     with post:
         for key in plan.cached:
             post.submit(key)
-        render_jobs(campaign, factory, todo, cache, on_rendered)
+        render_jobs(campaign, factory, todo, cache, on_rendered, progress)
         rows = post.results()
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     # 5. write
@@ -163,18 +168,25 @@ def run(
 def render_jobs(
     campaign: CampaignSpec, make_renderer: Callable[[], Renderer], jobs: list[RenderJob],
     cache: RenderCache, on_rendered: Callable[[Rendered], None],
+    progress: Progress | None = None,
 ) -> None:
-    """Render ``jobs`` into the cache on the campaign's backend."""
+    """Render ``jobs`` into the cache on the campaign's backend (on Ray, ``progress`` also gets
+    one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``)."""
     batch_size = int(campaign.renderer.options.get("batch_size", 4))
     backend = campaign.backend
     if backend.name == "ray":
-        from adgen.backends.ray import PoolOptions, render_ray
+        from adgen.backends.ray import PoolOptions, WorkerStats, render_ray
 
         options = PoolOptions(address=backend.address, gpus=backend.gpus,
                               gpus_per_worker=backend.gpus_per_worker,
                               cpu_workers=backend.cpu_workers)
+        def on_worker(worker: str, stats: WorkerStats) -> None:
+            if progress:
+                label = f"gpu {','.join(stats.gpu_ids)}" if stats.gpu_ids else f"cpu {worker}"
+                progress(label, stats.images, len(jobs))
+
         render_ray(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered,
-                   options=options)
+                   options=options, on_worker=on_worker)
     else:
         render_local(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered)
 
@@ -222,8 +234,10 @@ class _PostProcessor:
     def __init__(self, plan: Plan, cache: RenderCache, style: _BrandStyle,
                  progress: Progress | None) -> None:
         self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
-        self.by_job = {key: group.to_dict("records")
-                       for key, group in plan.variants.groupby("job_key", sort=False)}
+        self.by_job: dict[str, list[dict[str, Any]]] = {}
+        for row in plan.variants.to_dict("records"):
+            record = {str(k): v for k, v in row.items()}
+            self.by_job.setdefault(record["job_key"], []).append(record)
         self.total = len(plan.variants) * len(plan.campaign.placements)
         self.futures: dict[tuple[str, int], Future[tuple[dict[str, Any], bool]]] = {}
         self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
@@ -314,6 +328,14 @@ def _previous_checks(out_dir: Path) -> dict[str, dict[str, Any]]:
                                                          strict=True)}
 
 
+def assign(
+    campaign: CampaignSpec, *, audience: AudienceSource | None = None
+) -> pd.DataFrame:
+    """The customer → variant assignment of a campaign (what ``adgen run`` writes to
+    ``assignments.csv``), without rendering anything."""
+    return assign_customers(make_plan(campaign, audience))
+
+
 def assign_customers(plan: Plan, *, exclude: set[str] | None = None) -> pd.DataFrame:
     """Each customer gets one of its segment's variants, by the GrowthBook-compatible hash of the
     experiment seed and the customer id, in the campaign's split weights. Customers in the
@@ -330,16 +352,16 @@ def assign_customers(plan: Plan, *, exclude: set[str] | None = None) -> pd.DataF
         )
     arm = experiment.assign_arms(members["customer_id"].astype("string"), seed=exp.seed,
                                  weights=weights, holdout=exp.holdout)
-    creative_ids = [c.id for c in campaign.creatives]
-    names = pd.Series([f"{creative_ids[a // campaign.variants]}-{{}}-v{a % campaign.variants}"
-                       for a in range(arms)])
     in_test = arm >= 0
-    variant = pd.Series([""] * len(members), dtype="string")
-    picked = names.to_numpy()[arm[in_test]]
-    segs = members["segment_id"].to_numpy()[in_test]
-    variant[in_test] = [p.format(s) for p, s in zip(picked, segs, strict=True)]
+    picked = np.where(in_test, arm, 0)
+    creative = np.array([c.id for c in campaign.creatives])[picked // campaign.variants]
+    index = (picked % campaign.variants).astype(str)
+    segment = members["segment_id"].to_numpy(dtype=str)
+    variant = pd.Series(np.char.add(np.char.add(np.char.add(np.char.add(
+        creative, "-"), segment), "-v"), index), dtype="string")
+    variant = variant.where(in_test, "")
     if exclude:
-        variant[variant.isin(list(exclude))] = ""
+        variant = variant.where(~variant.isin(list(exclude)), "")
     frame = pd.DataFrame({"customer_id": members["customer_id"].astype("string"),
                           "segment_id": members["segment_id"], "variant_id": variant})
     if exp.holdout > 0:

@@ -31,7 +31,9 @@ def clean_text(text: str) -> str:
     included) to single spaces: prompts and captions are one line of plain text."""
     text = text.translate(_BIDI_CONTROLS)
     text = "".join(
-        " " if ch.isspace() else ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc"
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch) != "Cc"
     )
     return _SPACES.sub(" ", text).strip()
 

@@ -292,7 +292,8 @@ def _format_validation_error(error: ValidationError, where: str) -> str:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``dotted.path=VALUE`` into its path and the VALUE parsed as a YAML scalar/list."""
+    """Split ``dotted.path=VALUE`` into its path and VALUE, parsed as YAML where it is YAML
+    (numbers, booleans, null, lists, mappings) and taken as text otherwise."""
     if "=" not in text:
         raise CampaignError(f"--set {text!r}: expected dotted.path=VALUE, e.g. variants=3")
     path, raw = text.split("=", 1)
@@ -301,8 +302,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise CampaignError(f"--set {text!r}: the field path before '=' is empty")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise CampaignError(f"--set {text!r}: VALUE is not valid YAML ({exc})") from None
+    except yaml.YAMLError:
+        value = raw  # not YAML (e.g. a template such as "Hi {{ region }}"): the text itself
     return keys, value
 
 
@@ -375,6 +376,8 @@ def load_campaign(path: str | Path, *, overrides: Iterable[str] = ()) -> Campaig
         problem = getattr(exc, "problem", None) or exc
         raise CampaignError(f"{path}:{line}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise CampaignError(f"{path}: a campaign file must be a YAML mapping (name:, creatives:, …)")
+        raise CampaignError(
+            f"{path}: a campaign file must be a YAML mapping (name:, creatives:, …)"
+        )
     spec = campaign_from_dict(data, base_dir=path.parent, where=str(path), overrides=overrides)
     return spec.model_copy(update={"source": path.resolve()})

@@ -81,6 +81,13 @@ def safe_csv(frame: pd.DataFrame) -> str:
     return safe.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
 
 
+def encode_png(image: Image.Image) -> bytes:
+    """Fast lossless PNG of an RGB picture (the cache format)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 @dataclass(frozen=True)
 class CachedRender:
     image_path: Path
@@ -117,10 +124,13 @@ class RenderCache:
     def put(self, key: str, image: Image.Image, *, subject_box: Box | None,
             composite: bool) -> CachedRender:
         """Store a render: the picture first, the JSON last (its presence marks completion)."""
+        return self.put_png(key, encode_png(image), subject_box=subject_box, composite=composite)
+
+    def put_png(self, key: str, png: bytes, *, subject_box: Box | None,
+                composite: bool) -> CachedRender:
+        """Store an already PNG-encoded render."""
         image_path, meta_path = self._paths(key)
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="PNG", compress_level=1)
-        atomic_write_bytes(image_path, buffer.getvalue())
+        atomic_write_bytes(image_path, png)
         info = {"subject_box": list(subject_box) if subject_box else None, "composite": composite}
         atomic_write_text(meta_path, json.dumps(info))
         return CachedRender(image_path, subject_box, composite)

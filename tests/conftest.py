@@ -80,3 +80,15 @@ def campaign_data(tmp_path: Path) -> dict[str, Any]:
 @pytest.fixture
 def campaign_file(tmp_path: Path, campaign_data: dict[str, Any]) -> Path:
     return write_campaign(tmp_path, campaign_data)
+
+
+@pytest.fixture(scope="session")
+def ray_pool():  # type: ignore[no-untyped-def]
+    """One local Ray cluster for the whole test run, with a simulated pool of 4 GPUs."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    yield ray
+    ray.shutdown()

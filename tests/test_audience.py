@@ -97,7 +97,7 @@ def test_malformed_row_names_the_line(tmp_path: Path) -> None:
 
 def test_empty_audience_and_empty_after_filter(tmp_path: Path) -> None:
     path = write(tmp_path, "customer_id,region,tier,spend\n")
-    with pytest.raises(AudienceError, match="the audience is empty$"):
+    with pytest.raises(AudienceError, match=r"the audience is empty$"):
         read_audience(SPEC, path)
     path = write(tmp_path, "customer_id,region,tier,spend\n1,n,g,1\n", name="b.csv")
     spec = AudienceSpec(segment_by=["region"], filter="spend > 5")
@@ -133,7 +133,7 @@ def test_missing_file_and_format(tmp_path: Path) -> None:
     with pytest.raises(AudienceError, match="audience file not found"):
         read_audience(SPEC, tmp_path / "x.csv")
     (tmp_path / "x.xlsx").write_bytes(b"x")
-    with pytest.raises(AudienceError, match="unsupported audience format '.xlsx'"):
+    with pytest.raises(AudienceError, match=r"unsupported audience format '.xlsx'"):
         read_audience(SPEC, tmp_path / "x.xlsx")
     with pytest.raises(AudienceError, match="no audience given"):
         read_audience(AudienceSpec(), None)

@@ -156,7 +156,7 @@ def test_holdout_and_weights(tmp_path: Path, campaign_data: dict) -> None:
     assert list(frame.columns) == ["customer_id", "segment_id", "variant_id", "holdout"]
     assert frame["variant_id"].isna().equals(frame["holdout"])
     campaign_data["experiment"]["weights"] = [0.5, 0.3, 0.2]
-    with pytest.raises(CampaignError, match="experiment.weights has 3 values but each segment has"
+    with pytest.raises(CampaignError, match=r"experiment.weights has 3 values but each segment has"
                                             " 2 variants"):
         run_file(write_campaign(tmp_path, campaign_data))
 

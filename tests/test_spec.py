@@ -71,11 +71,11 @@ def test_overrides_use_dotted_paths_and_are_validated(campaign_file: Path) -> No
     assert spec.creatives[0].captions["cta"] == "Buy"
     assert spec.renderer.width == 512
     assert [p.placement for p in spec.placements] == ["story"]
-    with pytest.raises(CampaignError, match="renderer.width: .*multiple of 8"):
+    with pytest.raises(CampaignError, match=r"renderer.width: .*multiple of 8"):
         adgen.load_campaign(campaign_file, overrides=["renderer.width=500"])
     with pytest.raises(CampaignError, match="creatives has 1 items; '5' is not an index"):
         adgen.load_campaign(campaign_file, overrides=["creatives.5.id=x"])
-    with pytest.raises(CampaignError, match="expected dotted.path=VALUE"):
+    with pytest.raises(CampaignError, match=r"expected dotted.path=VALUE"):
         adgen.load_campaign(campaign_file, overrides=["variants"])
 
 

@@ -22,11 +22,15 @@ def batches(jobs: Sequence[RenderJob], batch_size: int) -> Iterator[list[RenderJ
             yield items[start : start + batch_size]
 
 
-def store_result(cache: RenderCache, result: Rendered) -> None:
-    """Put a successful render in the cache (failed ones are not cached, so a rerun retries)."""
-    if result.image is not None and result.error is None:
+def store_result(cache: RenderCache, result: Rendered) -> Rendered:
+    """Put a successful render in the cache (failed ones are not cached, so a rerun retries).
+    A result with neither image nor error is turned into an error."""
+    if result.error is None and result.image is None:
+        return Rendered(result.job_key, None, error="renderer returned no image")
+    if result.error is None and result.image is not None:
         cache.put(result.job_key, result.image, subject_box=result.subject_box,
                   composite=result.composite)
+    return result
 
 
 def render_local(
@@ -45,6 +49,6 @@ def render_local(
     renderer = make_renderer()
     for batch in batches(jobs, batch_size):
         for result in renderer(batch):
-            store_result(cache, result)
+            result = store_result(cache, result)
             if on_rendered is not None:
                 on_rendered(result)

@@ -13,7 +13,6 @@ reported, not retried. Ctrl-C kills the pool; finished renders are already in th
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections import deque
@@ -21,13 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
-
-from adgen.backends.local import OnRendered, RendererFactory, batches, store_result
+from adgen.backends.local import OnRendered, RendererFactory, batches
 from adgen.errors import AdgenError, CampaignError
 from adgen.jobs import RenderJob
 from adgen.renderers.base import Rendered
-from adgen.store import RenderCache
+from adgen.store import RenderCache, encode_png
 
 
 @dataclass(frozen=True)
@@ -56,8 +53,11 @@ class WorkerStats:
 
 @dataclass
 class PoolReport:
+    """What the pool did: per-worker stats, actors replaced, start-up and rendering seconds."""
+
     workers: dict[str, WorkerStats] = field(default_factory=dict)
     replaced: int = 0
+    startup_seconds: float = 0.0
     seconds: float = 0.0
 
 
@@ -106,22 +106,20 @@ class _RenderWorker:
         for result in self.renderer(jobs):
             png = None
             if result.image is not None and result.error is None:
-                buffer = io.BytesIO()
-                result.image.convert("RGB").save(buffer, format="PNG", compress_level=1)
-                png = buffer.getvalue()
+                png = encode_png(result.image)
             records.append({"job_key": result.job_key, "png": png, "error": result.error,
                             "subject_box": result.subject_box, "composite": result.composite})
         return records
 
 
-def _decode(record: dict[str, Any]) -> Rendered:
-    image = None
+def _store(cache: RenderCache, record: dict[str, Any]) -> Rendered:
+    """Write a record's PNG to the cache as it came (no decode, no re-encode); the returned
+    result carries no image: the picture is in the cache."""
+    box = tuple(record["subject_box"]) if record["subject_box"] else None
     if record["png"] is not None:
-        with Image.open(io.BytesIO(record["png"])) as decoded:
-            image = decoded.convert("RGB")
-    box = record["subject_box"]
-    return Rendered(record["job_key"], image, tuple(box) if box else None,
-                    record["composite"], record["error"])
+        cache.put_png(record["job_key"], record["png"], subject_box=box,
+                      composite=record["composite"])
+    return Rendered(record["job_key"], None, box, record["composite"], record["error"])
 
 
 def render_ray(
@@ -162,6 +160,9 @@ def render_ray(
         return worker_cls.options(**actor_options).remote(make_renderer)
 
     actors = [new_actor() for _ in range(size)]
+    ray.get([actor.who.remote() for actor in actors])  # wait until every model is loaded
+    report.startup_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     pending: dict[Any, tuple[Any, list[RenderJob], int]] = {}
     load = {id(a): 0 for a in actors}
 
@@ -208,8 +209,7 @@ def render_ray(
             stats.batches += 1
             stats.images += len(records)
             for record in records:
-                result = _decode(record)
-                store_result(cache, result)
+                result = _store(cache, record)
                 if on_rendered is not None:
                     on_rendered(result)
             if on_worker is not None:

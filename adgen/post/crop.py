@@ -1,0 +1,179 @@
+"""Crops that keep the subject in frame, and the one resize per placement.
+
+A crop is a window over the source picture with the target's aspect ratio. When the renderer
+says where the subject is (``subject_box``), the window always contains it: it is centred on
+the subject and shifted back inside the picture; if the subject is too wide or too tall for the
+aspect, the window grows past the picture's edges and the outside is filled with a blurred,
+enlarged copy of the picture (padding, never cutting the subject). Without a subject box,
+``smartcrop`` (edges, saturation, skin) chooses where the window goes.
+
+The window is then cut and scaled in one ``Image.resize(box=..., reducing_gap=...)`` call
+(Lanczos when shrinking, bicubic when enlarging), so each placement is resampled exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image, ImageFilter
+
+Box = tuple[int, int, int, int]
+Window = tuple[float, float, float, float]
+"""A source region ``(left, top, right, bottom)`` in float pixels; may reach past the edges."""
+
+SUBJECT_MARGIN = 0.06
+"""Breathing room kept around the subject box, as a share of its size on each side."""
+_THUMB = 160
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a picture was framed: the source ``window``, whether it needed padding, and where
+    the subject ended up in the output picture (``None`` when unknown)."""
+
+    window: Window
+    padded: bool
+    subject: Box | None
+
+
+def clamp_box(box: Box, size: tuple[int, int]) -> Box | None:
+    """``box`` clipped to an image of ``size``; None when nothing of it is left."""
+    left, top = max(0, box[0]), max(0, box[1])
+    right, bottom = min(size[0], box[2]), min(size[1], box[3])
+    return (left, top, right, bottom) if right > left and bottom > top else None
+
+
+def _largest(size: tuple[int, int], aspect: float) -> tuple[float, float]:
+    """The largest window of ``aspect`` (width / height) inside ``size``."""
+    width, height = size
+    if width / height > aspect:
+        return height * aspect, float(height)
+    return float(width), width / aspect
+
+
+def _place(centre: float, length: float, lo: float, hi: float, extent: float) -> float:
+    """Start of a span of ``length`` that contains ``[lo, hi]``: centred on ``centre`` and kept
+    inside ``[0, extent]`` when it fits; when it is longer than ``extent``, centred on the
+    picture as far as containing ``[lo, hi]`` allows."""
+    if length <= extent:
+        start, low, high = centre - length / 2, max(hi - length, 0.0), min(lo, extent - length)
+    else:
+        start, low, high = (extent - length) / 2, hi - length, lo
+    return min(max(start, low), high)
+
+
+def subject_window(size: tuple[int, int], aspect: float, subject: Box, *, zoom: float = 1.0
+                   ) -> tuple[Window, bool]:
+    """A window of ``aspect`` that contains ``subject``, with a margin around it when there
+    is room.
+
+    ``zoom`` in (0, 1] is the smallest share of the largest window to use: 1 shows as much of
+    the picture as the aspect allows; smaller values close in on the subject (small banners).
+    Returns the window and whether it reaches past the picture (padding needed)."""
+    width, height = size
+    sub_w, sub_h = subject[2] - subject[0], subject[3] - subject[1]
+    max_w, _ = _largest(size, aspect)
+    bare_w = max(sub_w, sub_h * aspect)
+    padded = bare_w > max_w + 1e-6
+    if padded:  # the subject needs more room than the aspect leaves inside the picture
+        win_w = bare_w
+        centre_x, centre_y = (subject[0] + subject[2]) / 2, (subject[1] + subject[3]) / 2
+    else:
+        margin_x, margin_y = sub_w * SUBJECT_MARGIN, sub_h * SUBJECT_MARGIN
+        left, top = max(0.0, subject[0] - margin_x), max(0.0, subject[1] - margin_y)
+        right, bottom = min(width, subject[2] + margin_x), min(height, subject[3] + margin_y)
+        need_w = max(right - left, (bottom - top) * aspect)
+        win_w = min(max_w, max(need_w, max_w * zoom))
+        centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    win_h = win_w / aspect
+    x = _place(centre_x, win_w, subject[0], subject[2], width)
+    y = _place(centre_y, win_h, subject[1], subject[3], height)
+    return (x, y, x + win_w, y + win_h), padded
+
+
+def salient_window(image: Image.Image, aspect: float) -> Window:
+    """The largest window of ``aspect``, placed by ``smartcrop`` on a small thumbnail."""
+    width, height = image.size
+    win_w, win_h = _largest(image.size, aspect)
+    if win_w >= width - 1 and win_h >= height - 1:
+        return (0.0, 0.0, float(width), float(height))
+    import smartcrop
+
+    scale = _THUMB / max(width, height)
+    thumb = image.convert("RGB").resize(
+        (max(1, round(width * scale)), max(1, round(height * scale))),
+        Image.Resampling.BILINEAR, reducing_gap=2.0,
+    )
+    crop_w = max(1, int(win_w * scale))
+    crop_h = max(1, int(win_h * scale))
+    best = smartcrop.SmartCrop().crop(thumb, crop_w, crop_h, min_scale=1.0, step=4)["top_crop"]
+    centre_x = (best["x"] + best["width"] / 2) / scale
+    centre_y = (best["y"] + best["height"] / 2) / scale
+    x = min(max(centre_x - win_w / 2, 0.0), width - win_w)
+    y = min(max(centre_y - win_h / 2, 0.0), height - win_h)
+    return (x, y, x + win_w, y + win_h)
+
+
+def _backdrop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """A blurred copy of ``image`` scaled to cover ``size`` (fills padding)."""
+    small_w, small_h = _largest(image.size, size[0] / size[1])
+    left = (image.width - small_w) / 2
+    top = (image.height - small_h) / 2
+    thumb_size = (max(1, round(48 * size[0] / max(size))), max(1, round(48 * size[1] / max(size))))
+    thumb = image.resize(thumb_size, Image.Resampling.BILINEAR,
+                         box=(left, top, left + small_w, top + small_h), reducing_gap=2.0)
+    thumb = thumb.filter(ImageFilter.GaussianBlur(2.5))
+    return thumb.resize(size, Image.Resampling.BICUBIC)
+
+
+def _filter(scale: float) -> Image.Resampling:
+    """Lanczos to shrink (sharp, no aliasing); bicubic to enlarge (as good, and faster)."""
+    return Image.Resampling.LANCZOS if scale <= 1.0 else Image.Resampling.BICUBIC
+
+
+def render_window(image: Image.Image, window: Window, size: tuple[int, int]) -> Image.Image:
+    """Cut ``window`` out of ``image`` and scale it to ``size`` in one resize; parts of the
+    window past the picture's edges show a blurred backdrop."""
+    width, height = image.size
+    left, top, right, bottom = window
+    scale = size[0] / (right - left)
+    inside = left >= -1e-6 and top >= -1e-6 and right <= width + 1e-6 and bottom <= height + 1e-6
+    if inside:
+        box = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
+        return image.resize(size, _filter(scale), box=box, reducing_gap=3.0)
+    canvas = _backdrop(image, size)
+    src = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
+    dest = (round((src[0] - left) * scale), round((src[1] - top) * scale),
+            round((src[2] - left) * scale), round((src[3] - top) * scale))
+    part = image.resize((dest[2] - dest[0], dest[3] - dest[1]), _filter(scale), box=src,
+                        reducing_gap=3.0)
+    canvas.paste(part, dest[:2])
+    return canvas
+
+
+def map_box(box: Box, window: Window, size: tuple[int, int]) -> Box:
+    """Where a source ``box`` lands in the output of :func:`render_window` (rounded outwards)."""
+    scale_x = size[0] / (window[2] - window[0])
+    scale_y = size[1] / (window[3] - window[1])
+    return (
+        int((box[0] - window[0]) * scale_x),
+        int((box[1] - window[1]) * scale_y),
+        -int(-((box[2] - window[0]) * scale_x) // 1),
+        -int(-((box[3] - window[1]) * scale_y) // 1),
+    )
+
+
+def frame_picture(image: Image.Image, size: tuple[int, int], subject_box: Box | None = None,
+                  *, zoom: float = 1.0) -> tuple[Image.Image, Framing]:
+    """Crop (or pad) ``image`` to ``size`` keeping ``subject_box`` whole; one resize."""
+    aspect = size[0] / size[1]
+    subject = clamp_box(subject_box, image.size) if subject_box is not None else None
+    if subject is not None:
+        window, padded = subject_window(image.size, aspect, subject, zoom=zoom)
+    else:
+        window, padded = salient_window(image, aspect), False
+    picture = render_window(image, window, size)
+    mapped = None
+    if subject is not None:
+        mapped = clamp_box(map_box(subject, window, size), size)
+    return picture, Framing(window, padded, mapped)

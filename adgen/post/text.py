@@ -1,0 +1,497 @@
+"""Caption text: fonts, glyph fallback, right-to-left scripts, wrapping and fitting to a box.
+
+Pillow draws one font at a time and has no fallback of its own, so a caption is split into runs
+by which font of a chain (brand font, then the bundled DejaVu Sans, then WenQuanYi Micro Hei for
+CJK) covers each character, read from the fonts' cmaps with fontTools. Characters that no font
+covers are reported, never drawn as empty boxes. Lines are laid out with libraqm when Pillow has
+it (Arabic shaping, right-to-left order); without it, right-to-left runs are reversed so at least
+their order is right.
+
+:func:`fit_text` finds, by binary search on the font size, the largest size at which the text,
+greedily word-wrapped, fits a box: every glyph's ink stays inside the box, or a
+:class:`~adgen.errors.PostProcessError` says which caption is too long and how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from PIL import ImageDraw, ImageFont, features
+
+from adgen.errors import AssetError, PostProcessError
+
+Box = tuple[int, int, int, int]
+
+FONTS_DIR = Path(__file__).resolve().parent.parent / "fonts"
+REGULAR = FONTS_DIR / "DejaVuSans.ttf"
+BOLD = FONTS_DIR / "DejaVuSans-Bold.ttf"
+CJK = FONTS_DIR / "wqy-microhei.ttc"
+
+RAQM = bool(features.check("raqm"))
+"""Whether Pillow has libraqm (complex text layout); checked once."""
+_LAYOUT = ImageFont.Layout.RAQM if RAQM else ImageFont.Layout.BASIC
+
+# Characters after which a line may break without a space (CJK ideographs, kana), and closing
+# punctuation that must stay on the line before it.
+_CJK = "\u2e80-\u2fff\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_CLOSE = "\u3001\u3002\u300d\u300f\u3011\uff01\uff09\uff0c\uff0e\uff1a\uff1b\uff1f\u30fc"
+_PIECES = re.compile(rf"[{_CJK}][{_CJK_CLOSE}]*|[^{_CJK}]+?(?=[{_CJK}]|$)")
+_BREAKING_SPACE = re.compile(r"[ \t\u1680\u2000-\u2006\u2008-\u200a\u205f\u3000]+")
+_COMMON = ("Z", "P", "N", "S")  # categories that stay in the current run's font when covered
+
+
+@dataclass(frozen=True)
+class Face:
+    """One font of a fallback chain. ``embolden`` draws it with a thin stroke (synthetic bold)."""
+
+    path: Path
+    index: int = 0
+    embolden: bool = False
+
+
+@dataclass(frozen=True)
+class TextStyle:
+    """How a caption is fitted and set. Sizes are in pixels; ``pad_em`` is the inner padding
+    (x, y) in ems that a button plate needs around the text."""
+
+    bold: bool = False
+    min_size: int = 10
+    max_size: int = 200
+    line_spacing: float = 1.0
+    max_lines: int | None = None
+    align: Literal["center", "start"] = "center"
+    valign: Literal["top", "center", "bottom"] = "top"
+    pad_em: tuple[float, float] = (0.0, 0.0)
+    one_line_first: bool = False
+    """Try a single line first (buttons), wrapping only when one line cannot fit."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A piece of one line set in one font and one direction, at ``x`` on ``baseline``."""
+
+    text: str
+    face: Face
+    rtl: bool
+    x: int = 0
+    baseline: int = 0
+
+
+@dataclass
+class TextBlock:
+    """A fitted caption: its runs in visual order, the size, the box its lines occupy (font
+    metrics, plus ``pad_em``: where a button plate goes) and the box of the drawn ink."""
+
+    runs: list[Run]
+    size: int
+    lines: int
+    frame: Box
+    ink: Box
+    rtl: bool = False
+    faces: list[Face] = field(default_factory=list)
+
+
+# -- fonts -----------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=2048)
+def load_font(path: Path, index: int, size: int) -> ImageFont.FreeTypeFont:
+    """A FreeType font at ``size`` px, cached (fonts are loaded once per process and size)."""
+    try:
+        return ImageFont.truetype(str(path), size, index=index, layout_engine=_LAYOUT)
+    except OSError as exc:
+        raise AssetError(
+            f"font {str(path)!r} cannot be loaded ({exc}): give a TrueType/OpenType file "
+            "(.ttf, .otf, .ttc) or leave the brand font unset to use the bundled DejaVu Sans"
+        ) from None
+
+
+@lru_cache(maxsize=32)
+def coverage(path: Path, index: int = 0) -> frozenset[int]:
+    """The code points the font has glyphs for (its Unicode cmap), cached."""
+    from fontTools.ttLib import TTFont, TTLibError
+
+    if not path.is_file():
+        raise AssetError(
+            f"font {str(path)!r} does not exist: check the path, or leave the brand font unset "
+            "to use the bundled DejaVu Sans"
+        )
+    try:
+        with TTFont(str(path), fontNumber=index, lazy=True) as font:
+            cmap = font.getBestCmap() or {}
+    except (TTLibError, OSError, ValueError, KeyError, AssertionError) as exc:
+        raise AssetError(
+            f"font {str(path)!r} is not a readable TrueType/OpenType font ({exc}): export it "
+            "again as .ttf or .otf"
+        ) from None
+    if not cmap:
+        raise AssetError(f"font {str(path)!r} has no Unicode character map: use another font")
+    return frozenset(cmap)
+
+
+def font_chain(brand: Path | None = None, *, bold: bool = False) -> tuple[Face, ...]:
+    """The fallback chain for a caption: the brand font (if any), DejaVu Sans (Bold), then
+    WenQuanYi Micro Hei for CJK (emboldened when ``bold``, as it has no bold face)."""
+    faces = [Face(brand)] if brand is not None else []
+    faces += [Face(BOLD if bold else REGULAR), Face(CJK, 0, embolden=bold)]
+    return tuple(faces)
+
+
+def check_font(path: Path) -> None:
+    """Raise :class:`AssetError` naming ``path`` if it is missing or not a usable font."""
+    coverage(path, 0)
+    load_font(path, 0, 12)
+
+
+# -- characters, runs and direction ----------------------------------------------------------
+
+
+def _ignorable(char: str) -> bool:
+    """Invisible formatting characters (ZWJ, direction marks, variation selectors)."""
+    code = ord(char)
+    return (
+        unicodedata.category(char) == "Cf"
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+    )
+
+
+def describe_char(char: str) -> str:
+    """``U+E000 (private use)``, ``U+0378 (unassigned)`` or ``U+1F600 GRINNING FACE``."""
+    category = unicodedata.category(char)
+    if category == "Co":
+        return f"U+{ord(char):04X} (private use)"
+    if category == "Cn":
+        return f"U+{ord(char):04X} (unassigned)"
+    return f"U+{ord(char):04X} {unicodedata.name(char, '')}".rstrip()
+
+
+def missing_characters(text: str, chain: tuple[Face, ...]) -> list[tuple[int, str]]:
+    """``(position, char)`` of every visible character that no font of ``chain`` covers."""
+    covers = [coverage(face.path, face.index) for face in chain]
+    return [
+        (i, char)
+        for i, char in enumerate(text)
+        if char != "\n" and not _ignorable(char) and not any(ord(char) in c for c in covers)
+    ]
+
+
+def is_rtl(text: str) -> bool:
+    """True when the first strong directional character is right-to-left (Hebrew, Arabic)."""
+    for char in text:
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return True
+        if kind == "L":
+            return False
+    return False
+
+
+@lru_cache(maxsize=4096)
+def split_runs(text: str, chain: tuple[Face, ...]) -> tuple[tuple[str, Face], ...]:
+    """Split ``text`` into ``(text, face)`` runs: letters go to the first font that covers them;
+    spaces, digits and punctuation stay in the current font when it covers them; invisible
+    characters stay with their neighbours. Raises :class:`PostProcessError` on a character no
+    font covers (callers check captions first, so this is a safeguard)."""
+    covers = [coverage(face.path, face.index) for face in chain]
+    runs: list[tuple[str, Face]] = []
+    current: int | None = None
+    buffer: list[str] = []
+    for char in text:
+        code = ord(char)
+        if _ignorable(char) or (
+            current is not None
+            and code in covers[current]
+            and unicodedata.category(char)[0] in (*_COMMON, "M")
+        ):
+            buffer.append(char)
+            continue
+        choice = next((i for i, c in enumerate(covers) if code in c), None)
+        if choice is None:
+            raise PostProcessError(f"no font can draw {describe_char(char)} in {text!r}")
+        if choice != current and current is not None and buffer:
+            runs.append(("".join(buffer), chain[current]))
+            buffer = []
+        current = choice
+        buffer.append(char)
+    if buffer:
+        runs.append(("".join(buffer), chain[current if current is not None else 0]))
+    return tuple(runs)
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+
+def _stroke(face: Face, size: int) -> int:
+    return max(1, round(size * 0.03)) if face.embolden else 0
+
+
+def _shape(text: str, rtl: bool) -> tuple[str, str | None]:
+    """Text and direction for Pillow: libraqm gets a direction; basic layout gets
+    right-to-left text reversed (no shaping, but the right order) and no direction."""
+    if RAQM:
+        return text, "rtl" if rtl else "ltr"
+    if rtl:
+        text = "".join(reversed(text))
+    return "".join(c for c in text if not _ignorable(c)), None
+
+
+def _width(text: str, face: Face, size: int) -> float:
+    shaped, direction = _shape(text, _has_rtl(text))
+    return float(load_font(face.path, face.index, size).getlength(shaped, direction=direction))
+
+
+def _has_rtl(text: str) -> bool:
+    return any(unicodedata.bidirectional(c) in ("R", "AL") for c in text)
+
+
+@lru_cache(maxsize=16384)
+def measure(text: str, chain: tuple[Face, ...], size: int) -> float:
+    """Advance width of ``text`` at ``size`` px, run by run."""
+    return sum(_width(run, face, size) for run, face in split_runs(text, chain))
+
+
+def _tokens(paragraph: str) -> list[tuple[str, str]]:
+    """``(separator, piece)`` pairs: pieces are words, or single CJK characters (which may
+    break without a space); the separator is what joins a piece to the one before it."""
+    out: list[tuple[str, str]] = []
+    for word in _BREAKING_SPACE.split(paragraph.strip()):
+        if not word:
+            continue
+        for i, piece in enumerate(_PIECES.findall(word) or [word]):
+            out.append(("" if i else " ", piece))
+    return out
+
+
+def wrap(text: str, chain: tuple[Face, ...], size: int, width: float) -> list[str] | None:
+    """Greedy word wrap of ``text`` (explicit newlines kept) into lines no wider than ``width``
+    at ``size`` px; None when a single word is wider than ``width``."""
+    lines: list[str] = []
+    space = measure(" ", chain, size)
+    for paragraph in text.split("\n"):
+        line, line_width = "", 0.0
+        for separator, piece in _tokens(paragraph):
+            piece_width = measure(piece, chain, size)
+            if piece_width > width:
+                return None
+            gap = space if separator and line else 0.0
+            if line and line_width + gap + piece_width > width:
+                lines.append(line)
+                line, line_width = piece, piece_width
+            else:
+                line = f"{line}{separator if line else ''}{piece}"
+                line_width += gap + piece_width
+        if line:
+            lines.append(line)
+    return lines
+
+
+def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float
+                  ) -> list[str] | None:
+    """:func:`wrap`, then the narrowest width that keeps the same number of lines, so lines
+    come out even ("Summer hydration, / zero plastic" rather than a lone last word)."""
+    lines = wrap(text, chain, size, width)
+    if lines is None or len(lines) < 2:
+        return lines
+    low, high = int(widest_word(text, chain, size)[1]) + 1, int(width)
+    while low < high:
+        mid = (low + high) // 2
+        attempt = wrap(text, chain, size, mid)
+        if attempt is not None and len(attempt) <= len(lines):
+            high = mid
+        else:
+            low = mid + 1
+    return wrap(text, chain, size, high) or lines
+
+
+def widest_word(text: str, chain: tuple[Face, ...], size: int) -> tuple[str, float]:
+    pieces = [p for paragraph in text.split("\n") for _, p in _tokens(paragraph)]
+    widths = [(measure(p, chain, size), p) for p in pieces] or [(0.0, "")]
+    width, piece = max(widths)
+    return piece, width
+
+
+# -- layout ----------------------------------------------------------------------------------
+
+
+def _metrics(faces: list[Face], size: int) -> tuple[int, int]:
+    ascent, descent = 0, 0
+    for face in faces:
+        a, d = load_font(face.path, face.index, size).getmetrics()
+        ascent, descent = max(ascent, a), max(descent, d)
+    return ascent, descent
+
+
+def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextStyle
+           ) -> TextBlock | None:
+    """Set ``text`` at ``size`` px inside ``box``; None when it does not fit (too wide, too
+    many lines, too tall, or any glyph's ink outside the box)."""
+    pad_x, pad_y = round(style.pad_em[0] * size), round(style.pad_em[1] * size)
+    inner = (box[0] + pad_x, box[1] + pad_y, box[2] - pad_x, box[3] - pad_y)
+    width, height = inner[2] - inner[0], inner[3] - inner[1]
+    if width <= 0 or height <= 0:
+        return None
+    lines = balanced_wrap(text, chain, size, width)
+    if not lines or (style.max_lines is not None and len(lines) > style.max_lines):
+        return None
+    line_runs = [split_runs(line, chain) for line in lines]
+    faces = sorted({face for runs in line_runs for _, face in runs}, key=chain.index)
+    ascent, descent = _metrics(faces, size)
+    advance = round((ascent + descent) * style.line_spacing)
+    block_height = ascent + descent + advance * (len(lines) - 1)
+    if block_height > height:
+        return None
+    top = {"top": inner[1], "center": inner[1] + (height - block_height) // 2,
+           "bottom": inner[3] - block_height}[style.valign]
+    rtl = is_rtl(text)
+    placed: list[Run] = []
+    ink = [10**9, 10**9, -(10**9), -(10**9)]
+    left_edge, right_edge = 10**9, -(10**9)
+    for number, runs in enumerate(line_runs):
+        baseline = top + ascent + number * advance
+        widths = [_width(t, f, size) for t, f in runs]
+        line_width = round(sum(widths))
+        if line_width > width:
+            return None
+        if style.align == "center":
+            x = inner[0] + (width - line_width) // 2
+        else:
+            x = inner[2] - line_width if rtl else inner[0]
+        left_edge, right_edge = min(left_edge, x), max(right_edge, x + line_width)
+        order = list(zip(runs, widths, strict=True))
+        if rtl:
+            order.reverse()
+        cursor = float(x)
+        line: list[Run] = []
+        line_ink = [10**9, 10**9, -(10**9), -(10**9)]
+        for (run_text, face), run_width in order:
+            run = Run(run_text, face, _has_rtl(run_text), round(cursor), baseline)
+            _grow(line_ink, run_ink(run, size))
+            line.append(run)
+            cursor += run_width
+        # glyphs may overhang their advance (side bearings, synthetic bold): nudge the line in
+        dx = max(0, inner[0] - line_ink[0]) - max(0, line_ink[2] - inner[2])
+        if dx:
+            line = [replace(run, x=run.x + dx) for run in line]
+            line_ink[0] += dx
+            line_ink[2] += dx
+        _grow(ink, (line_ink[0], line_ink[1], line_ink[2], line_ink[3]))
+        placed.extend(line)
+    if ink[0] < inner[0] or ink[1] < inner[1] or ink[2] > inner[2] or ink[3] > inner[3]:
+        return None
+    frame = (left_edge - pad_x, top - pad_y, right_edge + pad_x, top + block_height + pad_y)
+    return TextBlock(placed, size, len(lines), frame, (ink[0], ink[1], ink[2], ink[3]), rtl, faces)
+
+
+def _grow(acc: list[int], box: Box) -> None:
+    acc[0], acc[1] = min(acc[0], box[0]), min(acc[1], box[1])
+    acc[2], acc[3] = max(acc[2], box[2]), max(acc[3], box[3])
+
+
+def run_ink(run: Run, size: int) -> Box:
+    """The pixel box a run's glyphs cover when drawn."""
+    font = load_font(run.face.path, run.face.index, size)
+    shaped, direction = _shape(run.text, run.rtl)
+    left, top, right, bottom = font.getbbox(
+        shaped, anchor="ls", stroke_width=_stroke(run.face, size), direction=direction
+    )
+    return (run.x + int(left), run.baseline + int(top),
+            run.x + int(-(-right // 1)), run.baseline + int(-(-bottom // 1)))
+
+
+def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
+             role: str = "caption", where: str = "") -> TextBlock:
+    """The largest size in ``[style.min_size, style.max_size]`` at which ``text`` fits ``box``
+    (binary search). Raises :class:`PostProcessError` naming ``role``, the text's length and
+    ``where`` (the placement), with a fix, when it does not fit even at the minimum size."""
+    chain = font_chain(font, bold=style.bold)
+    if style.one_line_first and style.max_lines != 1:
+        single = _largest_fit(text, chain, box, replace(style, max_lines=1))
+        if single is not None:
+            return single
+    best = _largest_fit(text, chain, box, style)
+    if best is None:
+        raise PostProcessError(_too_long(text, chain, box, style, role, where))
+    return best
+
+
+def _largest_fit(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle
+                 ) -> TextBlock | None:
+    low, high = style.min_size, max(style.min_size, style.max_size)
+    best = layout(text, chain, low, box, style)
+    if best is None:
+        return None
+    while low < high:
+        mid = (low + high + 1) // 2
+        block = layout(text, chain, mid, box, style)
+        if block is None:
+            high = mid - 1
+        else:
+            low, best = mid, block
+    return best
+
+
+def one_line_width(text: str, style: TextStyle, *, font: Path | None = None) -> int:
+    """Width in px that ``text`` needs on one line at the style's minimum size, padding
+    included (to size a button's box before fitting it)."""
+    chain = font_chain(font, bold=style.bold)
+    size = style.min_size
+    return int(measure(" ".join(text.split()), chain, size)) + 2 * round(style.pad_em[0] * size) + 2
+
+
+def shifted(block: TextBlock, dx: int, dy: int) -> TextBlock:
+    """``block`` moved by ``(dx, dy)`` pixels."""
+    def move(box: Box) -> Box:
+        return (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+
+    runs = [replace(run, x=run.x + dx, baseline=run.baseline + dy) for run in block.runs]
+    return replace(block, runs=runs, frame=move(block.frame), ink=move(block.ink))
+
+
+def _too_long(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle, role: str,
+              where: str) -> str:
+    size = style.min_size
+    width = box[2] - box[0] - 2 * round(style.pad_em[0] * size)
+    height = box[3] - box[1] - 2 * round(style.pad_em[1] * size)
+    head = (
+        f"caption {role!r} ({len(text)} characters) does not fit {where or 'its box'} "
+        f"(text area {max(width, 0)}x{max(height, 0)} px) even at the minimum font size of "
+        f"{size} px"
+    )
+    word, word_width = widest_word(text, chain, size)
+    if word_width > width:
+        return (
+            f"{head}: the word {word!r} alone is {round(word_width)} px wide; shorten or "
+            f"hyphenate it, or drop this placement for this caption"
+        )
+    ascent, descent = _metrics(list(chain), size)
+    per_line = max(1, round((ascent + descent) * style.line_spacing))
+    fit_lines = max(1, (height - (ascent + descent)) // per_line + 1)
+    if style.max_lines is not None:
+        fit_lines = min(fit_lines, style.max_lines)
+    needed = len(wrap(text, chain, size, max(width, 1)) or [text])
+    if needed <= fit_lines:
+        return f"{head}: its glyphs reach outside the text area; shorten it or drop this placement"
+    keep = max(1, int(len(text) * fit_lines / needed * 0.9))
+    return (
+        f"{head}: it needs {needed} lines and only {fit_lines} fit; shorten it to about {keep} "
+        f"characters, or drop this placement"
+    )
+
+
+def draw_text(draw: ImageDraw.ImageDraw, block: TextBlock, fill: int | tuple[int, int, int]
+              ) -> None:
+    """Draw a fitted block, run by run, in ``fill`` (an RGB triple, or a level on "L")."""
+    for run in block.runs:
+        font = load_font(run.face.path, run.face.index, block.size)
+        shaped, direction = _shape(run.text, run.rtl)
+        stroke = _stroke(run.face, block.size)
+        draw.text(
+            (run.x, run.baseline), shaped, font=font, fill=fill, anchor="ls",
+            stroke_width=stroke, stroke_fill=fill if stroke else None, direction=direction,
+        )

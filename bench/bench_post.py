@@ -1,0 +1,126 @@
+"""Post-processing throughput: one 1024x1024 render into six placements, logo and captions.
+
+Compares adgen's ``compose`` (subject-aware crop, logo contrast, fitted captions, WCAG colours)
+with a naive Pillow script doing the naive version of the same work (cover resize, centre crop,
+paste the logo, draw the text at a fixed size), in the same process, and prints assets per
+second for both and their ratio. It asserts nothing about time.
+
+    .venv/bin/python bench/bench_post.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adgen.placements import PRESETS, Placement
+from adgen.post import Caption, LogoStyle, compose, encode_image
+from adgen.post.text import BOLD
+
+PLACEMENTS = [PRESETS[n] for n in ("feed_square", "feed_portrait", "story", "landscape",
+                                   "display_1.91", "iab_300x250")]
+HEADLINE, SUBLINE, CTA = "Summer hydration, zero plastic", "Keeps cold for 24 hours", "Shop now"
+SUBJECT = (410, 290, 614, 820)
+
+
+def render(seed: int) -> Image.Image:
+    """A stand-in for a 1024x1024 render: a warm gradient, a floor and a bottle."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, 1024)[:, None, None]
+    top, bottom = rng.integers(150, 255, 3), rng.integers(60, 200, 3)
+    pixels = (top * (1 - y) + bottom * y) * np.ones((1, 1024, 1))
+    image = Image.fromarray(pixels.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 740, 1024, 1024), fill=(90, 70, 60))
+    draw.rounded_rectangle((410, 410, 614, 820), radius=30, fill=(30, 120, 90))
+    draw.rectangle((482, 290, 542, 420), fill=(30, 120, 90))
+    return image.filter(ImageFilter.GaussianBlur(1))
+
+
+def make_logo(folder: Path) -> Path:
+    logo = Image.new("RGBA", (600, 200), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(logo)
+    draw.ellipse((10, 20, 170, 180), fill=(20, 30, 60, 255))
+    draw.text((190, 100), "ACME", font=ImageFont.truetype(str(BOLD), 120),
+              fill=(20, 30, 60, 255), anchor="lm")
+    path = folder / "logo.png"
+    logo.save(path)
+    return path
+
+
+def naive(image: Image.Image, placement: Placement, logo: Image.Image,
+          font: ImageFont.FreeTypeFont) -> Image.Image:
+    """What a quick script does: cover-resize, centre-crop, paste, text at a fixed size."""
+    scale = max(placement.width / image.width, placement.height / image.height)
+    resized = image.resize((round(image.width * scale), round(image.height * scale)))
+    left = (resized.width - placement.width) // 2
+    top = (resized.height - placement.height) // 2
+    out = resized.crop((left, top, left + placement.width, top + placement.height))
+    small = logo.resize((placement.width // 5, placement.width // 15))
+    out.paste(small, (placement.width - small.width - 20, 20), small)
+    draw = ImageDraw.Draw(out)
+    draw.text((20, placement.height // 6), HEADLINE, font=font, fill="black")
+    draw.text((20, placement.height // 6 + 40), SUBLINE, font=font, fill="black")
+    draw.text((20, placement.height - 60), CTA, font=font, fill="black")
+    return out
+
+
+def timed(label: str, rounds: int, work: Callable[[Image.Image], int]) -> float:
+    images = [render(seed) for seed in range(rounds)]
+    work(images[0])  # warm caches (fonts, logo) as a long run would
+    start = time.perf_counter()
+    assets = sum(work(image) for image in images)
+    rate = assets / (time.perf_counter() - start)
+    print(f"{label:<34} {rate:8.1f} assets/s")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=6, help="renders to process (default 6)")
+    rounds = parser.parse_args().rounds
+    with tempfile.TemporaryDirectory() as folder:
+        logo_path = make_logo(Path(folder))
+        style = LogoStyle(logo_path)
+        captions = [Caption("headline", HEADLINE), Caption("subline", SUBLINE),
+                    Caption("cta", CTA)]
+        logo = Image.open(logo_path).convert("RGBA")
+        font = ImageFont.truetype(str(BOLD), 32)
+
+        def adgen_compose(image: Image.Image) -> int:
+            for placement in PLACEMENTS:
+                compose(image, placement, subject_box=SUBJECT, logo=style, captions=captions,
+                        colors=["#0B5D4B", "#F2C14E"])
+            return len(PLACEMENTS)
+
+        def adgen_compose_encode(image: Image.Image) -> int:
+            for placement in PLACEMENTS:
+                ad = compose(image, placement, subject_box=SUBJECT, logo=style,
+                             captions=captions, colors=["#0B5D4B", "#F2C14E"])
+                encode_image(ad.image, "jpeg", max_bytes=placement.max_bytes)
+            return len(PLACEMENTS)
+
+        def naive_script(image: Image.Image) -> int:
+            for placement in PLACEMENTS:
+                naive(image, placement, logo, font)
+            return len(PLACEMENTS)
+
+        print(f"{rounds} renders x {len(PLACEMENTS)} placements "
+              f"({', '.join(p.name for p in PLACEMENTS)})")
+        ours = timed("adgen compose", rounds, adgen_compose)
+        timed("adgen compose + JPEG encode", rounds, adgen_compose_encode)
+        baseline = timed("naive Pillow script", rounds, naive_script)
+        print(f"ratio adgen / naive: {ours / baseline:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The command line as a user runs it: exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from tests.conftest import REPO
+
+
+def adgen(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "adgen", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+
+
+def test_plan_json_has_the_documented_keys(campaign_file: Path) -> None:
+    out = adgen("plan", campaign_file, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"customers": 6, "segments": 5, "creatives": 1,
+                                      "variants": 10, "jobs": 10, "cached": 0, "to_render": 10}
+
+
+def test_validate_ok_and_set_and_audience_overrides(tmp_path: Path, campaign_file: Path) -> None:
+    out = adgen("validate", campaign_file)
+    assert out.returncode == 0 and "ok test-campaign: 6 customers, 5 segments" in out.stdout
+    other = tmp_path / "other.csv"
+    other.write_text("customer_id,region,tier,spend\nx,n,g,1\n", encoding="utf-8")
+    out = adgen("plan", campaign_file, "--json", "--audience", other, "--set", "variants=3")
+    assert json.loads(out.stdout)["customers"] == 1
+    assert json.loads(out.stdout)["variants"] == 3
+
+
+def test_user_errors_print_one_line_and_exit_2(tmp_path: Path, campaign_file: Path) -> None:
+    out = adgen("validate", campaign_file, "--set", "creatives.0.captions.headline={{ nope }}")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: template 'hero.headline' uses 'nope', which is not "
+                               "available")
+    out = adgen("plan", tmp_path / "missing.yaml")
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {tmp_path / 'missing.yaml'}: campaign file not found"
+    assert "Traceback" not in out.stderr
+
+
+def test_run_then_assign(tmp_path: Path, campaign_file: Path) -> None:
+    out = adgen("run", campaign_file, "--out", tmp_path / "o", "--set", "placements=[300x250]")
+    assert out.returncode == 0, out.stderr
+    assert "10 rendered, 0 cached; 10 assets written" in out.stdout
+    manifest = pd.read_csv(tmp_path / "o" / "manifest.csv")
+    assert len(manifest) == 10
+    out = adgen("assign", campaign_file, "--out", tmp_path / "a.csv")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "o" / "assignments.csv").read_bytes()

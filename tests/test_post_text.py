@@ -1,0 +1,216 @@
+"""Caption text: fonts and fallback, right-to-left and CJK drawing, wrapping, fitting, contrast."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+from adgen.errors import AssetError, PostProcessError
+from adgen.post import color
+from adgen.post import text as t
+
+needs_raqm = pytest.mark.skipif(not t.RAQM, reason="Pillow without libraqm")
+
+
+def draw_block(text: str, size: int = 40, *, bold: bool = False,
+               box: tuple[int, int, int, int] = (0, 0, 480, 90)) -> tuple[Image.Image, t.TextBlock]:
+    image = Image.new("L", (box[2], box[3]), 0)
+    block = t.layout(text, t.font_chain(None, bold=bold), size, box,
+                     t.TextStyle(bold=bold, align="start"))
+    assert block is not None
+    t.draw_text(ImageDraw.Draw(image), block, 255)
+    return image, block
+
+
+def glyph(font: ImageFont.FreeTypeFont, char: str) -> Image.Image:
+    image = Image.new("L", (80, 80), 0)
+    ImageDraw.Draw(image).text((10, 60), char, font=font, fill=255, anchor="ls")
+    return image
+
+
+def test_bundled_fonts_and_licences_are_shipped():
+    for path in (t.REGULAR, t.BOLD, t.CJK):
+        assert path.is_file()
+    licences = {p.name for p in t.FONTS_DIR.glob("LICENSE-*")}
+    assert licences == {"LICENSE-DejaVu.txt", "LICENSE-WenQuanYi.txt"}
+    assert "Bitstream" in (t.FONTS_DIR / "LICENSE-DejaVu.txt").read_text()
+    assert "Apache License" in (t.FONTS_DIR / "LICENSE-WenQuanYi.txt").read_text()
+
+
+def test_runs_fall_back_to_the_font_that_has_the_glyph():
+    runs = t.split_runs("Sale 夏日 -20%", t.font_chain())
+    assert [(text, face.path.name) for text, face in runs] == [
+        ("Sale ", "DejaVuSans.ttf"), ("夏日 -20%", "wqy-microhei.ttc")
+    ]
+    arabic = t.split_runs("خصم 20% على Nike", t.font_chain())
+    assert len(arabic) == 1 and arabic[0][1].path == t.REGULAR
+
+
+def test_cjk_in_a_bold_caption_is_emboldened():
+    runs = t.split_runs("Big 特惠", t.font_chain(bold=True))
+    assert runs[0][1] == t.Face(t.BOLD) and runs[1][1] == t.Face(t.CJK, 0, embolden=True)
+
+
+def test_missing_characters_finds_private_use_and_unassigned_but_not_joiners():
+    chain = t.font_chain()
+    assert t.missing_characters("A\ue000B\u0378 e\u0301\u200d!", chain) == [(1, "\ue000"),
+                                                                         (3, "\u0378")]
+    assert t.describe_char("\ue000") == "U+E000 (private use)"
+    assert t.describe_char("\u0378") == "U+0378 (unassigned)"
+
+
+@pytest.mark.parametrize("sample", ["夏日特惠", "セール", "여름 세일", "Ærøskøbing Łódź"])
+def test_drawn_characters_are_real_glyphs_not_tofu(sample):
+    for char in sample.replace(" ", ""):
+        (run, face), = t.split_runs(char, t.font_chain())
+        font = t.load_font(face.path, face.index, 48)
+        tofu = glyph(font, "\u0378")  # unassigned: the font's .notdef box
+        drawn = glyph(font, run)
+        assert drawn.getbbox() is not None
+        assert ImageChops.difference(drawn, tofu).getbbox() is not None, f"{char!r} is tofu"
+
+
+def test_accents_are_drawn_above_capitals_inside_the_box():
+    plain, _ = draw_block("E")
+    accented, block = draw_block("É")
+    assert ImageChops.difference(plain, accented).getbbox() is not None
+    ink = accented.getbbox()
+    assert ink is not None and block.ink[1] >= 0 and ink[1] >= block.ink[1]
+
+
+@needs_raqm
+def test_hebrew_with_latin_is_laid_out_right_to_left():
+    text = "מבצע ABC"
+    ours, block = draw_block(text)
+    font = t.load_font(t.REGULAR, 0, 40)
+    origin = (block.runs[0].x, block.runs[0].baseline)
+    for direction, same in (("rtl", True), ("ltr", False)):
+        ref = Image.new("L", ours.size, 0)
+        ImageDraw.Draw(ref).text(origin, text, font=font, fill=255, anchor="ls",
+                                 direction=direction)
+        assert (ImageChops.difference(ours, ref).getbbox() is None) == same
+
+
+@needs_raqm
+def test_arabic_is_shaped():
+    text = "سلام"
+    ours, block = draw_block(text)
+    basic = ImageFont.truetype(str(t.REGULAR), 40, layout_engine=ImageFont.Layout.BASIC)
+    unshaped = Image.new("L", ours.size, 0)
+    ImageDraw.Draw(unshaped).text((block.runs[0].x, block.runs[0].baseline), text[::-1],
+                                  font=basic, fill=255, anchor="ls")
+    assert ImageChops.difference(ours, unshaped).getbbox() is not None
+    assert block.runs[0].rtl and t.is_rtl(text) and not t.is_rtl("Sale سلام")
+
+
+def test_wrap_keeps_lines_within_width_and_explicit_newlines():
+    chain = t.font_chain()
+    lines = t.wrap("Refill anywhere. Keeps cold\nfor 24 hours, every day", chain, 20, 150)
+    assert lines is not None and len(lines) >= 3
+    assert all(t.measure(line, chain, 20) <= 150 for line in lines)
+    assert "cold" in lines[lines.index(next(x for x in lines if "cold" in x))]
+    assert any(line.startswith("for 24") for line in lines)
+    assert t.wrap("Supercalifragilistic", chain, 20, 60) is None
+
+
+def test_cjk_wraps_between_characters_and_keeps_punctuation_attached():
+    chain = t.font_chain()
+    lines = t.wrap("夏日特惠，全场八折，限时抢购！", chain, 30, 200)
+    assert lines is not None and len(lines) > 1
+    assert not any(line.startswith(("，", "！")) for line in lines)
+
+
+def test_balanced_wrap_evens_out_lines():
+    chain = t.font_chain(bold=True)
+    greedy = t.wrap("Summer hydration, zero plastic", chain, 40, 600)
+    even = t.balanced_wrap("Summer hydration, zero plastic", chain, 40, 600)
+    assert greedy == ["Summer hydration, zero", "plastic"]
+    assert even == ["Summer hydration,", "zero plastic"]
+
+
+@pytest.mark.parametrize("text", ["Shop now", "Summer hydration, zero plastic",
+                                  "Refill anywhere. Keeps cold for 24 hours. Every single day."])
+def test_fit_finds_the_largest_size_with_ink_inside_the_box(text):
+    box = (20, 30, 420, 190)
+    style = t.TextStyle(bold=True, min_size=8, max_size=150)
+    block = t.fit_text(text, box, style)
+    assert box[0] <= block.ink[0] and box[1] <= block.ink[1]
+    assert block.ink[2] <= box[2] and block.ink[3] <= box[3]
+    bigger = t.layout(text, t.font_chain(bold=True), block.size + 1, box, style)
+    assert bigger is None or block.size == style.max_size
+    image = Image.new("L", (500, 250), 0)
+    t.draw_text(ImageDraw.Draw(image), block, 255)
+    ink = image.getbbox()
+    assert ink is not None
+    assert box[0] <= ink[0] and box[1] <= ink[1] and ink[2] <= box[2] and ink[3] <= box[3]
+
+
+def test_button_prefers_one_line():
+    box = (0, 0, 200, 120)
+    style = t.TextStyle(bold=True, min_size=8, max_size=80, max_lines=2, pad_em=(0.9, 0.42),
+                        one_line_first=True)
+    assert t.fit_text("Shop now", box, style).lines == 1
+
+
+def test_too_long_caption_error_names_role_length_placement_and_fix():
+    text = "word " * 80
+    with pytest.raises(PostProcessError) as info:
+        t.fit_text(text.strip(), (0, 0, 200, 60), t.TextStyle(min_size=12, max_size=40),
+                   role="headline", where="placement 'iab_300x250' (300x250)")
+    message = str(info.value)
+    assert message.startswith(
+        "caption 'headline' (399 characters) does not fit placement 'iab_300x250' (300x250)"
+    )
+    assert "minimum font size of 12 px" in message
+    assert re.search(r"shorten it to about \d+ characters, or drop this placement", message)
+
+
+def test_too_wide_word_error_names_the_word():
+    with pytest.raises(PostProcessError, match="the word 'Donaudampfschifffahrt' alone is"):
+        t.fit_text("Donaudampfschifffahrt", (0, 0, 60, 60), t.TextStyle(min_size=12),
+                   role="cta", where="placement 'x'")
+
+
+def test_brand_font_errors_name_the_file(tmp_path):
+    missing = tmp_path / "Brand.ttf"
+    with pytest.raises(AssetError, match=re.escape(f"font '{missing}' does not exist")):
+        t.check_font(missing)
+    broken = tmp_path / "Broken.ttf"
+    broken.write_bytes(b"this is not a font")
+    with pytest.raises(AssetError, match=re.escape(f"font '{broken}' is not a readable")):
+        t.check_font(broken)
+
+
+def test_brand_font_comes_first_and_bundled_fonts_fill_its_gaps(tmp_path):
+    from fontTools import subset
+
+    brand = tmp_path / "Latin.ttf"
+    options = subset.Options()
+    options.notdef_outline = True
+    subsetter = subset.Subsetter(options)
+    font = subset.load_font(str(t.REGULAR), options)
+    subsetter.populate(text="ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz")
+    subsetter.subset(font)
+    subset.save_font(font, str(brand), options)
+    runs = t.split_runs("Sale 50€ 特惠", t.font_chain(brand))
+    assert [face.path for _, face in runs] == [brand, t.REGULAR, t.CJK]
+
+
+def test_wcag_contrast_values():
+    assert color.contrast(color.WHITE, color.BLACK) == pytest.approx(21.0)
+    assert color.contrast((118, 118, 118), color.WHITE) == pytest.approx(4.54, abs=0.01)
+    assert color.parse_color("0A84FF") == (10, 132, 255)
+    assert color.parse_color("navy") == (0, 0, 128)
+    with pytest.raises(PostProcessError, match="brand colour 'blurple' is not a colour"):
+        color.parse_color("blurple")
+
+
+def test_scrim_alpha_reaches_the_target_on_stripes():
+    stripes = np.array([[0, 0, 0], [255, 255, 255]] * 50, dtype=np.uint8)
+    alpha = color.scrim_alpha(stripes, color.WHITE, color.BLACK)
+    assert alpha is not None and 0.5 < alpha < 1
+    veiled = np.rint(stripes * (1 - alpha)).astype(np.uint8)
+    assert color.text_contrast(color.WHITE, color.luminance(veiled)) >= 4.5

@@ -1,0 +1,115 @@
+"""The Ray backend on a simulated 4-GPU pool (one local cluster for the whole test run)."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import adgen
+from adgen.backends.local import render_local
+from adgen.backends.ray import render_ray
+from adgen.jobs import RenderJob
+from adgen.renderers.base import Rendered
+from adgen.store import RenderCache
+from tests.conftest import REPO
+from tests.fakes import SeedRenderer
+
+pytestmark = pytest.mark.usefixtures("ray_pool")
+
+
+def jobs(count: int) -> list[RenderJob]:
+    return [RenderJob("seed", None, f"prompt {i}", "", i, 64, 64, 1, 0.0) for i in range(count)]
+
+
+def test_every_job_once_on_distinct_gpus_and_equal_to_local(tmp_path: Path) -> None:
+    work = jobs(24)
+    seen: list[Rendered] = []
+    report = render_ray(SeedRenderer, work, RenderCache(tmp_path / "ray"), batch_size=2,
+                        on_rendered=seen.append)
+    assert sorted(r.job_key for r in seen) == sorted(j.key for j in work)
+    assert len(report.workers) == 4
+    gpu_ids = [tuple(w.gpu_ids) for w in report.workers.values()]
+    assert len(set(gpu_ids)) == 4 and all(len(ids) == 1 for ids in gpu_ids)
+    assert sum(w.images for w in report.workers.values()) == 24
+    render_local(SeedRenderer, work, RenderCache(tmp_path / "local"), batch_size=2)
+    for job in work:
+        ray_png = next((tmp_path / "ray" / "renders").rglob(f"{job.key}.png")).read_bytes()
+        local_png = next((tmp_path / "local" / "renders").rglob(f"{job.key}.png")).read_bytes()
+        assert ray_png == local_png
+
+
+def test_a_dead_actor_is_replaced_and_its_jobs_retried(tmp_path: Path) -> None:
+    marker = tmp_path / "die-once"
+    marker.touch()
+    work = jobs(16)
+    seen: list[Rendered] = []
+    factory = functools.partial(SeedRenderer, sleep=0.05, die_marker=str(marker))
+    report = render_ray(factory, work, RenderCache(tmp_path / "c"), batch_size=2,
+                        on_rendered=seen.append)
+    assert report.replaced >= 1
+    assert sorted(r.job_key for r in seen) == sorted(j.key for j in work)  # none lost, none twice
+    assert all(r.error is None for r in seen)
+
+
+def test_failed_jobs_are_reported_and_the_rest_is_written(campaign_file: Path) -> None:
+    campaign = adgen.load_campaign(campaign_file, overrides=["backend.name=ray"])
+    result = adgen.run(campaign, make_renderer=functools.partial(SeedRenderer,
+                                                                 fail_prompt="south"))
+    failed_variants = result.plan.variants[result.plan.variants["prompt"].str.contains("south")]
+    assert len(result.failed) == failed_variants["job_key"].nunique() == 4
+    assert len(result.manifest) == (10 - 4) * 3
+    assert not set(result.manifest["variant_id"]) & set(failed_variants["variant_id"])
+    for path in result.manifest["path"]:
+        assert (result.out / path).is_file()
+    again = adgen.run(campaign, make_renderer=SeedRenderer)
+    assert again.rendered == 4 and len(again.manifest) == 30
+
+
+def test_ray_run_matches_local_run_byte_for_byte(tmp_path: Path, campaign_file: Path) -> None:
+    local = adgen.run(adgen.load_campaign(campaign_file, overrides=[f"output={tmp_path / 'l'}"]))
+    ray_run = adgen.run(adgen.load_campaign(
+        campaign_file, overrides=[f"output={tmp_path / 'r'}", "backend.name=ray"]))
+    assert list(local.manifest["sha256"]) == list(ray_run.manifest["sha256"])
+
+
+def test_bad_model_in_an_actor_is_a_clear_error(campaign_file: Path) -> None:
+    campaign = adgen.load_campaign(campaign_file, overrides=["backend.name=ray",
+                                                             "renderer.options.bogus=1"])
+    with pytest.raises(adgen.RenderError, match="unknown option"):
+        adgen.run(campaign)
+
+
+def test_multi_node_cluster(tmp_path: Path) -> None:
+    """Two nodes with two simulated GPUs each (in a subprocess: a driver joins one cluster)."""
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, {str(REPO)!r})
+        from ray.cluster_utils import Cluster
+        import ray
+        from adgen.backends.ray import render_ray
+        from adgen.store import RenderCache
+        from adgen.jobs import RenderJob
+        from tests.fakes import SeedRenderer
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "num_gpus": 2}})
+        cluster.add_node(num_cpus=1, num_gpus=2)
+        env = {{"env_vars": {{"PYTHONPATH": {str(REPO)!r}}}}}
+        ray.init(address=cluster.address, runtime_env=env)
+        cluster.wait_for_nodes()
+        jobs = [RenderJob("seed", None, f"p{{i}}", "", i, 64, 64, 1, 0.0) for i in range(16)]
+        done = []
+        cache = RenderCache(Path({str(tmp_path)!r}))
+        report = render_ray(SeedRenderer, jobs, cache, batch_size=1, on_rendered=done.append)
+        nodes = {{w.node for w in report.workers.values()}}
+        print(len(done), len(report.workers), len(nodes))
+        ray.shutdown(); cluster.shutdown()
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=240, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["16", "4", "2"]
