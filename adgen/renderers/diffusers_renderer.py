@@ -1,0 +1,565 @@
+"""Text-to-image and product-preserving inpainting with a diffusers pipeline.
+
+The renderer loads its pipeline once, in ``__init__``, and is then called on batches of jobs that
+share a ``batch_key``. Each image depends only on its own job: every job gets its own CPU
+``torch.Generator`` seeded with ``job.seed``. Jobs with a ``product_image`` are inpainted around
+the product, whose pixels are pasted back unchanged over the result.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from adgen.errors import RenderError
+from adgen.jobs import RenderJob
+from adgen.renderers.base import Box, Rendered
+
+__all__ = ["DiffusersRenderer"]
+
+ATTENTION = ("sdpa", "eager", "xformers")
+"""Attention implementations: PyTorch's fused SDPA (default), plain math, or xformers."""
+
+PRODUCT_SCALE = 0.6
+"""Default share of the canvas width and height the product may fill (``product_scale``)."""
+
+PRODUCT_ANCHOR = (0.5, 0.6)
+"""Default placement of the product in the free space, as x, y shares (``product_anchor``)."""
+
+_PICKLED = frozenset({".bin", ".ckpt", ".pt", ".pth", ".pkl"})
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+_TILING_PIXELS = 2048 * 2048
+_SLICING_PIXELS = 2 * 1024 * 1024
+_BACKGROUND = (127, 127, 127)
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """The inpainting inputs of one product job at render size, and where the product goes."""
+
+    canvas: Image.Image
+    mask: Image.Image
+    product: Image.Image
+    box: Box
+
+
+@dataclass(frozen=True)
+class _Output:
+    """One decoded image as floats in [0, 1] (H, W, 3), and whether a safety checker blanked it."""
+
+    pixels: np.ndarray
+    nsfw: bool
+
+
+def _rebuild(cls: type[DiffusersRenderer], kwargs: dict[str, Any]) -> DiffusersRenderer:
+    return cls(**kwargs)
+
+
+class DiffusersRenderer:
+    """Render :class:`RenderJob` batches with a diffusers text-to-image pipeline.
+
+    ``model`` is a Hugging Face Hub id (``"stabilityai/sd-turbo"``) or a folder saved with
+    ``save_pretrained``; only safetensors weights are loaded. ``device`` and ``dtype`` default to
+    CUDA with bfloat16 (float16 where bfloat16 is unsupported), then MPS with float16, then CPU
+    with float32. Jobs go through the pipeline ``batch_size`` at a time, except when
+    ``batch_invariant`` (default: on CPU only): then each job is its own pipeline call, so its
+    image is bit-identical whatever batch it came in (batched kernels round differently).
+
+    Speed options, all off unless asked or clearly safe: ``attention`` (``"sdpa"``, ``"eager"``,
+    ``"xformers"``), ``channels_last``, ``compile`` (``torch.compile`` of the UNet/transformer),
+    ``vae_slicing`` (auto: on when a call decodes more than 2 megapixels), ``vae_tiling`` (auto: on
+    above 2048x2048), ``tiny_vae`` (an ``AutoencoderTiny`` id or folder, for previews) and
+    ``cpu_offload`` (model CPU offload for small cards; needs ``accelerate``).
+
+    An all-black or NaN image is never returned: its job gets ``Rendered(error=...)``, or, with
+    ``retry_blank=N``, is rendered again with seeds ``seed+1`` .. ``seed+N`` first.
+    Product jobs use the inpainting pipeline of the same components, or of ``inpaint_model``.
+    """
+
+    name = "diffusers"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        variant: str | None = None,
+        batch_size: int = 4,
+        batch_invariant: bool | None = None,
+        attention: str = "sdpa",
+        channels_last: bool = False,
+        compile: bool = False,
+        vae_slicing: bool | None = None,
+        vae_tiling: bool | None = None,
+        tiny_vae: str | None = None,
+        cpu_offload: bool = False,
+        retry_blank: int = 0,
+        inpaint_model: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            known = sorted(inspect.signature(DiffusersRenderer.__init__).parameters)
+            known = [k for k in known if k not in ("self", "unknown")]
+            raise RenderError(
+                f"unknown diffusers renderer option(s) {', '.join(sorted(unknown))}; "
+                f"the known options are: {', '.join(known)}")
+        self._kwargs: dict[str, Any] = {
+            k: v for k, v in locals().items() if k not in ("self", "unknown", "__class__")}
+        _check_options(batch_size, retry_blank, attention)
+        self.model = _require_model(model)
+        self.device = _pick_device(device)
+        self.dtype = _pick_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.batch_invariant = self.device == "cpu" if batch_invariant is None else batch_invariant
+        self.retry_blank = retry_blank
+        self.vae_slicing = vae_slicing
+        self.vae_tiling = vae_tiling
+        self.cpu_offload = cpu_offload
+        if cpu_offload and self.device == "cpu":
+            raise RenderError("cpu_offload moves models between the CPU and a GPU; it needs "
+                              "device cuda (or leave cpu_offload off on the CPU)")
+        self._speed: dict[str, Any] = {"attention": attention, "channels_last": channels_last,
+                                       "compile": compile, "tiny_vae": tiny_vae}
+        self._variant = variant
+        self._t2i = self._load("text2image", self.model)
+        self._inpaint: Any = self._load("inpainting", inpaint_model) if inpaint_model else None
+        self._offloaded: Any = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the constructor arguments: unpickling loads the pipeline again."""
+        return (_rebuild, (type(self), dict(self._kwargs)))
+
+    def __repr__(self) -> str:
+        return (f"DiffusersRenderer(model={self.model!r}, device={self.device!r}, "
+                f"dtype={self.dtype!r}, batch_size={self.batch_size})")
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
+        """Render ``jobs`` (sharing one ``batch_key``); one :class:`Rendered` per job, in order."""
+        # 1. check the batch
+        jobs = list(jobs)
+        _check_batch(jobs)
+        results: list[Rendered] = []
+        # 2. render it chunk by chunk
+        for start in range(0, len(jobs), self.batch_size):
+            results.extend(self._render_chunk(jobs[start:start + self.batch_size]))
+        return results
+
+    def _render_chunk(self, jobs: list[RenderJob]) -> list[Rendered]:
+        """Render jobs of one chunk, retrying blank ones with the next seeds."""
+        # 1. lay out the products (product jobs only); a bad product image fails its job only
+        pipe = self._inpainting_pipe() if jobs[0].product_image is not None else self._t2i_pipe()
+        results: dict[int, Rendered] = {}
+        scenes: dict[int, _Scene] = {}
+        if jobs[0].product_image is not None:
+            for i, job in enumerate(jobs):
+                try:
+                    scenes[i] = _layout_product(job, _render_size(job, pipe), pipe.vae_scale_factor)
+                except RenderError as exc:
+                    results[i] = Rendered(job.key, None, error=str(exc))
+        # 2. generate, check, and retry the unusable ones with the next seeds
+        pending = [i for i in range(len(jobs)) if i not in results]
+        problems: dict[int, list[str]] = {i: [] for i in pending}
+        for attempt in range(self.retry_blank + 1):
+            if not pending:
+                break
+            outputs = self._generate(pipe, [jobs[i] for i in pending],
+                                     [jobs[i].seed + attempt for i in pending],
+                                     [scenes.get(i) for i in pending])
+            still = []
+            for i, out in zip(pending, outputs, strict=True):
+                problem = _problem(out)
+                if problem is None:
+                    results[i] = self._finish(pipe, jobs[i], out, scenes.get(i))
+                else:
+                    problems[i].append(f"seed {jobs[i].seed + attempt}: {problem}")
+                    still.append(i)
+            pending = still
+        # 3. report what never worked
+        for i in pending:
+            results[i] = Rendered(jobs[i].key, None, error=_blank_message(problems[i], self))
+        return [results[i] for i in range(len(jobs))]
+
+    def _generate(self, pipe: Any, jobs: list[RenderJob], seeds: list[int],
+                  scenes: list[_Scene | None]) -> list[_Output]:
+        """Run the pipeline on ``jobs`` (one call, or one per job when batch invariant)."""
+        everyone = list(range(len(jobs)))
+        groups = [[i] for i in everyone] if self.batch_invariant else [everyone]
+        outputs: list[_Output] = []
+        for group in groups:
+            outputs.extend(self._call_pipe(pipe, [jobs[i] for i in group],
+                                           [seeds[i] for i in group], [scenes[i] for i in group]))
+        return outputs
+
+    def _call_pipe(self, pipe: Any, jobs: list[RenderJob], seeds: list[int],
+                   scenes: list[_Scene | None]) -> list[_Output]:
+        """One pipeline call: a list of prompts and one CPU generator per image."""
+        import torch
+
+        job = jobs[0]
+        width, height = _render_size(job, pipe)
+        self._configure_vae(pipe, len(jobs), width, height)
+        kwargs: dict[str, Any] = {
+            "prompt": [j.prompt for j in jobs],
+            "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+            "num_inference_steps": job.steps, "guidance_scale": job.guidance,
+            "height": height, "width": width, "output_type": "np",
+        }
+        if "negative_prompt" in inspect.signature(pipe.__call__).parameters:
+            kwargs["negative_prompt"] = [j.negative_prompt for j in jobs]
+        if job.product_image is not None:
+            kwargs["image"] = [s.canvas for s in scenes if s is not None]
+            kwargs["mask_image"] = [s.mask for s in scenes if s is not None]
+            kwargs["strength"] = 1.0
+        output = pipe(**kwargs)
+        images = np.asarray(output.images, dtype=np.float32)
+        nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(jobs)
+        return [_Output(images[i], bool(nsfw[i])) for i in range(len(jobs))]
+
+    def _finish(self, pipe: Any, job: RenderJob, out: _Output, scene: _Scene | None) -> Rendered:
+        """Convert to RGB at the job's size and paste the product back, pixel for pixel."""
+        image = pipe.image_processor.numpy_to_pil(out.pixels[None])[0].convert("RGB")
+        left = (image.width - job.width) // 2
+        top = (image.height - job.height) // 2
+        if scene is not None:
+            image.paste(scene.product, scene.box[:2], mask=scene.product.getchannel("A"))
+        image = image.crop((left, top, left + job.width, top + job.height))
+        if scene is None:
+            return Rendered(job.key, image)
+        box = (scene.box[0] - left, scene.box[1] - top, scene.box[2] - left, scene.box[3] - top)
+        return Rendered(job.key, image, subject_box=box, composite=True)
+
+    def _configure_vae(self, pipe: Any, count: int, width: int, height: int) -> None:
+        """Slice the VAE decode for big batches and tile it for huge images (or as asked)."""
+        vae = pipe.vae
+        slicing = self.vae_slicing
+        if slicing is None:
+            slicing = count > 1 and count * width * height > _SLICING_PIXELS
+        tiling = self.vae_tiling if self.vae_tiling is not None else width * height > _TILING_PIXELS
+        if hasattr(vae, "use_slicing"):
+            vae.use_slicing = slicing
+        if hasattr(vae, "use_tiling"):
+            vae.use_tiling = tiling
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _t2i_pipe(self) -> Any:
+        unet = getattr(self._t2i, "unet", None)
+        if unet is not None and unet.config.in_channels == 9:
+            raise RenderError(
+                f"model {self.model!r} is an inpainting model (its UNet takes "
+                f"{unet.config.in_channels} input channels), so it cannot render jobs without a "
+                f"product image; set model to a text-to-image model and pass it as "
+                f"inpaint_model instead")
+        return self._with_offload(self._t2i)
+
+    def _inpainting_pipe(self) -> Any:
+        if self._inpaint is None:
+            from diffusers import AutoPipelineForInpainting
+
+            try:
+                self._inpaint = AutoPipelineForInpainting.from_pipe(self._t2i)
+            except ValueError as exc:
+                raise RenderError(
+                    f"model {self.model!r} has no inpainting pipeline for product images "
+                    f"({exc}); set inpaint_model to an inpainting model") from exc
+            self._inpaint.set_progress_bar_config(disable=True)
+        return self._with_offload(self._inpaint)
+
+    def _with_offload(self, pipe: Any) -> Any:
+        """With ``cpu_offload``, hook model offloading onto the pipeline about to run."""
+        if self.cpu_offload and self._offloaded is not pipe:
+            try:
+                pipe.enable_model_cpu_offload(device=self.device)
+            except (ImportError, RuntimeError, ValueError) as exc:
+                raise RenderError(f"cpu_offload failed ({exc}); install accelerate "
+                                  f"(pip install accelerate) or set cpu_offload to false") from exc
+            self._offloaded = pipe
+        return pipe
+
+    def _load(self, task: str, model: str) -> Any:
+        """Load a pipeline for ``task`` once and apply the speed options."""
+        import diffusers
+
+        cls = {"text2image": diffusers.AutoPipelineForText2Image,
+               "inpainting": diffusers.AutoPipelineForInpainting}[task]
+        pipe = _from_pretrained(cls, model, self.dtype, self._variant)
+        if self._speed["tiny_vae"]:
+            pipe.vae = _from_pretrained(diffusers.AutoencoderTiny, self._speed["tiny_vae"],
+                                        self.dtype, None)
+        _apply_speed_options(pipe, self._speed)
+        if not self.cpu_offload:
+            pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+
+# -- options, devices, loading ------------------------------------------------------------------
+
+
+def _check_options(batch_size: int, retry_blank: int, attention: str) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise RenderError(f"batch_size must be a whole number of 1 or more, not {batch_size!r}")
+    if not isinstance(retry_blank, int) or retry_blank < 0:
+        raise RenderError(f"retry_blank must be a whole number of 0 or more, not {retry_blank!r}")
+    if attention not in ATTENTION:
+        raise RenderError(f"attention must be one of {', '.join(ATTENTION)}, not {attention!r}")
+
+
+def _require_model(model: str | os.PathLike[str] | None) -> str:
+    if model is None or not str(model).strip():
+        raise RenderError(
+            "the diffusers renderer needs a model: set renderer.model in the campaign (or pass "
+            "DiffusersRenderer(model=...)) to a Hugging Face Hub id such as "
+            "'stabilityai/sd-turbo' or to a folder saved with save_pretrained")
+    return str(model)
+
+
+def _pick_device(device: str | None) -> str:
+    """The asked device, checked; else CUDA, then MPS, then the CPU."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    present = {"cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available(),
+               "cpu": True}
+    if device is None:
+        return next(kind for kind, usable in present.items() if usable)
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise RenderError(f"device {device!r} is not a torch device; use cpu, cuda, cuda:N "
+                          f"or mps") from exc
+    if not present.get(kind, True):
+        raise RenderError(f"device {device!r} was asked for but torch cannot use it here; "
+                          f"leave device unset to pick the best one present, or use cpu")
+    return device
+
+
+def _pick_dtype(dtype: str | None, device: str) -> str:
+    import torch
+
+    if dtype is None:
+        if device.startswith("cuda"):
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "float16" if device.startswith("mps") else "float32"
+    if str(dtype).lower() not in _DTYPES:
+        raise RenderError(f"dtype {dtype!r} is not supported; use one of "
+                          f"{', '.join(sorted(set(_DTYPES.values())))}")
+    return _DTYPES[str(dtype).lower()]
+
+
+def _looks_like_path(model: str) -> bool:
+    """A Hub id is ``name`` or ``owner/name``; anything else is meant as a local path."""
+    return (model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
+            or Path(model).expanduser().exists())
+
+
+def _check_local(model: str) -> None:
+    """Refuse missing folders and weights that exist only as pickles (they can run code)."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        kind = ("a pickled checkpoint" if path.suffix in _PICKLED else
+                "a single-file checkpoint" if path.suffix == ".safetensors" else "a file")
+        raise RenderError(
+            f"model {model!r} is {kind}, not a diffusers model folder; adgen loads folders of "
+            f"safetensors weights saved with save_pretrained: convert it (diffusers' "
+            f"from_single_file, then save_pretrained(folder, safe_serialization=True)) and set "
+            f"model to that folder")
+    if not path.is_dir():
+        if _looks_like_path(model):
+            raise RenderError(f"model folder {model!r} does not exist; set model to a folder "
+                              f"saved with save_pretrained, or to a Hugging Face Hub id such as "
+                              f"'stabilityai/sd-turbo'")
+        return
+    for folder in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLED)
+        if pickled and not any(folder.glob("*.safetensors")):
+            raise RenderError(
+                f"model folder {model!r} holds only pickled weights in {folder} "
+                f"({', '.join(pickled)}); adgen loads safetensors only, because pickled weights "
+                f"can run code when loaded. Convert it to safetensors: load it once where you "
+                f"trust it and save it with save_pretrained(new_folder, safe_serialization=True), "
+                f"then set model to new_folder")
+
+
+def _from_pretrained(cls: Any, model: str, dtype: str, variant: str | None) -> Any:
+    """``cls.from_pretrained`` of safetensors weights, with load failures as RenderError."""
+    import torch
+
+    _check_local(model)
+    local = Path(model).expanduser()
+    source = str(local) if local.is_dir() else model
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            return cls.from_pretrained(source, torch_dtype=getattr(torch, dtype), variant=variant,
+                                       use_safetensors=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise RenderError(_load_failure(model, variant, exc)) from exc
+
+
+def _load_failure(model: str, variant: str | None, exc: Exception) -> str:
+    reason = " ".join(str(exc).split())[:400]
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return (f"cannot load the diffusers model in folder {model!r}: {reason}. The folder "
+                f"should be saved with save_pretrained (model_index.json and safetensors weights"
+                f"{f' of variant {variant!r}' if variant else ''})")
+    from huggingface_hub import constants
+
+    where = ("HF_HUB_OFFLINE is set, so nothing is downloaded: unset it, or run "
+             f"`hf download {model}` where you are online" if constants.HF_HUB_OFFLINE else
+             "check the id's spelling, your network and, for gated models, `hf auth login`")
+    return (f"cannot load diffusers model {model!r}: there is no local folder {model!r} and "
+            f"the Hugging Face Hub id {model!r} could not be loaded from the cache "
+            f"({constants.HF_HUB_CACHE}) or the Hub: {where}; or set model to a folder saved "
+            f"with save_pretrained. ({reason})")
+
+
+def _apply_speed_options(pipe: Any, speed: dict[str, Any]) -> None:
+    import torch
+
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if speed["attention"] == "eager":
+        from diffusers.models.attention_processor import AttnProcessor
+
+        for module in (denoiser, pipe.vae):
+            if module is not None and hasattr(module, "set_attn_processor"):
+                module.set_attn_processor(AttnProcessor())
+    elif speed["attention"] == "xformers":
+        try:
+            pipe.enable_xformers_memory_efficient_attention()
+        except (ImportError, ModuleNotFoundError, ValueError) as exc:
+            raise RenderError(f"attention 'xformers' is not available ({exc}); install xformers "
+                              f"or use attention 'sdpa'") from exc
+    if speed["channels_last"]:
+        for module in (denoiser, pipe.vae):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    if speed["compile"] and denoiser is not None:
+        denoiser.compile()
+
+
+# -- jobs, products and checks ------------------------------------------------------------------
+
+
+def _check_batch(jobs: list[RenderJob]) -> None:
+    if len({job.batch_key for job in jobs}) > 1:
+        raise ValueError("a renderer batch must share one batch_key; group jobs by batch_key")
+    for job in jobs:
+        if job.kind != "image":
+            raise RenderError(f"the diffusers renderer renders images, not {job.kind!r}; "
+                              f"use a video renderer for this creative")
+        if job.width < 8 or job.height < 8 or job.steps < 1:
+            raise RenderError(f"cannot render {job.width}x{job.height} px in {job.steps} steps: "
+                              f"sizes must be 8 px or more and steps 1 or more")
+
+
+def _render_size(job: RenderJob, pipe: Any) -> tuple[int, int]:
+    """The job's size rounded up to what the pipeline accepts (cropped back afterwards)."""
+    step = max(8, int(getattr(pipe, "vae_scale_factor", 8)))
+    return math.ceil(job.width / step) * step, math.ceil(job.height / step) * step
+
+
+def _load_product(path: str) -> Image.Image:
+    """The product as RGBA, trimmed to its visible pixels."""
+    try:
+        with Image.open(path) as raw:
+            image = raw.convert("RGBA")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RenderError(f"product image {path!r} cannot be read ({exc}); give a PNG with "
+                          f"transparency around the product") from exc
+    visible = image.getchannel("A").getbbox()
+    if visible is None:
+        raise RenderError(f"product image {path!r} is fully transparent; export it with the "
+                          f"product opaque")
+    return image.crop(visible)
+
+
+@functools.lru_cache(maxsize=16)
+def _fitted_product(path: str, stamp: int, width: float, height: float) -> Image.Image:
+    """The product scaled to fit ``width`` x ``height`` (cached: campaigns reuse a product)."""
+    product = _load_product(path)
+    fit = min(width / product.width, height / product.height)
+    size = (max(1, round(product.width * fit)), max(1, round(product.height * fit)))
+    return product if size == product.size else product.resize(size, Image.Resampling.LANCZOS)
+
+
+def _product_options(job: RenderJob) -> tuple[float, tuple[float, float]]:
+    """The job options ``product_scale`` and ``product_anchor``, checked."""
+    scale, anchor = job.option("product_scale", PRODUCT_SCALE), job.option("product_anchor",
+                                                                         PRODUCT_ANCHOR)
+    try:
+        scale, (ax, ay) = float(scale), (float(v) for v in anchor)
+    except (TypeError, ValueError):
+        scale, ax, ay = math.nan, math.nan, math.nan
+    if not (0 < scale <= 1 and 0 <= ax <= 1 and 0 <= ay <= 1):
+        raise RenderError(f"product_scale must be a share in (0, 1] and product_anchor two shares "
+                          f"(x, y) in [0, 1], not {scale!r} and {anchor!r}")
+    return scale, (ax, ay)
+
+
+def _layout_product(job: RenderJob, size: tuple[int, int], vae_scale: int) -> _Scene:
+    """Scale and place the product in the canvas; mask the scene around its opaque pixels."""
+    assert job.product_image is not None
+    scale, (ax, ay) = _product_options(job)
+    try:
+        stamp = os.stat(job.product_image).st_mtime_ns
+    except OSError:
+        stamp = 0  # _load_product says what is wrong
+    product = _fitted_product(job.product_image, stamp, job.width * scale, job.height * scale)
+    width, height = size
+    left = (width - job.width) // 2 + round((job.width - product.width) * ax)
+    top = (height - job.height) // 2 + round((job.height - product.height) * ay)
+    box = (left, top, left + product.width, top + product.height)
+    canvas = Image.new("RGB", size, _BACKGROUND)
+    canvas.paste(product, box[:2], mask=product.getchannel("A"))
+    opaque = np.zeros((height, width), bool)
+    opaque[top:box[3], left:box[2]] = np.asarray(product.getchannel("A")) == 255
+    mask = Image.fromarray(np.where(_whole_cells(opaque, vae_scale), 0, 255).astype(np.uint8))
+    return _Scene(canvas, mask, product, box)
+
+
+def _whole_cells(opaque: np.ndarray, cell: int) -> np.ndarray:
+    """Pixels of the latent cells (``cell`` px squares) that are wholly opaque.
+
+    Only those are kept from the canvas: a latent cell that mixed product and background would
+    decode to a grey halo around the product.
+    """
+    height, width = opaque.shape
+    rows, cols = -(-height // cell), -(-width // cell)
+    padded = np.zeros((rows * cell, cols * cell), bool)
+    padded[:height, :width] = opaque
+    whole = padded.reshape(rows, cell, cols, cell).all(axis=(1, 3))
+    return whole.repeat(cell, axis=0).repeat(cell, axis=1)[:height, :width]
+
+
+def _problem(out: _Output) -> str | None:
+    """Why an output cannot be shipped (NaN, all black, blanked by the safety checker), if so."""
+    if out.nsfw:
+        return "blanked by the safety checker"
+    if not np.isfinite(out.pixels).all():
+        return "NaN pixels"
+    if float(out.pixels.max()) * 255 < 0.5:
+        return "all black"
+    return None
+
+
+def _blank_message(problems: list[str], renderer: DiffusersRenderer) -> str:
+    hint = ("try dtype bfloat16 or float32 (float16 can overflow in the VAE)"
+            if renderer.dtype == "float16" else "try another prompt, seed or model")
+    retry = "" if renderer.retry_blank else "; set retry_blank=N to retry with the next seeds"
+    return f"unusable image ({'; '.join(problems)}): {hint}{retry}"
