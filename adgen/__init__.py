@@ -22,11 +22,13 @@ from adgen.errors import (
     ResultsError,
     TemplateError,
 )
+from adgen.analysis import Analysis, write_analysis
 from adgen.jobs import RenderJob
 from adgen.pipeline import RunResult, assign, run, validate
 from adgen.placements import PRESETS, Placement, resolve_placement
 from adgen.planning import Plan
 from adgen.planning import make_plan as plan
+from adgen.refresh import RefreshResult, analyze, refresh, schedule
 from adgen.spec import CampaignSpec, campaign_from_dict, load_campaign
 
 __version__ = "0.1.0"
@@ -34,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "AdgenError",
+    "Analysis",
     "AssetError",
     "AudienceError",
     "CampaignError",
@@ -43,16 +46,21 @@ __all__ = [
     "Plan",
     "PostProcessError",
     "RenderError",
+    "RefreshResult",
     "RenderJob",
     "ResultsError",
     "RunResult",
     "TemplateError",
     "__version__",
+    "analyze",
     "assign",
     "campaign_from_dict",
     "load_campaign",
     "plan",
+    "refresh",
     "resolve_placement",
     "run",
+    "schedule",
     "validate",
+    "write_analysis",
 ]

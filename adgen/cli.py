@@ -154,6 +154,75 @@ def assign(
     console.print(f"[green]wrote[/green] {out}: {len(frame)} customers, {assigned} assigned")
 
 
+ResultsOpt = Annotated[
+    Path, typer.Option("--results", help="Results CSV/Parquet: per variant or per customer.")
+]
+
+
+def _print_analysis(analysis: adgen.Analysis) -> None:
+    table = Table("scope", "variant", "users", "conv.", "rate", "uplift", "95% CI", "p (adj.)",
+                  "P(win)", "verdict", title="experiment results")
+    colors = {"winner": "green", "loser": "red", "control": "cyan"}
+    for row in analysis.table.to_dict("records"):
+        treated = row["uplift"] is not None and row["uplift"] == row["uplift"]
+        table.add_row(
+            str(row["scope"]), str(row["variant_id"]), f"{row['users']:,}",
+            f"{row['conversions']:,}", f"{row['rate']:.2%}",
+            f"{row['uplift']:+.1%}" if treated else "",
+            f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]" if treated else "",
+            f"{row['p_adjusted']:.3g}" if treated else "",
+            f"{row['chance_to_win']:.1%}" if treated else "",
+            f"[{colors.get(row['verdict'], 'white')}]{row['verdict']}[/]",
+        )
+    console.print(table)
+    for warning in analysis.srm_warnings:
+        err_console.print(f"[bold red]warning:[/bold red] {warning}")
+
+
+@app.command()
+def analyze(
+    target: Annotated[Path, typer.Argument(help="Output folder of a run, or the campaign YAML.")],
+    results: ResultsOpt,
+) -> None:
+    """Analyse results: uplift, intervals, p-values, chance to win, SRM; writes analysis.*."""
+    is_campaign = target.suffix.lower() in {".yaml", ".yml"}
+    spec = adgen.load_campaign(target) if is_campaign else None
+    analysis = adgen.analyze(spec or target, results)
+    _print_analysis(analysis)
+    out_dir = spec.output_dir if spec else target
+    written = adgen.write_analysis(analysis, out_dir)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command()
+def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None) -> None:
+    """Retire losing variants, re-weight traffic, render replacements, re-assign (sticky)."""
+    spec = _load(campaign, set_)
+    outcome = adgen.refresh(spec, results)
+    _print_analysis(outcome.analysis)
+    adgen.write_analysis(outcome.analysis, spec.output_dir)
+    weights = ", ".join(f"{w:.3f}" for w in outcome.weights) if outcome.weights else "unchanged"
+    console.print(
+        f"[green]refreshed[/green] {spec.name}: retired {len(outcome.retired)}, kept "
+        f"{len(outcome.kept)}, rendered {outcome.run.rendered}; weights {weights} "
+        f"({outcome.weights_note})"
+    )
+
+
+@app.command()
+def schedule(
+    campaign: CampaignArg,
+    results: ResultsOpt,
+    max_runs: Annotated[
+        int | None, typer.Option("--max-runs", help="Stop after N refreshes (default: never).")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run refreshes on the campaign's refresh.schedule (cron), in the foreground."""
+    spec = _load(campaign, set_)
+    adgen.schedule(spec, results, max_runs=max_runs, on_event=console.print)
+
+
 def main() -> None:
     """Console entry point: runs the app, turning user errors into one line and exit code 2."""
     try:

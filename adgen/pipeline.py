@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adgen import experiment
+from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import AdgenError, CampaignError
@@ -123,9 +123,19 @@ def run(
     ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
+    state = RefreshState.load(campaign.output_dir)
+    return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
+                          progress=progress)
+
+
+def run_with_state(
+    campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
+    make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
+) -> RunResult:
+    """:func:`run` with the refresh state given (slot generations, weights, stickiness)."""
     out_dir = campaign.output_dir
     # 1. plan, 2. check
-    plan = validate(campaign, audience=audience)
+    plan = validate(campaign, audience=audience, generations=state.generations)
     style = _brand_style(campaign)
     cache = RenderCache(out_dir / CACHE_DIR)
     # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as its
@@ -156,12 +166,18 @@ def run(
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     # 5. write
     failed_variants = set(plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"])
-    assignments = assign_customers(plan, exclude=failed_variants)
+    assignments = assign_customers(plan, exclude=failed_variants, weights=state.weights,
+                                   previous=state.previous_assignments())
     _write_outputs(out_dir, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
                        post.written, len(rows) - post.written, failed)
+    settings = {
+        "experiment": {"weights": state.weights or campaign.experiment.weights,
+                       "holdout": campaign.experiment.holdout},
+        "refresh": campaign.refresh.model_dump(),
+    }
     atomic_write_text(out_dir / "run.json", json.dumps(
-        {**result.summary(), "failed": failed, "finished_at": _now()}, indent=2))
+        {**result.summary(), "failed": failed, **settings, "finished_at": _now()}, indent=2))
     return result
 
 
@@ -191,10 +207,13 @@ def render_jobs(
         render_local(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered)
 
 
-def validate(campaign: CampaignSpec, *, audience: AudienceSource | None = None) -> Plan:
+def validate(
+    campaign: CampaignSpec, *, audience: AudienceSource | None = None,
+    generations: Mapping[str, int] | None = None,
+) -> Plan:
     """Check everything a run needs before it renders (spec, audience, templates, brand assets,
     captions' glyphs) and return the plan. Raises an :class:`AdgenError` for the first problem."""
-    plan = make_plan(campaign, audience)
+    plan = make_plan(campaign, audience, generations=generations)
     _brand_style(campaign)
     check_captions_drawable(
         [Caption(role, text) for captions in plan.variants["captions"].unique()
@@ -333,40 +352,9 @@ def assign(
 ) -> pd.DataFrame:
     """The customer → variant assignment of a campaign (what ``adgen run`` writes to
     ``assignments.csv``), without rendering anything."""
-    return assign_customers(make_plan(campaign, audience))
-
-
-def assign_customers(plan: Plan, *, exclude: set[str] | None = None) -> pd.DataFrame:
-    """Each customer gets one of its segment's variants, by the GrowthBook-compatible hash of the
-    experiment seed and the customer id, in the campaign's split weights. Customers in the
-    holdout (or whose variant failed to render) get an empty ``variant_id``."""
-    campaign = plan.campaign
-    exp = campaign.experiment
-    members = plan.segments.members
-    arms = campaign.arms
-    weights = exp.weights if exp.weights is not None else [1.0 / arms] * arms
-    if len(weights) != arms:
-        raise CampaignError(
-            f"experiment.weights has {len(weights)} values but each segment has {arms} variants "
-            f"({len(campaign.creatives)} creatives × {campaign.variants} variants); give {arms}"
-        )
-    arm = experiment.assign_arms(members["customer_id"].astype("string"), seed=exp.seed,
-                                 weights=weights, holdout=exp.holdout)
-    in_test = arm >= 0
-    picked = np.where(in_test, arm, 0)
-    creative = np.array([c.id for c in campaign.creatives])[picked // campaign.variants]
-    index = (picked % campaign.variants).astype(str)
-    segment = members["segment_id"].to_numpy(dtype=str)
-    variant = pd.Series(np.char.add(np.char.add(np.char.add(np.char.add(
-        creative, "-"), segment), "-v"), index), dtype="string")
-    variant = variant.where(in_test, "")
-    if exclude:
-        variant = variant.where(~variant.isin(list(exclude)), "")
-    frame = pd.DataFrame({"customer_id": members["customer_id"].astype("string"),
-                          "segment_id": members["segment_id"], "variant_id": variant})
-    if exp.holdout > 0:
-        frame["holdout"] = ~in_test
-    return frame
+    state = RefreshState.load(campaign.output_dir)
+    plan = make_plan(campaign, audience, generations=state.generations)
+    return assign_customers(plan, weights=state.weights, previous=state.previous_assignments())
 
 
 def _write_outputs(out_dir: Path, manifest: pd.DataFrame, assignments: pd.DataFrame) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from adgen.store import RenderCache
 CACHE_DIR = ".cache"
 
 VARIANT_COLUMNS = [
-    "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed", "prompt",
+    "variant_id", "slot", "segment_id", "segment", "creative_id", "variant_index", "seed", "prompt",
     "negative_prompt", "captions", "headline", "cta", "product", "job_key",
 ]
 
@@ -96,11 +97,15 @@ def file_sha256(path: Path) -> str:
 
 
 def make_plan(
-    campaign: CampaignSpec, audience: AudienceSource | None = None, *, generation: int = 0
+    campaign: CampaignSpec, audience: AudienceSource | None = None, *,
+    generations: Mapping[str, int] | None = None,
 ) -> Plan:
     """Read and segment the audience, render every template, and build the deduplicated jobs.
 
-    ``generation`` > 0 gives fresh seeds (used by refreshes to replace retired variants)."""
+    ``generations`` maps a variant *slot* (``creative-segment-vN``) to its generation: a slot
+    at generation n > 0 gets fresh seeds and the variant id ``creative-segment-vN-gn`` (refreshes
+    use it to replace retired variants)."""
+    generations = generations or {}
     check_brand_assets(campaign)
     templates = compile_templates(campaign)
     data = read_audience(campaign.audience, audience)
@@ -130,10 +135,13 @@ def make_plan(
                 for name in creative.captions
             }
             for index in range(campaign.variants):
+                slot = f"{creative.id}-{segment_id}-v{index}"
+                generation = generations.get(slot, 0)
                 job = _job(campaign, creative, prompt, negative, product, index, generation)
                 jobs.setdefault(job.key, job)
                 rows.append({
-                    "variant_id": f"{creative.id}-{segment_id}-v{index}",
+                    "variant_id": f"{slot}-g{generation}" if generation else slot,
+                    "slot": slot,
                     "segment_id": segment_id,
                     "segment": json.dumps(key_values, ensure_ascii=False, default=str),
                     "creative_id": creative.id,

@@ -193,6 +193,31 @@ class ExperimentSpec(_Model):
     holdout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class RefreshSpec(_Model):
+    """How results are judged and variants refreshed; ``schedule`` is a cron expression for
+    ``adgen schedule``."""
+
+    schedule: str | None = None
+    rule: Literal["frequentist", "bayesian"] = "frequentist"
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    correction: Literal["holm", "bh"] = "holm"
+    sequential: bool = False
+    top_two: bool = False
+    floor: float = Field(0.01, ge=0.0, lt=0.5)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(
+                    f"{value!r} is not a cron expression (e.g. '0 6 * * 1' = Mondays 06:00)"
+                )
+        return value
+
+
 class CampaignSpec(_Model):
     """A whole campaign. Build it from YAML with :func:`load_campaign`."""
 
@@ -209,6 +234,7 @@ class CampaignSpec(_Model):
     output: Path | None = None
     template_dirs: list[Path] = Field(default_factory=lambda: [Path("templates")])
     experiment: ExperimentSpec = Field(default_factory=ExperimentSpec)
+    refresh: RefreshSpec = Field(default_factory=RefreshSpec)
     source: Path | None = Field(None, description="the YAML file this spec was loaded from")
 
     @field_validator("name")

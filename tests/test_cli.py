@@ -56,3 +56,26 @@ def test_run_then_assign(tmp_path: Path, campaign_file: Path) -> None:
     out = adgen("assign", campaign_file, "--out", tmp_path / "a.csv")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "o" / "assignments.csv").read_bytes()
+
+
+def test_run_analyze_refresh_from_the_cli(tmp_path: Path, campaign_file: Path) -> None:
+    out = adgen("run", campaign_file, "--set", "placements=[300x250]")
+    assert out.returncode == 0, out.stderr
+    manifest = pd.read_parquet(campaign_file.parent / "out" / "manifest.parquet")
+    ids = manifest["variant_id"].unique()
+    rows = [f"{v},4000,{400 if v.endswith('v0') else 200}" for v in ids]
+    (tmp_path / "r.csv").write_text("variant_id,users,conversions\n" + "\n".join(rows) + "\n",
+                                    encoding="utf-8")
+    out = adgen("analyze", campaign_file.parent / "out", "--results", tmp_path / "r.csv")
+    assert out.returncode == 0, out.stderr
+    assert "experiment results" in out.stdout
+    analysis = pd.read_csv(campaign_file.parent / "out" / "analysis.csv")
+    assert set(analysis.loc[analysis["variant_id"].str.endswith("v1"), "verdict"]) == {"loser"}
+    assert (campaign_file.parent / "out" / "analysis.png").exists()
+    out = adgen("refresh", campaign_file, "--results", tmp_path / "r.csv",
+                "--set", "placements=[300x250]")
+    assert out.returncode == 0, out.stderr
+    assert "retired 5, kept 5, rendered 5" in out.stdout
+    out = adgen("analyze", campaign_file.parent / "out", "--results", tmp_path / "r.csv")
+    assert out.returncode == 2
+    assert "unknown variant_id" in out.stderr and len(out.stderr.strip().splitlines()) == 1
