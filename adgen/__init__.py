@@ -11,6 +11,7 @@ placement-ready ad variants, a manifest and a customer-to-variant assignment com
     result.manifest.head()
 """
 
+from adgen.analysis import Analysis, write_analysis
 from adgen.errors import (
     AdgenError,
     AssetError,
@@ -22,7 +23,6 @@ from adgen.errors import (
     ResultsError,
     TemplateError,
 )
-from adgen.analysis import Analysis, write_analysis
 from adgen.jobs import RenderJob
 from adgen.pipeline import RunResult, assign, run, validate
 from adgen.placements import PRESETS, Placement, resolve_placement
@@ -45,8 +45,8 @@ __all__ = [
     "Placement",
     "Plan",
     "PostProcessError",
-    "RenderError",
     "RefreshResult",
+    "RenderError",
     "RenderJob",
     "ResultsError",
     "RunResult",

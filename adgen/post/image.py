@@ -40,8 +40,8 @@ from adgen.post import color, crop
 from adgen.post import text as textmod
 from adgen.post.logo import LogoStyle, PlacedLogo, load_brand_image, place_logo
 
-__all__ = ["Caption", "Composed", "LogoStyle", "check_captions_drawable", "compose",
-           "load_brand_image"]
+__all__ = ["Caption", "Composed", "Layers", "LogoStyle", "check_captions_drawable", "compose",
+           "compose_layers", "load_brand_image"]
 
 Box = tuple[int, int, int, int]
 Kind = Literal["full", "wide", "tall"]
@@ -75,6 +75,43 @@ class Composed:
     logo_box: Box | None
     caption_boxes: dict[str, Box]
     checks: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class Layers:
+    """:func:`compose`'s result taken apart, for ads in motion (video).
+
+    ``background`` is the canvas before the logo and captions (the framed picture, and the
+    panel of banner layouts); ``logo`` and ``captions`` (one per caption role) are RGBA layers
+    of the same size holding what was painted over it: plates, scrims, the logo, the text.
+    Laid over ``background`` with ``Image.alpha_composite`` (logo first) they give
+    ``composed.image``. ``window`` is the source region shown in the picture box
+    (``composed.checks["picture_box"]``)."""
+
+    composed: Composed
+    background: Image.Image
+    logo: Image.Image | None
+    captions: dict[str, Image.Image]
+    window: crop.Window
+
+
+@dataclass
+class _LayerSet:
+    """Transparent layers that painting mirrors its strokes onto (see :class:`Layers`)."""
+
+    size: tuple[int, int]
+    logo: Image.Image | None = None
+    captions: dict[str, Image.Image] = field(default_factory=dict)
+
+    def logo_layer(self) -> Image.Image:
+        if self.logo is None:
+            self.logo = Image.new("RGBA", self.size, (0, 0, 0, 0))
+        return self.logo
+
+    def caption(self, role: str) -> Image.Image:
+        if role not in self.captions:
+            self.captions[role] = Image.new("RGBA", self.size, (0, 0, 0, 0))
+        return self.captions[role]
 
 
 @dataclass(frozen=True)
@@ -115,6 +152,10 @@ class _Context:
     subject: Box | None
     font: Path | None
     where: str
+    layers: _LayerSet | None = None
+
+    def logo_layer(self) -> Image.Image | None:
+        return self.layers.logo_layer() if self.layers is not None else None
 
     def fit(self, caption: Caption, box: Box, style: textmod.TextStyle) -> textmod.TextBlock:
         return textmod.fit_text(caption.text, box, style, font=self.font, role=caption.role,
@@ -138,14 +179,18 @@ class _Layout:
 
 
 def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
-           brand: color.RGB | None) -> tuple[dict[str, Box], dict[str, object]]:
+           brand: color.RGB | None, layers: _LayerSet | None = None
+           ) -> tuple[dict[str, Box], dict[str, object]]:
     """Paint the captions: first scrims where neither black nor white reaches 4.5:1 on the
     picture, then button plates, then the text in the colour that contrasts most with what
-    is now behind it. Scrims never reach into another caption or the logo."""
+    is now behind it. Scrims never reach into another caption or the logo. With ``layers``,
+    each caption's strokes are mirrored onto its own layer too."""
     frames = [t.block.frame for t in texts] + ([logo_box] if logo_box else [])
+    own = {t.role: layers.caption(t.role) if layers is not None else None for t in texts}
     scrims: set[str] = set()
     for item in texts:
-        if item.plate is None and _needs_scrim(canvas, item.block, frames, brand):
+        if item.plate is None and _needs_scrim(canvas, item.block, frames, brand,
+                                               own[item.role]):
             scrims.add(item.role)
     draw = ImageDraw.Draw(canvas)
     boxes: dict[str, Box] = {}
@@ -153,7 +198,8 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
     for item in texts:
         block = item.block
         if item.plate is not None:
-            plate = _draw_plate(canvas, draw, block.frame, item.plate, branded=brand is not None)
+            plate = _draw_plate(canvas, draw, block.frame, item.plate, branded=brand is not None,
+                                layer=own[item.role])
             fill = color.best_on(plate)
             value = color.contrast(fill, plate)
             checks[f"plate_{item.role}"] = block.frame
@@ -162,6 +208,9 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
             behind = color.region_pixels(canvas, _measure_box(canvas, block, frames))
             fill, value = color.best_text_color(color.luminance(behind))
         textmod.draw_text(draw, block, fill)
+        layer = own[item.role]
+        if layer is not None:
+            _text_layer(layer, block, fill)
         boxes[item.role] = block.ink
         checks.update({
             f"contrast_{item.role}": round(value, 2),
@@ -173,8 +222,17 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
     return boxes, checks
 
 
+def _text_layer(layer: Image.Image, block: textmod.TextBlock, fill: color.RGB) -> None:
+    """Lay ``block`` in ``fill`` over the RGBA ``layer`` with the coverage it has on a canvas."""
+    mask = Image.new("L", layer.size, 0)
+    textmod.draw_text(ImageDraw.Draw(mask), block, 255)
+    ink = Image.new("RGBA", layer.size, (*fill, 0))
+    ink.putalpha(mask)
+    layer.alpha_composite(ink)
+
+
 def _draw_plate(canvas: Image.Image, draw: ImageDraw.ImageDraw, frame: Box, plate: color.RGB,
-                *, branded: bool) -> color.RGB:
+                *, branded: bool, layer: Image.Image | None = None) -> color.RGB:
     """Draw a button plate. When it would melt into the picture around it (contrast below
     :data:`PLATE_CONTRAST`), an unbranded plate turns white or black, and a brand-coloured one
     gets a white or black outline. Returns the plate's colour."""
@@ -191,6 +249,11 @@ def _draw_plate(canvas: Image.Image, draw: ImageDraw.ImageDraw, frame: Box, plat
     width = max(2, round((frame[3] - frame[1]) * 0.05))
     draw.rounded_rectangle((frame[0], frame[1], frame[2] - 1, frame[3] - 1), radius=radius,
                            fill=plate, outline=outline, width=width if outline else 0)
+    if layer is not None:
+        ImageDraw.Draw(layer).rounded_rectangle(
+            (frame[0], frame[1], frame[2] - 1, frame[3] - 1), radius=radius, fill=(*plate, 255),
+            outline=(*outline, 255) if outline else None, width=width if outline else 0,
+        )
     return plate
 
 
@@ -201,7 +264,7 @@ def _measure_box(canvas: Image.Image, block: textmod.TextBlock, frames: list[Box
 
 
 def _needs_scrim(canvas: Image.Image, block: textmod.TextBlock, frames: list[Box],
-                 brand: color.RGB | None) -> bool:
+                 brand: color.RGB | None, layer: Image.Image | None = None) -> bool:
     """Veil the picture behind ``block`` when neither black nor white text reaches 4.5:1 on
     it: in the ``brand`` colour (at :data:`BRAND_SCRIM` opacity) when that is enough, else in
     black or white, as little as will do. True if it did."""
@@ -228,6 +291,8 @@ def _needs_scrim(canvas: Image.Image, block: textmod.TextBlock, frames: list[Box
     )
     region.alpha_composite(overlay)
     canvas.paste(region.convert("RGB"), zone[:2])
+    if layer is not None:
+        layer.alpha_composite(overlay, dest=zone[:2])
     return True
 
 
@@ -263,6 +328,27 @@ def compose(image: Image.Image, placement: Placement, *, subject_box: Box | None
     ``subject_box`` (in ``image`` pixels) is kept whole in the frame. ``colors`` are brand
     colours: the first paints banner panels (and buttons), the second, when given, buttons.
     ``font`` is a brand font used before the bundled ones."""
+    return _compose(image, placement, subject_box, logo, captions, colors, font, None)[0]
+
+
+def compose_layers(image: Image.Image, placement: Placement, *, subject_box: Box | None = None,
+                   logo: LogoStyle | None = None, captions: Sequence[Caption] = (),
+                   colors: Sequence[str] = (), font: Path | None = None) -> Layers:
+    """:func:`compose`, also returning the background and the logo and caption layers apart
+    (:class:`Layers`), so a video can move the picture under them and time each layer.
+    Every decision (layout, colours, scrims, logo variant) is the one :func:`compose` takes."""
+    layers = _LayerSet(placement.size)
+    composed, background, window = _compose(image, placement, subject_box, logo, captions,
+                                            colors, font, layers)
+    assert background is not None
+    return Layers(composed, background, layers.logo, layers.captions, window)
+
+
+def _compose(image: Image.Image, placement: Placement, subject_box: Box | None,
+             logo: LogoStyle | None, captions: Sequence[Caption], colors: Sequence[str],
+             font: Path | None, layers: _LayerSet | None
+             ) -> tuple[Composed, Image.Image | None, crop.Window]:
+    """The steps of :func:`compose`; with ``layers``, also the background and the window."""
     # 1. check inputs
     palette = _palette(colors)
     items = _captions(captions)
@@ -280,16 +366,17 @@ def compose(image: Image.Image, placement: Placement, *, subject_box: Box | None
     picture, framing = crop.frame_picture(source, picture_size, subject_box, zoom=zoom)
     canvas.paste(picture, plan.picture[:2])
     subject = _offset(framing.subject, plan.picture) if framing.subject else None
+    background = canvas.copy() if layers is not None else None
 
     # 4. logo, 5. fit the captions (the layout), 6. paint them
-    context = _Context(canvas, plan, logo, items, palette, subject, font, where)
+    context = _Context(canvas, plan, logo, items, palette, subject, font, where, layers)
     layout = {"full": _layout_full, "wide": _layout_wide, "tall": _layout_tall}[plan.kind](
         context
     )
     logo_box = layout.logo.box if layout.logo else None
     logo_area = (layout.logo.plate or layout.logo.box) if layout.logo else None
     boxes, painted = _paint(canvas, layout.texts, logo_area,
-                            palette.primary if colors else None)
+                            palette.primary if colors else None, layers)
 
     checks: dict[str, object] = {
         "layout": plan.kind,
@@ -304,7 +391,7 @@ def compose(image: Image.Image, placement: Placement, *, subject_box: Box | None
                        "logo_plate": layout.logo.plate is not None,
                        "contrast_logo": layout.logo.contrast})
     checks.update(painted)
-    return Composed(canvas, logo_box, boxes, checks)
+    return Composed(canvas, logo_box, boxes, checks), background, framing.window
 
 
 # -- inputs and plan -------------------------------------------------------------------------
@@ -406,7 +493,7 @@ def _layout_full(ctx: _Context) -> _Layout:
     if ctx.logo is not None:
         max_w = min(ctx.logo.size * ctx.canvas.width, 0.45 * width)
         placed = place_logo(ctx.canvas, ctx.logo, plan.content, max_w, 0.14 * height,
-                            plate_pad=_plate_pad(plan))
+                            plate_pad=_plate_pad(plan), layer=ctx.logo_layer())
         if ctx.logo.position.startswith("top"):
             top = (placed.plate or placed.box)[3] + gap
         else:
@@ -558,7 +645,8 @@ def _layout_wide(ctx: _Context) -> _Layout:
         max_w = min(max(ctx.logo.size * ctx.canvas.width, 0.12 * width), 0.25 * width)
         max_h = height * (0.62 if height < 150 else 0.5)
         placed = place_logo(ctx.canvas, ctx.logo, plan.content, max_w, max_h,
-                            position=f"middle-{side}", plate_pad=_plate_pad(plan))
+                            position=f"middle-{side}", plate_pad=_plate_pad(plan),
+                            layer=ctx.logo_layer())
         if side == "left":
             left = (placed.plate or placed.box)[2] + gap
         else:
@@ -598,7 +686,8 @@ def _layout_tall(ctx: _Context) -> _Layout:
     if ctx.logo is not None:
         max_w = min(max(ctx.logo.size * ctx.canvas.width, 0.45 * width), width)
         placed = place_logo(ctx.canvas, ctx.logo, plan.content, max_w,
-                            0.1 * ctx.canvas.height, plate_pad=_plate_pad(plan))
+                            0.1 * ctx.canvas.height, plate_pad=_plate_pad(plan),
+                            layer=ctx.logo_layer())
         if ctx.logo.position.startswith("top"):
             top = (placed.plate or placed.box)[3] + gap * 2
         else:

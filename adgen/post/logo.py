@@ -171,10 +171,12 @@ def _plate_color(logo: Image.Image) -> tuple[color.RGB, float]:
 
 
 def place_logo(canvas: Image.Image, style: LogoStyle, area: Box, max_w: float, max_h: float,
-               *, position: str | None = None, plate_pad: int = 0) -> PlacedLogo:
+               *, position: str | None = None, plate_pad: int = 0,
+               layer: Image.Image | None = None) -> PlacedLogo:
     """Paste the logo into ``canvas`` at ``position`` (default: the style's) inside ``area``,
     scaled to fit ``max_w`` x ``max_h``; switch to the light variant or add a plate (padded by
-    ``plate_pad``) when it would not stand out from what is behind it."""
+    ``plate_pad``) when it would not stand out from what is behind it. With ``layer`` (RGBA,
+    the canvas's size), the plate and the logo are laid over it too."""
     where = position or style.position
     variants: list[tuple[Literal["dark", "light"], Image.Image]] = [
         ("dark", resized(style.path, "logo", max_w, max_h))
@@ -201,7 +203,14 @@ def place_logo(canvas: Image.Image, style: LogoStyle, area: Box, max_w: float, m
             ImageDraw.Draw(canvas).rounded_rectangle(
                 (plate[0], plate[1], plate[2] - 1, plate[3] - 1), radius=radius, fill=plate_rgb
             )
+            if layer is not None:
+                ImageDraw.Draw(layer).rounded_rectangle(
+                    (plate[0], plate[1], plate[2] - 1, plate[3] - 1), radius=radius,
+                    fill=(*plate_rgb, 255),
+                )
     region = canvas.crop(box).convert("RGBA")
     region.alpha_composite(logo)
     canvas.paste(region.convert("RGB"), box[:2])
+    if layer is not None:
+        layer.alpha_composite(logo, dest=box[:2])
     return PlacedLogo(box, name, plate, round(value, 2))

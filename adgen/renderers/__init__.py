@@ -9,10 +9,10 @@ from adgen.renderers.base import Rendered, Renderer
 
 RENDERERS = ("offline", "diffusers")
 
-RUNTIME_OPTIONS = frozenset(
-    {"batch_size", "batch_invariant", "compile", "cpu_offload", "vae_slicing", "vae_tiling", "attention",
-     "channels_last", "retry_blank"}
-)
+RUNTIME_OPTIONS = frozenset({
+    "batch_size", "batch_invariant", "compile", "cpu_offload", "vae_slicing", "vae_tiling",
+    "attention", "channels_last", "retry_blank",
+})
 """Renderer options that change speed or memory, not the picture: left out of job keys."""
 
 
