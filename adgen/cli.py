@@ -7,7 +7,9 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -223,8 +225,19 @@ def schedule(
     adgen.schedule(spec, results, max_runs=max_runs, on_event=console.print)
 
 
+def _quiet_libraries() -> None:
+    """Keep model libraries' chatter (progress bars, advice) off the terminal."""
+    for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+        os.environ.setdefault(name, "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def main() -> None:
     """Console entry point: runs the app, turning user errors into one line and exit code 2."""
+    _quiet_libraries()
     try:
         app(standalone_mode=False)
     except adgen.AdgenError as exc:
