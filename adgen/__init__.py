@@ -29,6 +29,7 @@ from adgen.placements import PRESETS, Placement, resolve_placement
 from adgen.planning import Plan
 from adgen.planning import make_plan as plan
 from adgen.refresh import RefreshResult, analyze, refresh, schedule
+from adgen.report import write_report
 from adgen.spec import CampaignSpec, campaign_from_dict, load_campaign
 
 __version__ = "0.1.0"
@@ -63,4 +64,5 @@ __all__ = [
     "schedule",
     "validate",
     "write_analysis",
+    "write_report",
 ]

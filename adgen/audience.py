@@ -13,6 +13,7 @@ positions otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,12 +195,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def segment_audience(audience: Audience, spec: AudienceSpec) -> Segments:
-    """Group customers by ``spec.segment_by`` (vectorised) and build each segment's context."""
+def segment_audience(
+    audience: Audience, spec: AudienceSpec, *, row_columns: Sequence[str] = ()
+) -> Segments:
+    """Group customers by ``spec.segment_by`` (vectorised) and build each segment's context.
+
+    In per-customer mode (no ``segment_by``) the ``row_columns`` (allowed by the campaign's
+    guardrails) join the context with the customer's own values."""
     frame = audience.frame
     keys = tuple(spec.segment_by) or (spec.id_column,)
     grouped = frame.groupby(list(keys), sort=True, dropna=False, observed=True)
     table = grouped.size().rename("segment_size").reset_index()
+    if not spec.segment_by:
+        missing = [c for c in row_columns if c not in frame.columns]
+        if missing:
+            raise AudienceError(f"{audience.where}: guardrails.prompt_columns {missing} are not "
+                                f"audience columns ({', '.join(map(str, frame.columns))})")
+        for column in row_columns:
+            if column != spec.id_column:
+                table[column] = grouped[column].first().to_numpy()
     for name, agg in spec.aggregates.items():
         table[name] = _aggregate(grouped[agg.column], agg.agg, name, audience.where).to_numpy()
     if spec.product_column and spec.product_column not in keys:

@@ -225,6 +225,16 @@ def schedule(
     adgen.schedule(spec, results, max_runs=max_runs, on_event=console.print)
 
 
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+) -> None:
+    """Write the HTML review sheet (review.html) for a run's output folder."""
+    path = adgen.write_report(out_dir, title=title)
+    console.print(f"[green]wrote[/green] {path}")
+
+
 def _quiet_libraries() -> None:
     """Keep model libraries' chatter (progress bars, advice) off the terminal."""
     for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):

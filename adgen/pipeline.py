@@ -27,26 +27,31 @@ from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import AdgenError, CampaignError
+from adgen.guardrails import brand_violations
 from adgen.jobs import RenderJob, stable_hash
+from adgen.placements import Placement
 from adgen.planning import CACHE_DIR, Plan, file_sha256, make_plan
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, check_captions_drawable, compose, load_brand_image
+from adgen.post.video import VideoSpec, still_to_video
+from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
-from adgen.spec import CampaignSpec, PlacementSpec
+from adgen.report import write_report
+from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
 from adgen.store import RenderCache, atomic_write_bytes, atomic_write_text, safe_csv, write_parquet
 
-POST_VERSION = "post/v1"
+POST_VERSION = "post/v2"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [
     "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
     "prompt", "negative_prompt", "headline", "cta", "captions", "renderer", "model", "job_key",
     "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
-    "asset_key", "checks",
+    "asset_key", "checks", "status", "duration_s", "fps", "frames",
 ]
 ASSIGNMENT_COLUMNS = ["customer_id", "segment_id", "variant_id"]
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
@@ -69,8 +74,9 @@ class RunResult:
         plan = self.plan.summary()
         return {
             **plan,
+            "blocked": len(self.plan.blocked),
             "rendered": self.rendered,
-            "assets": len(self.manifest),
+            "assets": int((self.manifest["status"] == "ok").sum()),
             "assets_written": self.assets_written,
             "assets_reused": self.assets_reused,
             "failed_jobs": len(self.failed),
@@ -162,10 +168,11 @@ def run_with_state(
             post.submit(key)
         render_jobs(campaign, factory, todo, cache, on_rendered, progress)
         rows = post.results()
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows + _blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write
     failed_variants = set(plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"])
-    assignments = assign_customers(plan, exclude=failed_variants, weights=state.weights,
+    assignments = assign_customers(plan, exclude=failed_variants | set(plan.blocked),
+                                   weights=state.weights,
                                    previous=state.previous_assignments())
     _write_outputs(out_dir, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
@@ -176,7 +183,10 @@ def run_with_state(
         "refresh": campaign.refresh.model_dump(),
     }
     atomic_write_text(out_dir / "run.json", json.dumps(
-        {**result.summary(), "failed": failed, **settings, "finished_at": _now()}, indent=2))
+        {**result.summary(), "failed": failed, "blocked": plan.blocked, **settings,
+         "finished_at": _now()}, indent=2))
+    if campaign.report:
+        write_report(out_dir, title=campaign.name)
     return result
 
 
@@ -263,6 +273,8 @@ class _PostProcessor:
         self.written = 0
         self.lock = threading.Lock()
         self.checks = _previous_checks(plan.campaign.output_dir)
+        self.created_at = datetime.now(tz=UTC).date().isoformat()
+        self.creatives = {c.id: c for c in plan.campaign.creatives}
 
     def __enter__(self) -> _PostProcessor:
         return self
@@ -294,43 +306,98 @@ class _PostProcessor:
     def _one(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
         campaign, style = self.plan.campaign, self.style
         placement = spec.resolve()
+        creative = self.creatives[row["creative_id"]]
+        video = creative.video if creative.kind == "video" else None
+        fmt = "mp4" if video else spec.format
         asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
                                 placement.name, placement.size, placement.safe.box(1000, 1000),
-                                spec.format, placement.max_bytes)
+                                fmt, placement.max_bytes, spec.max_duration, row["variant_id"],
+                                campaign.provenance.model_dump(mode="json"),
+                                video.model_dump() if video else None)
         rel = Path("assets") / row["variant_id"] / (
-            f"{placement.name}-{asset_key[:8]}.{EXTENSIONS[spec.format]}")
+            f"{placement.name}-{asset_key[:8]}.{EXTENSIONS[fmt]}")
         path = campaign.output_dir / rel
-        checks: dict[str, Any] = {}
         reused = path.exists()
         if reused:
             data = path.read_bytes()
             checks = self.checks.get(asset_key, {})
         else:
-            cached = self.cache.get(row["job_key"])
-            if cached is None:
-                raise AdgenError(f"render {row['job_key']} missing from the cache; run again")
-            composed = compose(
-                cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
-                captions=[Caption(r, t) for r, t in json.loads(row["captions"]).items()],
-                colors=style.colors, font=style.font,
-            )
-            data = encode_image(composed.image, spec.format, max_bytes=placement.max_bytes)
-            atomic_write_bytes(path, data)
-            checks = {**composed.checks, "logo_box": composed.logo_box,
-                      "caption_boxes": composed.caption_boxes}
+            checks = self._make(row, placement, spec, video, path)
             self.checks[asset_key] = checks
+            data = path.read_bytes()
+        checks["violations"] = brand_violations(
+            checks, placement, has_logo=style.logo is not None,
+            min_contrast=campaign.guardrails.min_contrast)
+        timing = dict(checks.get("video") or {}) if video else {}
         manifest_row = {
             **{k: row[k] for k in ("variant_id", "segment_id", "segment", "creative_id",
                                    "variant_index", "seed", "prompt", "negative_prompt",
                                    "headline", "cta", "captions", "job_key")},
             "campaign": campaign.name, "renderer": campaign.renderer.name,
             "model": campaign.renderer.model or "", "placement": placement.name,
-            "width": placement.width, "height": placement.height, "format": spec.format,
+            "width": placement.width, "height": placement.height, "format": fmt,
             "path": rel.as_posix(), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": _mtime(path), "asset_key": asset_key,
-            "checks": json.dumps(checks, default=str, sort_keys=True),
+            "checks": json.dumps(checks, default=str, sort_keys=True), "status": "ok",
+            "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
+            "frames": timing.get("frames"),
         }
         return manifest_row, reused
+
+    def _make(self, row: dict[str, Any], placement: Placement, spec: PlacementSpec,
+              video: VideoOptions | None, path: Path) -> dict[str, Any]:
+        """Compose, encode, mark and write one asset; returns its checks."""
+        campaign, style = self.plan.campaign, self.style
+        cached = self.cache.get(row["job_key"])
+        if cached is None:
+            raise AdgenError(f"render {row['job_key']} missing from the cache; run again")
+        captions = [Caption(r, t) for r, t in json.loads(row["captions"]).items()]
+        if campaign.provenance.visible_label:
+            captions.append(Caption("label", campaign.provenance.label))
+        prov = Provenance(campaign.name, row["variant_id"], campaign.renderer.model or "",
+                          campaign.renderer.name, cached.composite, self.created_at,
+                          campaign.provenance.label)
+        if video is not None:
+            clip = still_to_video(
+                cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
+                captions=captions, colors=style.colors, font=style.font,
+                spec=VideoSpec(**video.model_dump(), max_bytes=placement.max_bytes,
+                               max_duration=spec.max_duration, audio=campaign.brand.audio),
+            )
+            atomic_write_bytes(path, clip.data)
+            embed_mp4(path, prov)
+            checks = dict(clip.checks)
+            checks["video"] = {"duration_s": clip.duration_s, "fps": clip.fps,
+                               "frames": clip.frames}
+        else:
+            composed = compose(cached.load(), placement, subject_box=cached.subject_box,
+                               logo=style.logo, captions=captions, colors=style.colors,
+                               font=style.font)
+            budget = placement.max_bytes
+            if budget is not None:
+                budget -= embed_overhead(spec.format, prov)
+            data = embed_image(encode_image(composed.image, spec.format, max_bytes=budget),
+                               spec.format, prov)
+            atomic_write_bytes(path, data)
+            checks = {**composed.checks, "logo_box": composed.logo_box,
+                      "caption_boxes": composed.caption_boxes}
+        signing = campaign.provenance
+        if signing.c2pa_cert is not None and signing.c2pa_key is not None:
+            sign_c2pa(path, path, cert=signing.c2pa_cert, key=signing.c2pa_key, prov=prov)
+        return checks
+
+
+def _blocked_rows(plan: Plan) -> list[dict[str, Any]]:
+    """One manifest row per variant the guardrails refused (no file: ``path`` is empty)."""
+    rows = plan.variants[plan.variants["blocked"] != ""]
+    return [{**{k: row[k] for k in ("variant_id", "segment_id", "segment", "creative_id",
+                                    "variant_index", "seed", "prompt", "negative_prompt",
+                                    "headline", "cta", "captions", "job_key")},
+             "campaign": plan.campaign.name, "renderer": plan.campaign.renderer.name,
+             "model": plan.campaign.renderer.model or "", "placement": "", "width": 0,
+             "height": 0, "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
+             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}"}
+            for row in rows.to_dict("records")]
 
 
 def _previous_checks(out_dir: Path) -> dict[str, dict[str, Any]]:
@@ -360,7 +427,7 @@ def _write_outputs(out_dir: Path, manifest: pd.DataFrame, assignments: pd.DataFr
     write_parquet(out_dir / "manifest.parquet", manifest)
     atomic_write_text(out_dir / "manifest.csv", safe_csv(manifest))
     atomic_write_text(out_dir / "assignments.csv", safe_csv(assignments))
-    _prune_assets(out_dir, set(manifest["path"]))
+    _prune_assets(out_dir, set(manifest["path"]) - {""})
 
 
 def _prune_assets(out_dir: Path, keep: set[str]) -> None:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from adgen.audience import AudienceSource, Segments, read_audience, segment_audience
 from adgen.errors import AssetError, AudienceError
+from adgen.guardrails import check_columns, compile_blocked, text_problem
 from adgen.jobs import RenderJob, derive_seed
 from adgen.prompts import TemplateSet
 from adgen.renderers import RUNTIME_OPTIONS
@@ -29,7 +30,7 @@ CACHE_DIR = ".cache"
 
 VARIANT_COLUMNS = [
     "variant_id", "slot", "segment_id", "segment", "creative_id", "variant_index", "seed", "prompt",
-    "negative_prompt", "captions", "headline", "cta", "product", "job_key",
+    "negative_prompt", "captions", "headline", "cta", "product", "job_key", "blocked",
 ]
 
 
@@ -43,6 +44,12 @@ class Plan:
     variants: pd.DataFrame
     jobs: dict[str, RenderJob]
     cached: frozenset[str]
+
+    @property
+    def blocked(self) -> dict[str, str]:
+        """Variants the guardrails refused, with the reason."""
+        rows = self.variants[self.variants["blocked"] != ""]
+        return dict(zip(rows["variant_id"], rows["blocked"], strict=True))
 
     @property
     def to_render(self) -> list[RenderJob]:
@@ -79,7 +86,7 @@ def check_brand_assets(campaign: CampaignSpec) -> None:
     """Every brand file the campaign names must exist (contents are checked when loaded)."""
     brand = campaign.brand
     named = {"brand.logo": brand.logo, "brand.logo_light": brand.logo_light,
-             "brand.font": brand.font}
+             "brand.font": brand.font, "brand.audio": brand.audio}
     named |= {f"brand.products.{k}": v for k, v in brand.products.items()}
     for field, path in named.items():
         if path is not None and not path.is_file():
@@ -108,8 +115,12 @@ def make_plan(
     generations = generations or {}
     check_brand_assets(campaign)
     templates = compile_templates(campaign)
+    guard = campaign.guardrails
+    blocked = compile_blocked(guard.blocked)
     data = read_audience(campaign.audience, audience)
-    segments = segment_audience(data, campaign.audience)
+    segments = segment_audience(data, campaign.audience, row_columns=guard.prompt_columns)
+    check_columns(templates.used_variables, [str(c) for c in data.frame.columns],
+                  allowed=guard.prompt_columns)
     contexts = segments.contexts()
     extra = {"campaign": campaign.name, "brand_name": campaign.brand.name}
     available = [*segments.table.columns.drop("segment_id"), *extra, "product"]
@@ -134,11 +145,14 @@ def make_plan(
                 name: templates.render(f"{creative.id}.{name}", context)
                 for name in creative.captions
             }
+            problem = text_problem({"prompt": prompt, "negative_prompt": negative, **captions},
+                                   blocked, allow_pii=guard.allow_pii)
             for index in range(campaign.variants):
                 slot = f"{creative.id}-{segment_id}-v{index}"
                 generation = generations.get(slot, 0)
                 job = _job(campaign, creative, prompt, negative, product, index, generation)
-                jobs.setdefault(job.key, job)
+                if problem is None:
+                    jobs.setdefault(job.key, job)
                 rows.append({
                     "variant_id": f"{slot}-g{generation}" if generation else slot,
                     "slot": slot,
@@ -153,7 +167,8 @@ def make_plan(
                     "headline": captions.get("headline", ""),
                     "cta": captions.get("cta", ""),
                     "product": product or "",
-                    "job_key": job.key,
+                    "job_key": "" if problem else job.key,
+                    "blocked": problem or "",
                 })
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
     cache = RenderCache(campaign.output_dir / CACHE_DIR)
@@ -200,7 +215,7 @@ def _job(
         height=renderer.height,
         steps=renderer.steps,
         guidance=renderer.guidance,
-        kind=creative.kind,
+        kind="image",  # a video creative moves over a rendered still
         product_image=str(product_path) if product_path else None,
         product_sha256=file_sha256(Path(product_path)) if product_path else None,
         options=tuple(sorted((k, _freeze(v)) for k, v in options.items())),

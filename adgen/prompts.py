@@ -149,5 +149,10 @@ class TemplateSet:
             raise TemplateError(f"template {name!r} failed: {exc}") from None
 
     @property
+    def used_variables(self) -> set[str]:
+        """Every variable any template reads."""
+        return set().union(*self._variables.values()) if self._variables else set()
+
+    @property
     def names(self) -> list[str]:
         return list(self._templates)

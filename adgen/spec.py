@@ -80,6 +80,7 @@ class BrandKit(_Model):
     colors: list[str] = Field(default_factory=lambda: ["#1F2937", "#F59E0B", "#FFFFFF"])
     font: Path | None = None
     products: dict[str, Path] = Field(default_factory=dict)
+    audio: Path | None = None
 
     @field_validator("colors")
     @classmethod
@@ -92,6 +93,20 @@ class BrandKit(_Model):
         return value
 
 
+class VideoOptions(_Model):
+    """How a ``kind: video`` creative moves: a slow zoom or pan over the rendered still (the
+    subject kept in frame), timed captions and an end card with the logo and call to action."""
+
+    duration: float = Field(6.0, gt=0.0, le=120.0)
+    fps: int = Field(30, ge=1, le=120)
+    motion: Literal["zoom_in", "zoom_out", "pan_left", "pan_right", "none"] = "zoom_in"
+    motion_amount: float = Field(0.12, ge=0.0, le=0.5)
+    end_card: float = Field(1.5, ge=0.0)
+    caption_in: float = Field(0.3, ge=0.0)
+    caption_out: float | None = None
+    crf: int = Field(20, ge=0, le=51)
+
+
 class Creative(_Model):
     """One creative idea: prompt templates (inline or a file in the template folders) and
     caption templates (``headline``, ``cta`` and any other name)."""
@@ -102,7 +117,8 @@ class Creative(_Model):
     negative_prompt: str = ""
     captions: dict[str, str] = Field(default_factory=dict)
     product: str | None = None
-    kind: Literal["image"] = "image"
+    kind: Literal["image", "video"] = "image"
+    video: VideoOptions = Field(default_factory=VideoOptions)
 
     @field_validator("id")
     @classmethod
@@ -154,6 +170,7 @@ class PlacementSpec(_Model):
     placement: str
     format: ImageFormat = "jpeg"
     max_bytes: int | None = Field(None, gt=1000)
+    max_duration: float | None = Field(None, gt=0.0)
 
     @field_validator("placement")
     @classmethod
@@ -218,6 +235,31 @@ class RefreshSpec(_Model):
         return value
 
 
+class ProvenanceSpec(_Model):
+    """Machine-readable marking of generated assets (IPTC XMP always; C2PA when a certificate
+    chain and key are given)."""
+
+    label: str = "AI-generated"
+    visible_label: bool = False
+    c2pa_cert: Path | None = None
+    c2pa_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> ProvenanceSpec:
+        if (self.c2pa_cert is None) != (self.c2pa_key is None):
+            raise ValueError("give both c2pa_cert (PEM chain) and c2pa_key (PEM key), or neither")
+        return self
+
+
+class GuardrailSpec(_Model):
+    """What text may reach prompts and captions, and the brand rules checked on every asset."""
+
+    blocked: list[str] = Field(default_factory=list)
+    prompt_columns: list[str] = Field(default_factory=list)
+    allow_pii: bool = False
+    min_contrast: float = Field(4.5, ge=1.0, le=21.0)
+
+
 class CampaignSpec(_Model):
     """A whole campaign. Build it from YAML with :func:`load_campaign`."""
 
@@ -235,6 +277,9 @@ class CampaignSpec(_Model):
     template_dirs: list[Path] = Field(default_factory=lambda: [Path("templates")])
     experiment: ExperimentSpec = Field(default_factory=ExperimentSpec)
     refresh: RefreshSpec = Field(default_factory=RefreshSpec)
+    provenance: ProvenanceSpec = Field(default_factory=ProvenanceSpec)
+    guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec)
+    report: bool = Field(True, description="write review.html after each run")
     source: Path | None = Field(None, description="the YAML file this spec was loaded from")
 
     @field_validator("name")
@@ -265,6 +310,13 @@ class CampaignSpec(_Model):
         if not self.creatives:
             raise ValueError("a campaign needs at least one creative")
         for creative in self.creatives:
+            for spec in self.placements if creative.kind == "video" else []:
+                if spec.max_duration is not None and creative.video.duration > spec.max_duration:
+                    raise ValueError(
+                        f"creative {creative.id!r} lasts {creative.video.duration:g} s but "
+                        f"placement {spec.placement!r} allows at most {spec.max_duration:g} s; "
+                        "shorten video.duration or raise max_duration"
+                    )
             if creative.product and creative.product not in self.brand.products:
                 raise ValueError(
                     f"creative {creative.id!r} names product {creative.product!r}, which is not "
@@ -293,11 +345,17 @@ class CampaignSpec(_Model):
                 "logo": absolute(self.brand.logo),
                 "logo_light": absolute(self.brand.logo_light),
                 "font": absolute(self.brand.font),
+                "audio": absolute(self.brand.audio),
                 "products": {k: absolute(v) for k, v in self.brand.products.items()},
             }
         )
+        provenance = self.provenance.model_copy(update={
+            "c2pa_cert": absolute(self.provenance.c2pa_cert),
+            "c2pa_key": absolute(self.provenance.c2pa_key),
+        })
         return self.model_copy(
             update={
+                "provenance": provenance,
                 "audience": audience,
                 "brand": brand,
                 "output": absolute(self.output_dir),

@@ -31,6 +31,15 @@ from PIL import Image
 from adgen.renderers.base import Box
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
     with _atomic(path, "wb") as handle:
@@ -46,6 +55,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def _atomic(path: Path, mode: str, **kwargs: Any) -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle

@@ -74,11 +74,11 @@ def test_caption_change_keeps_job_keys(tmp_path: Path, campaign_data: dict) -> N
 
 
 def test_missing_template_column_is_named(tmp_path: Path, campaign_data: dict) -> None:
-    campaign_data["creatives"][0]["captions"]["headline"] = "Hi {{ first_name }}"
+    campaign_data["creatives"][0]["captions"]["headline"] = "Hi {{ loyalty }}"
     with pytest.raises(TemplateError) as info:
         plan_of(tmp_path, campaign_data)
     message = str(info.value)
-    assert message.startswith("template 'hero.headline' uses 'first_name', which is not "
+    assert message.startswith("template 'hero.headline' uses 'loyalty', which is not "
                               "available; available: avg_spend, brand_name, campaign, product, "
                               "region, segment_size, tier.")
     assert "Audience columns: customer_id, first_name, region, tier, spend" in message

@@ -65,6 +65,11 @@ def test_example_campaign_end_to_end(tmp_path: Path) -> None:
         # caption boxes are inside the picture, the safe area and off the logo
         for box in checks["caption_boxes"].values():
             assert safe[0] <= box[0] < box[2] <= safe[2] and safe[1] <= box[1] < box[3] <= safe[3]
+        # machine-readable provenance, read back by Pillow's XMP reader
+        with Image.open(path) as image:
+            xmp = json.dumps(image.getxmp())
+        assert "compositeWithTrainedAlgorithmicMedia" in xmp and row.variant_id in xmp
+    assert (result.out / "review.html").exists()
     assignments = pd.read_csv(result.out / "assignments.csv", dtype=str)
     assert list(assignments.columns) == ["customer_id", "segment_id", "variant_id"]
     assert set(assignments["variant_id"]) <= set(manifest["variant_id"])

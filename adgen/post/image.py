@@ -187,11 +187,12 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
     each caption's strokes are mirrored onto its own layer too."""
     frames = [t.block.frame for t in texts] + ([logo_box] if logo_box else [])
     own = {t.role: layers.caption(t.role) if layers is not None else None for t in texts}
-    scrims: set[str] = set()
+    scrims: dict[str, Box] = {}
     for item in texts:
-        if item.plate is None and _needs_scrim(canvas, item.block, frames, brand,
-                                               own[item.role]):
-            scrims.add(item.role)
+        zone = None if item.plate is not None else _needs_scrim(
+            canvas, item.block, frames, brand, own[item.role])
+        if zone is not None:
+            scrims[item.role] = zone
     draw = ImageDraw.Draw(canvas)
     boxes: dict[str, Box] = {}
     checks: dict[str, object] = {}
@@ -204,8 +205,9 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
             value = color.contrast(fill, plate)
             checks[f"plate_{item.role}"] = block.frame
             checks[f"plate_color_{item.role}"] = color.to_hex(plate)
-        else:
-            behind = color.region_pixels(canvas, _measure_box(canvas, block, frames))
+        else:  # read against its own surroundings, not another caption's scrim
+            others = frames + [zone for role, zone in scrims.items() if role != item.role]
+            behind = color.region_pixels(canvas, _measure_box(canvas, block, others))
             fill, value = color.best_text_color(color.luminance(behind))
         textmod.draw_text(draw, block, fill)
         layer = own[item.role]
@@ -264,14 +266,14 @@ def _measure_box(canvas: Image.Image, block: textmod.TextBlock, frames: list[Box
 
 
 def _needs_scrim(canvas: Image.Image, block: textmod.TextBlock, frames: list[Box],
-                 brand: color.RGB | None, layer: Image.Image | None = None) -> bool:
+                 brand: color.RGB | None, layer: Image.Image | None = None) -> Box | None:
     """Veil the picture behind ``block`` when neither black nor white text reaches 4.5:1 on
     it: in the ``brand`` colour (at :data:`BRAND_SCRIM` opacity) when that is enough, else in
-    black or white, as little as will do. True if it did."""
+    black or white, as little as will do. Returns the veiled box, or None."""
     pixels = color.region_pixels(canvas, _measure_box(canvas, block, frames))
     _, value = color.best_text_color(color.luminance(pixels))
     if value >= color.TEXT_CONTRAST:
-        return False
+        return None
     options = []
     for text_rgb, veil in ((color.WHITE, color.BLACK), (color.BLACK, color.WHITE)):
         alpha = color.scrim_alpha(pixels, text_rgb, veil)
@@ -293,7 +295,7 @@ def _needs_scrim(canvas: Image.Image, block: textmod.TextBlock, frames: list[Box
     canvas.paste(region.convert("RGB"), zone[:2])
     if layer is not None:
         layer.alpha_composite(overlay, dest=zone[:2])
-    return True
+    return zone
 
 
 # -- public API ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ class Rendered:
     ``subject_box`` is where the subject (e.g. a placed product) lies, when the renderer knows;
     crops keep it in frame. ``composite`` is True when real pixels (a product photo) were
     composed into the generated scene (provenance: compositeWithTrainedAlgorithmicMedia).
+    Video renderers also return ``frames`` (``image`` is then the first one) and their ``fps``.
     """
 
     job_key: str
@@ -30,6 +31,8 @@ class Rendered:
     subject_box: Box | None = None
     composite: bool = False
     error: str | None = None
+    frames: list[Image.Image] | None = None
+    fps: float | None = None
 
 
 @runtime_checkable
