@@ -33,7 +33,7 @@ from adgen.placements import Placement
 from adgen.planning import CACHE_DIR, Plan, file_sha256, make_plan
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, check_captions_drawable, compose, load_brand_image
-from adgen.post.video import VideoSpec, still_to_video
+from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
@@ -358,12 +358,20 @@ class _PostProcessor:
                           campaign.renderer.name, cached.composite, self.created_at,
                           campaign.provenance.label)
         if video is not None:
-            clip = still_to_video(
-                cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
-                captions=captions, colors=style.colors, font=style.font,
-                spec=VideoSpec(**video.model_dump(), max_bytes=placement.max_bytes,
-                               max_duration=spec.max_duration, audio=campaign.brand.audio),
-            )
+            options = video.model_dump()
+            if cached.frames:  # a generated clip: it moves already
+                options["motion"] = "none"
+            settings = VideoSpec(**options, max_bytes=placement.max_bytes,
+                                 max_duration=spec.max_duration, audio=campaign.brand.audio)
+            if cached.frames:
+                clip = frames_to_video(
+                    cached.load_frames(), round(cached.fps or video.fps), placement,
+                    subject_box=cached.subject_box, logo=style.logo, captions=captions,
+                    colors=style.colors, font=style.font, spec=settings)
+            else:
+                clip = still_to_video(
+                    cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
+                    captions=captions, colors=style.colors, font=style.font, spec=settings)
             atomic_write_bytes(path, clip.data)
             embed_mp4(path, prov)
             checks = dict(clip.checks)

@@ -22,7 +22,7 @@ from adgen.errors import AssetError, AudienceError
 from adgen.guardrails import check_columns, compile_blocked, text_problem
 from adgen.jobs import RenderJob, derive_seed
 from adgen.prompts import TemplateSet
-from adgen.renderers import RUNTIME_OPTIONS
+from adgen.renderers import RUNTIME_OPTIONS, VIDEO_RENDERERS
 from adgen.spec import CampaignSpec, Creative
 from adgen.store import RenderCache
 
@@ -215,7 +215,8 @@ def _job(
         height=renderer.height,
         steps=renderer.steps,
         guidance=renderer.guidance,
-        kind="image",  # a video creative moves over a rendered still
+        # a video creative is a clip with a video renderer, else motion over a rendered still
+        kind="video" if renderer.name in VIDEO_RENDERERS else "image",
         product_image=str(product_path) if product_path else None,
         product_sha256=file_sha256(Path(product_path)) if product_path else None,
         options=tuple(sorted((k, _freeze(v)) for k, v in options.items())),

@@ -148,7 +148,7 @@ class Creative(_Model):
 class RendererSpec(_Model):
     """Which renderer makes the pictures, and how."""
 
-    name: Literal["offline", "diffusers"] = "offline"
+    name: Literal["offline", "diffusers", "diffusers-video"] = "offline"
     model: str | None = None
     steps: int = Field(4, ge=1, le=200)
     width: int = Field(1024, ge=64, le=4096)
@@ -310,6 +310,11 @@ class CampaignSpec(_Model):
         if not self.creatives:
             raise ValueError("a campaign needs at least one creative")
         for creative in self.creatives:
+            if self.renderer.name == "diffusers-video" and creative.kind != "video":
+                raise ValueError(
+                    f"creative {creative.id!r} is an image but renderer diffusers-video makes "
+                    "clips: set kind: video, or use the offline or diffusers renderer"
+                )
             for spec in self.placements if creative.kind == "video" else []:
                 if spec.max_duration is not None and creative.video.duration > spec.max_duration:
                     raise ValueError(

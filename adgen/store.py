@@ -28,7 +28,7 @@ from typing import IO, Any
 import pandas as pd
 from PIL import Image
 
-from adgen.renderers.base import Box
+from adgen.renderers.base import Box, Rendered
 
 
 def _current_umask() -> int:
@@ -98,15 +98,50 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def encode_render(result: Rendered) -> tuple[bytes, dict[str, Any]]:
+    """A successful render as cache bytes and info: one PNG (a video's frames stacked top to
+    bottom in one PNG) and what the renderer knew (subject box, composite, frames, fps)."""
+    frames = result.frames or ([result.image] if result.image is not None else [])
+    if not frames:
+        raise ValueError(f"render {result.job_key} has no image to store")
+    if len(frames) == 1:
+        strip = frames[0]
+    else:
+        width, height = frames[0].size
+        strip = Image.new("RGB", (width, height * len(frames)))
+        for index, frame in enumerate(frames):
+            strip.paste(frame.convert("RGB"), (0, index * height))
+    info = {"subject_box": list(result.subject_box) if result.subject_box else None,
+            "composite": result.composite, "frames": len(frames) if result.frames else 0,
+            "fps": result.fps}
+    return encode_png(strip), info
+
+
 @dataclass(frozen=True)
 class CachedRender:
+    """A cached render: a still (``frames == 0``) or a clip of ``frames`` frames at ``fps``."""
+
     image_path: Path
     subject_box: Box | None
     composite: bool
+    frames: int = 0
+    fps: float | None = None
 
     def load(self) -> Image.Image:
+        """The still, or a clip's first frame."""
         with Image.open(self.image_path) as image:
-            return image.convert("RGB")
+            rgb = image.convert("RGB")
+        if self.frames > 1:
+            return rgb.crop((0, 0, rgb.width, rgb.height // self.frames))
+        return rgb
+
+    def load_frames(self) -> list[Image.Image]:
+        """A clip's frames (a still gives one)."""
+        with Image.open(self.image_path) as image:
+            rgb = image.convert("RGB")
+        count = max(1, self.frames)
+        height = rgb.height // count
+        return [rgb.crop((0, i * height, rgb.width, (i + 1) * height)) for i in range(count)]
 
 
 class RenderCache:
@@ -129,18 +164,17 @@ class RenderCache:
             return None
         info = json.loads(meta.read_text(encoding="utf-8"))
         box = info.get("subject_box")
-        return CachedRender(image, tuple(box) if box else None, bool(info.get("composite")))
+        return CachedRender(image, tuple(box) if box else None, bool(info.get("composite")),
+                            int(info.get("frames") or 0), info.get("fps"))
 
-    def put(self, key: str, image: Image.Image, *, subject_box: Box | None,
-            composite: bool) -> CachedRender:
-        """Store a render: the picture first, the JSON last (its presence marks completion)."""
-        return self.put_png(key, encode_png(image), subject_box=subject_box, composite=composite)
+    def put(self, result: Rendered) -> None:
+        """Store a successful render."""
+        png, info = encode_render(result)
+        self.put_encoded(result.job_key, png, info)
 
-    def put_png(self, key: str, png: bytes, *, subject_box: Box | None,
-                composite: bool) -> CachedRender:
-        """Store an already PNG-encoded render."""
+    def put_encoded(self, key: str, png: bytes, info: dict[str, Any]) -> None:
+        """Store an encoded render: the PNG first, the JSON last (its presence marks
+        completion, so an interrupted write is redone)."""
         image_path, meta_path = self._paths(key)
         atomic_write_bytes(image_path, png)
-        info = {"subject_box": list(subject_box) if subject_box else None, "composite": composite}
         atomic_write_text(meta_path, json.dumps(info))
-        return CachedRender(image_path, subject_box, composite)

@@ -27,9 +27,8 @@ def store_result(cache: RenderCache, result: Rendered) -> Rendered:
     A result with neither image nor error is turned into an error."""
     if result.error is None and result.image is None:
         return Rendered(result.job_key, None, error="renderer returned no image")
-    if result.error is None and result.image is not None:
-        cache.put(result.job_key, result.image, subject_box=result.subject_box,
-                  composite=result.composite)
+    if result.error is None:
+        cache.put(result)
     return result
 
 

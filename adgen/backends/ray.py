@@ -24,7 +24,7 @@ from adgen.backends.local import OnRendered, RendererFactory, batches
 from adgen.errors import AdgenError, CampaignError
 from adgen.jobs import RenderJob
 from adgen.renderers.base import Rendered
-from adgen.store import RenderCache, encode_png
+from adgen.store import RenderCache, encode_render
 
 
 @dataclass(frozen=True)
@@ -104,22 +104,22 @@ class _RenderWorker:
             raise self.init_error
         records = []
         for result in self.renderer(jobs):
-            png = None
-            if result.image is not None and result.error is None:
-                png = encode_png(result.image)
-            records.append({"job_key": result.job_key, "png": png, "error": result.error,
-                            "subject_box": result.subject_box, "composite": result.composite})
+            png, info = None, dict[str, Any]()
+            if result.error is None and (result.image is not None or result.frames):
+                png, info = encode_render(result)
+            elif result.error is None:
+                result.error = "renderer returned no image"
+            records.append({"job_key": result.job_key, "png": png, "info": info,
+                            "error": result.error})
         return records
 
 
 def _store(cache: RenderCache, record: dict[str, Any]) -> Rendered:
     """Write a record's PNG to the cache as it came (no decode, no re-encode); the returned
     result carries no image: the picture is in the cache."""
-    box = tuple(record["subject_box"]) if record["subject_box"] else None
     if record["png"] is not None:
-        cache.put_png(record["job_key"], record["png"], subject_box=box,
-                      composite=record["composite"])
-    return Rendered(record["job_key"], None, box, record["composite"], record["error"])
+        cache.put_encoded(record["job_key"], record["png"], record["info"])
+    return Rendered(record["job_key"], None, error=record["error"])
 
 
 def render_ray(

@@ -7,7 +7,9 @@ from typing import Any
 from adgen.errors import CampaignError
 from adgen.renderers.base import Rendered, Renderer
 
-RENDERERS = ("offline", "diffusers")
+RENDERERS = ("offline", "diffusers", "diffusers-video")
+VIDEO_RENDERERS = frozenset({"diffusers-video"})
+"""Renderers that make clips (frames) for ``kind: video`` creatives, not stills."""
 
 RUNTIME_OPTIONS = frozenset({
     "batch_size", "batch_invariant", "compile", "cpu_offload", "vae_slicing", "vae_tiling",
@@ -27,7 +29,11 @@ def create_renderer(name: str, model: str | None = None, **options: Any) -> Rend
         from adgen.renderers.diffusers_renderer import DiffusersRenderer
 
         return DiffusersRenderer(model, **options)
+    if name == "diffusers-video":
+        from adgen.renderers.diffusers_video import DiffusersVideoRenderer
+
+        return DiffusersVideoRenderer(model, **options)
     raise CampaignError(f"unknown renderer {name!r}: use one of {', '.join(RENDERERS)}")
 
 
-__all__ = ["RENDERERS", "RUNTIME_OPTIONS", "Rendered", "Renderer", "create_renderer"]
+__all__ = ["RENDERERS", "RUNTIME_OPTIONS", "VIDEO_RENDERERS", "Rendered", "Renderer", "create_renderer"]
