@@ -36,4 +36,5 @@ def create_renderer(name: str, model: str | None = None, **options: Any) -> Rend
     raise CampaignError(f"unknown renderer {name!r}: use one of {', '.join(RENDERERS)}")
 
 
-__all__ = ["RENDERERS", "RUNTIME_OPTIONS", "VIDEO_RENDERERS", "Rendered", "Renderer", "create_renderer"]
+__all__ = ["RENDERERS", "RUNTIME_OPTIONS", "VIDEO_RENDERERS", "Rendered", "Renderer",
+           "create_renderer"]

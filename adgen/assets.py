@@ -1,0 +1,242 @@
+"""Assets: each variant's finished files, one per placement, made as its render arrives.
+
+:class:`AssetMaker` turns a cached render into placement-ready files: crop, logo and captions
+(images with Pillow, video with ffmpeg), encoding within the byte budget, provenance (XMP,
+optional C2PA), written atomically under a name built from ids and a content hash of
+everything that shapes the file, so an unchanged asset is reused and a changed one is redone.
+It runs on a thread pool (Pillow and ffmpeg release the GIL) and yields manifest rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from adgen.errors import AdgenError
+from adgen.guardrails import brand_violations
+from adgen.jobs import stable_hash
+from adgen.placements import Placement
+from adgen.planning import Plan, file_sha256
+from adgen.post.encode import encode_image
+from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
+from adgen.post.video import VideoSpec, frames_to_video, still_to_video
+from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
+from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
+from adgen.store import RenderCache, atomic_write_bytes
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
+
+POST_VERSION = "post/v2"
+"""Bump when post-processing changes its output, so cached assets are redone."""
+
+MANIFEST_COLUMNS = [
+    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
+    "prompt", "negative_prompt", "headline", "cta", "captions", "renderer", "model", "job_key",
+    "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
+    "asset_key", "checks", "status", "duration_s", "fps", "frames",
+]
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
+
+@dataclass(frozen=True)
+class BrandStyle:
+    logo: LogoStyle | None
+    colors: tuple[str, ...]
+    font: Path | None
+    key: str
+
+
+def brand_style(campaign: CampaignSpec) -> BrandStyle:
+    brand = campaign.brand
+    logo = None
+    if brand.logo is not None:
+        load_brand_image(brand.logo, what="brand.logo")
+        if brand.logo_light is not None:
+            load_brand_image(brand.logo_light, what="brand.logo_light")
+        logo = LogoStyle(brand.logo, brand.logo_light, brand.logo_position, brand.logo_size,
+                         brand.logo_margin)
+    hashes = [file_sha256(p) if p else None for p in (brand.logo, brand.logo_light, brand.font)]
+    key = stable_hash(hashes, brand.logo_position, brand.logo_size, brand.logo_margin,
+                      brand.colors)
+    return BrandStyle(logo, tuple(brand.colors), brand.font, key)
+
+
+class AssetMaker:
+    """Makes every placement of a variant once its render is cached, on a thread pool (Pillow
+    releases the GIL), and collects manifest rows in plan order."""
+
+    def __init__(self, plan: Plan, cache: RenderCache, style: BrandStyle,
+                 progress: Progress | None) -> None:
+        self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
+        self.by_job: dict[str, list[dict[str, Any]]] = {}
+        for row in plan.variants.to_dict("records"):
+            record = {str(k): v for k, v in row.items()}
+            self.by_job.setdefault(record["job_key"], []).append(record)
+        self.total = len(plan.variants) * len(plan.campaign.placements)
+        self.futures: dict[tuple[str, int], Future[tuple[dict[str, Any], bool]]] = {}
+        self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+        self.done = 0
+        self.written = 0
+        self.lock = threading.Lock()
+        self.checks = previous_checks(plan.campaign.output_dir)
+        self.created_at = datetime.now(tz=UTC).date().isoformat()
+        self.creatives = {c.id: c for c in plan.campaign.creatives}
+
+    def __enter__(self) -> AssetMaker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, job_key: str) -> None:
+        for row in self.by_job.get(job_key, []):
+            for index, spec in enumerate(self.plan.campaign.placements):
+                future = self.pool.submit(self._one, row, spec)
+                future.add_done_callback(self._tick)
+                self.futures[(row["variant_id"], index)] = future
+
+    def _tick(self, future: Future[tuple[dict[str, Any], bool]]) -> None:
+        with self.lock:
+            self.done += 1
+            if not future.cancelled() and not future.exception() and not future.result()[1]:
+                self.written += 1
+            if self.progress:
+                self.progress("post", self.done, self.total)
+
+    def results(self) -> list[dict[str, Any]]:
+        """Manifest rows in plan order (variants × placements); raises the first error."""
+        order = {vid: i for i, vid in enumerate(self.plan.variants["variant_id"])}
+        keys = sorted(self.futures, key=lambda k: (order[k[0]], k[1]))
+        return [self.futures[key].result()[0] for key in keys]
+
+    def _one(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
+        campaign, style = self.plan.campaign, self.style
+        placement = spec.resolve()
+        creative = self.creatives[row["creative_id"]]
+        video = creative.video if creative.kind == "video" else None
+        fmt = "mp4" if video else spec.format
+        asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
+                                placement.name, placement.size, placement.safe.box(1000, 1000),
+                                fmt, placement.max_bytes, spec.max_duration, row["variant_id"],
+                                campaign.provenance.model_dump(mode="json"),
+                                video.model_dump() if video else None)
+        rel = Path("assets") / row["variant_id"] / (
+            f"{placement.name}-{asset_key[:8]}.{EXTENSIONS[fmt]}")
+        path = campaign.output_dir / rel
+        reused = path.exists()
+        if reused:
+            data = path.read_bytes()
+            checks = self.checks.get(asset_key, {})
+        else:
+            checks = self._make(row, placement, spec, video, path)
+            self.checks[asset_key] = checks
+            data = path.read_bytes()
+        checks["violations"] = brand_violations(
+            checks, placement, has_logo=style.logo is not None,
+            min_contrast=campaign.guardrails.min_contrast)
+        timing = dict(checks.get("video") or {}) if video else {}
+        manifest_row = {
+            **{k: row[k] for k in ("variant_id", "segment_id", "segment", "creative_id",
+                                   "variant_index", "seed", "prompt", "negative_prompt",
+                                   "headline", "cta", "captions", "job_key")},
+            "campaign": campaign.name, "renderer": campaign.renderer.name,
+            "model": campaign.renderer.model or "", "placement": placement.name,
+            "width": placement.width, "height": placement.height, "format": fmt,
+            "path": rel.as_posix(), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "created_at": _mtime(path), "asset_key": asset_key,
+            "checks": json.dumps(checks, default=str, sort_keys=True), "status": "ok",
+            "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
+            "frames": timing.get("frames"),
+        }
+        return manifest_row, reused
+
+    def _make(self, row: dict[str, Any], placement: Placement, spec: PlacementSpec,
+              video: VideoOptions | None, path: Path) -> dict[str, Any]:
+        """Compose, encode, mark and write one asset; returns its checks."""
+        campaign, style = self.plan.campaign, self.style
+        cached = self.cache.get(row["job_key"])
+        if cached is None:
+            raise AdgenError(f"render {row['job_key']} missing from the cache; run again")
+        captions = [Caption(r, t) for r, t in json.loads(row["captions"]).items()]
+        if campaign.provenance.visible_label:
+            captions.append(Caption("label", campaign.provenance.label))
+        prov = Provenance(campaign.name, row["variant_id"], campaign.renderer.model or "",
+                          campaign.renderer.name, cached.composite, self.created_at,
+                          campaign.provenance.label)
+        if video is not None:
+            options = video.model_dump()
+            if cached.frames:  # a generated clip: it moves already
+                options["motion"] = "none"
+            settings = VideoSpec(**options, max_bytes=placement.max_bytes,
+                                 max_duration=spec.max_duration, audio=campaign.brand.audio)
+            if cached.frames:
+                clip = frames_to_video(
+                    cached.load_frames(), round(cached.fps or video.fps), placement,
+                    subject_box=cached.subject_box, logo=style.logo, captions=captions,
+                    colors=style.colors, font=style.font, spec=settings)
+            else:
+                clip = still_to_video(
+                    cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
+                    captions=captions, colors=style.colors, font=style.font, spec=settings)
+            atomic_write_bytes(path, clip.data)
+            embed_mp4(path, prov)
+            checks = dict(clip.checks)
+            checks["video"] = {"duration_s": clip.duration_s, "fps": clip.fps,
+                               "frames": clip.frames}
+        else:
+            composed = compose(cached.load(), placement, subject_box=cached.subject_box,
+                               logo=style.logo, captions=captions, colors=style.colors,
+                               font=style.font)
+            budget = placement.max_bytes
+            if budget is not None:
+                budget -= embed_overhead(spec.format, prov)
+            data = embed_image(encode_image(composed.image, spec.format, max_bytes=budget),
+                               spec.format, prov)
+            atomic_write_bytes(path, data)
+            checks = {**composed.checks, "logo_box": composed.logo_box,
+                      "caption_boxes": composed.caption_boxes}
+        signing = campaign.provenance
+        if signing.c2pa_cert is not None and signing.c2pa_key is not None:
+            sign_c2pa(path, path, cert=signing.c2pa_cert, key=signing.c2pa_key, prov=prov)
+        return checks
+
+
+def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
+    """One manifest row per variant the guardrails refused (no file: ``path`` is empty)."""
+    rows = plan.variants[plan.variants["blocked"] != ""]
+    return [{**{k: row[k] for k in ("variant_id", "segment_id", "segment", "creative_id",
+                                    "variant_index", "seed", "prompt", "negative_prompt",
+                                    "headline", "cta", "captions", "job_key")},
+             "campaign": plan.campaign.name, "renderer": plan.campaign.renderer.name,
+             "model": plan.campaign.renderer.model or "", "placement": "", "width": 0,
+             "height": 0, "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
+             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}"}
+            for row in rows.to_dict("records")]
+
+
+def previous_checks(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """The checks of assets an earlier run wrote, by asset key (reused assets keep theirs)."""
+    path = out_dir / "manifest.parquet"
+    if not path.exists():
+        return {}
+    try:
+        old = pd.read_parquet(path, columns=["asset_key", "checks"])
+    except Exception:  # an unreadable old manifest only costs the reused assets their checks
+        return {}
+    return {key: json.loads(value) for key, value in zip(old["asset_key"], old["checks"],
+                                                         strict=True)}
+
+
+def _mtime(path: Path) -> str:
+    stamp = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    return stamp.isoformat(timespec="seconds")
