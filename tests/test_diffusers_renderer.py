@@ -178,7 +178,7 @@ def test_a_bad_product_image_fails_only_its_job(renderer: DiffusersRenderer, tin
     jobs = [make_job(tiny, product_image=str(missing)), make_job(tiny, product_image=str(product))]
     bad, good = renderer(jobs)
     assert bad.image is None and bad.error is not None
-    assert f"product image {str(missing)!r} cannot be read" in bad.error
+    assert f"product image {str(missing)!r} does not exist" in bad.error
     assert good.error is None and good.image is not None
 
 

@@ -98,8 +98,8 @@ def _load_cached(path: str, _mtime: int, _size: int, what: str) -> Image.Image:
         with Image.open(path) as opened:
             if opened.width * opened.height > _MAX_PIXELS:
                 raise AssetError(
-                    f"{what} {path!r} is {opened.width}x{opened.height} px, too large for a "
-                    "logo: export it at most 4000 px on its longer side"
+                    f"{what} {path!r} is {opened.width}x{opened.height} px, too large: "
+                    "export it at most 4000 px on its longer side"
                 )
             image = opened.convert("RGBA")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from adgen.errors import RenderError
+from adgen.errors import AssetError, RenderError
 from adgen.jobs import RenderJob
+from adgen.post.logo import load_brand_image
 from adgen.renderers.base import Box, Rendered
 
 __all__ = ["DiffusersRenderer"]
@@ -168,7 +169,7 @@ class DiffusersRenderer:
             for i, job in enumerate(jobs):
                 try:
                     scenes[i] = _layout_product(job, _render_size(job, pipe), pipe.vae_scale_factor)
-                except RenderError as exc:
+                except (RenderError, AssetError) as exc:
                     results[i] = Rendered(job.key, None, error=str(exc))
         # 2. generate, check, and retry the unusable ones with the next seeds
         pending = [i for i in range(len(jobs)) if i not in results]
@@ -367,8 +368,11 @@ def _looks_like_path(model: str) -> bool:
             or Path(model).expanduser().exists())
 
 
-def _check_local(model: str) -> None:
-    """Refuse missing folders and weights that exist only as pickles (they can run code)."""
+def _check_local(model: str, example: str = "stabilityai/sd-turbo") -> None:
+    """Refuse missing folders and weights that exist only as pickles (they can run code).
+
+    ``example`` is the Hub id the message suggests (a model of the caller's kind).
+    """
     path = Path(model).expanduser()
     if path.is_file():
         kind = ("a pickled checkpoint" if path.suffix in _PICKLED else
@@ -382,7 +386,7 @@ def _check_local(model: str) -> None:
         if _looks_like_path(model):
             raise RenderError(f"model folder {model!r} does not exist; set model to a folder "
                               f"saved with save_pretrained, or to a Hugging Face Hub id such as "
-                              f"'stabilityai/sd-turbo'")
+                              f"{example!r}")
         return
     for folder in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
         pickled = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLED)
@@ -395,11 +399,12 @@ def _check_local(model: str) -> None:
                 f"then set model to new_folder")
 
 
-def _from_pretrained(cls: Any, model: str, dtype: str, variant: str | None) -> Any:
+def _from_pretrained(cls: Any, model: str, dtype: str, variant: str | None, *,
+                     example: str = "stabilityai/sd-turbo") -> Any:
     """``cls.from_pretrained`` of safetensors weights, with load failures as RenderError."""
     import torch
 
-    _check_local(model)
+    _check_local(model, example)
     local = Path(model).expanduser()
     source = str(local) if local.is_dir() else model
     try:
@@ -476,17 +481,7 @@ def _render_size(job: RenderJob, pipe: Any) -> tuple[int, int]:
 
 def _load_product(path: str) -> Image.Image:
     """The product as RGBA, trimmed to its visible pixels."""
-    try:
-        with Image.open(path) as raw:
-            image = raw.convert("RGBA")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise RenderError(f"product image {path!r} cannot be read ({exc}); give a PNG with "
-                          f"transparency around the product") from exc
-    visible = image.getchannel("A").getbbox()
-    if visible is None:
-        raise RenderError(f"product image {path!r} is fully transparent; export it with the "
-                          f"product opaque")
-    return image.crop(visible)
+    return load_brand_image(Path(path), what="product image")
 
 
 @functools.lru_cache(maxsize=16)

@@ -36,13 +36,15 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from adgen.errors import AssetError, RenderError
+from adgen.errors import RenderError
 from adgen.jobs import RenderJob
+from adgen.post.logo import load_brand_image
 from adgen.renderers import RUNTIME_OPTIONS
 from adgen.renderers.base import Box, Rendered
 
@@ -794,29 +796,9 @@ def _grain(img: Image.Image, amount: float, seed: int) -> Image.Image:
 
 
 def load_product(path: str) -> Image.Image:
-    """Open a product image as RGBA cropped to its visible pixels.
-
-    A PNG with alpha keeps its transparency; an image without alpha (RGB, JPEG) is composed
-    as-is, as an opaque rectangle. :class:`AssetError` names a file that cannot be read or has
-    no visible pixel.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgba = im.convert("RGBA")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
-        raise AssetError(
-            f"product image {path}: cannot be opened ({reason}); "
-            "point product_image at a readable PNG (with transparency for a cut-out product)"
-        ) from exc
-    box = rgba.getchannel("A").getbbox()
-    if box is None:
-        raise AssetError(
-            f"product image {path}: every pixel is transparent; export the product with an "
-            "opaque cut-out"
-        )
-    return rgba.crop(box)
+    """The product image as RGBA trimmed to its visible pixels (an image without alpha is used
+    as an opaque rectangle); :class:`AssetError` names a file that cannot be used."""
+    return load_brand_image(Path(path), what="product image")
 
 
 def _compose(canvas: Image.Image, product: Image.Image, look: Look, lay: _Layout,
