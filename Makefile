@@ -19,7 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/adgen run campaigns/northwind-spring.yaml
-	@echo "open out/northwind-spring/ (assets/, manifest.csv, assignments.csv)"
+	@echo "open out/northwind-spring/review.html (assets/, manifest.csv, assignments.csv beside it)"
 
 test: $(STAMP)
 	bash tests/gbstats_env.sh

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from adgen.errors import RenderError
+from adgen.errors import AssetError, RenderError
 from adgen.jobs import RenderJob
 from adgen.renderers.base import Box, Rendered
 from adgen.renderers.diffusers_renderer import (
@@ -139,7 +139,7 @@ class DiffusersVideoRenderer:
             for i, job in enumerate(jobs):
                 try:
                     scenes[i] = _layout_product(job, size, _spatial_step(self._pipe))
-                except RenderError as exc:
+                except (AssetError, RenderError) as exc:
                     results[i] = Rendered(job.key, None, error=str(exc))
         # 2. generate the others
         pending = [i for i in range(len(jobs)) if i not in results]
@@ -169,7 +169,14 @@ class DiffusersVideoRenderer:
             kwargs["negative_prompt"] = [j.negative_prompt for j in jobs]
         if scenes:
             kwargs["image"] = [s.canvas for s in scenes]
-        output = self._pipe(**kwargs)
+        try:
+            output = self._pipe(**kwargs)
+        except ValueError as exc:  # diffusers' input checks: sizes, frame counts, ...
+            raise RenderError(
+                f"model {self.model!r} ({type(self._pipe).__name__}) refused to render "
+                f"{width}x{height} px, {kwargs['num_frames']} frames in {job.steps} steps: "
+                f"{exc} Change the creative's size or the num_frames option to what the "
+                f"model supports") from exc
         videos = np.asarray(output.frames, dtype=np.float32)
         if videos.ndim != 5 or videos.shape[0] != len(jobs) or videos.shape[-1] != 3:
             raise RenderError(
