@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,8 +48,12 @@ MANIFEST_COLUMNS = [
 ]
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
+
 @dataclass(frozen=True)
 class BrandStyle:
+    """The brand as post-processing uses it; ``key`` hashes everything of it that shapes a file
+    (logo, font and jingle contents, placement of the logo, colours)."""
+
     logo: LogoStyle | None
     colors: tuple[str, ...]
     font: Path | None
@@ -57,6 +61,7 @@ class BrandStyle:
 
 
 def brand_style(campaign: CampaignSpec) -> BrandStyle:
+    """Load and check the brand's logos (:class:`AssetError` names a bad file)."""
     brand = campaign.brand
     logo = None
     if brand.logo is not None:
@@ -65,7 +70,8 @@ def brand_style(campaign: CampaignSpec) -> BrandStyle:
             load_brand_image(brand.logo_light, what="brand.logo_light")
         logo = LogoStyle(brand.logo, brand.logo_light, brand.logo_position, brand.logo_size,
                          brand.logo_margin)
-    hashes = [file_sha256(p) if p else None for p in (brand.logo, brand.logo_light, brand.font)]
+    hashes = [file_sha256(p) if p else None
+              for p in (brand.logo, brand.logo_light, brand.font, brand.audio)]
     key = stable_hash(hashes, brand.logo_position, brand.logo_size, brand.logo_margin,
                       brand.colors)
     return BrandStyle(logo, tuple(brand.colors), brand.font, key)
@@ -146,11 +152,7 @@ class AssetMaker:
             min_contrast=campaign.guardrails.min_contrast)
         timing = dict(checks.get("video") or {}) if video else {}
         manifest_row = {
-            **{k: row[k] for k in ("variant_id", "segment_id", "segment", "creative_id",
-                                   "variant_index", "seed", "prompt", "negative_prompt",
-                                   "headline", "cta", "captions", "job_key")},
-            "campaign": campaign.name, "renderer": campaign.renderer.name,
-            "model": campaign.renderer.model or "", "placement": placement.name,
+            **_variant_fields(row, campaign), "placement": placement.name,
             "width": placement.width, "height": placement.height, "format": fmt,
             "path": rel.as_posix(), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": _mtime(path), "asset_key": asset_key,
@@ -214,14 +216,20 @@ class AssetMaker:
 def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
     """One manifest row per variant the guardrails refused (no file: ``path`` is empty)."""
     rows = plan.variants[plan.variants["blocked"] != ""]
-    return [{**{k: row[k] for k in ("variant_id", "segment_id", "segment", "creative_id",
-                                    "variant_index", "seed", "prompt", "negative_prompt",
-                                    "headline", "cta", "captions", "job_key")},
-             "campaign": plan.campaign.name, "renderer": plan.campaign.renderer.name,
-             "model": plan.campaign.renderer.model or "", "placement": "", "width": 0,
-             "height": 0, "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
+    return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
+             "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
              "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}"}
             for row in rows.to_dict("records")]
+
+
+_VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
+                   "prompt", "negative_prompt", "headline", "cta", "captions", "job_key")
+
+
+def _variant_fields(row: Mapping[Any, Any], campaign: CampaignSpec) -> dict[str, Any]:
+    """The manifest columns that describe the variant rather than the file."""
+    return {**{k: row[k] for k in _VARIANT_FIELDS}, "campaign": campaign.name,
+            "renderer": campaign.renderer.name, "model": campaign.renderer.model or ""}
 
 
 def previous_checks(out_dir: Path) -> dict[str, dict[str, Any]]:
