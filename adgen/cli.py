@@ -19,11 +19,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 import adgen
 from adgen.store import atomic_write_text, safe_csv
@@ -50,6 +53,14 @@ SetOpt = Annotated[
 
 def _load(campaign: Path, overrides: list[str] | None) -> adgen.CampaignSpec:
     return adgen.load_campaign(campaign, overrides=overrides or ())
+
+
+class RateColumn(ProgressColumn):
+    """Items per second (images/s for renders and GPU workers, assets/s for post)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:6.1f}/s" if speed else "      /s", style="progress.data.speed")
 
 
 @app.command()
@@ -111,7 +122,7 @@ def run(
     """Render a campaign into placement-ready assets, a manifest and assignments."""
     spec = _load(campaign, set_)
     columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+               RateColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as bar:
         tasks: dict[str, TaskID] = {}
 

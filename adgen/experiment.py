@@ -76,7 +76,7 @@ def gb_hash(seed: str, value: str, version: int = 2) -> float | None:
     return None
 
 
-def _check_weights(weights: Sequence[float], num_variations: int) -> list[float]:
+def check_weights(weights: Sequence[float], num_variations: int) -> list[float]:
     """``weights`` as floats, or CampaignError naming what is wrong with them."""
     values = list(weights)
     if len(values) != num_variations:
@@ -119,7 +119,7 @@ def bucket_ranges(
         weights = [1 / num_variations] * num_variations
     cumulative = 0.0
     ranges = []
-    for weight in _check_weights(weights, num_variations):
+    for weight in check_weights(weights, num_variations):
         start = cumulative
         cumulative += weight
         ranges.append((start, start + coverage * weight))

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adgen.errors import CampaignError
+from adgen.experiment import check_weights
 from adgen.placements import Placement, resolve_placement
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -309,6 +310,18 @@ class CampaignSpec(_Model):
                 raise ValueError(f"duplicate {what} {dupes}: each must be unique")
         if not self.creatives:
             raise ValueError("a campaign needs at least one creative")
+        weights = self.experiment.weights
+        if weights is not None and len(weights) != self.arms:
+            raise ValueError(
+                f"experiment.weights has {len(weights)} values but each segment has {self.arms} "
+                f"variants ({len(self.creatives)} creatives × {self.variants} variants); give "
+                f"{self.arms}"
+            )
+        if weights is not None:
+            try:
+                check_weights(weights, self.arms)
+            except CampaignError as exc:
+                raise ValueError(str(exc)) from None
         for creative in self.creatives:
             if self.renderer.name == "diffusers-video" and creative.kind != "video":
                 raise ValueError(

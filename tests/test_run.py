@@ -163,7 +163,10 @@ def test_holdout_and_weights(tmp_path: Path, campaign_data: dict) -> None:
     campaign_data["experiment"]["weights"] = [0.5, 0.3, 0.2]
     with pytest.raises(CampaignError, match=r"experiment.weights has 3 values but each segment has"
                                             " 2 variants"):
-        run_file(write_campaign(tmp_path, campaign_data))
+        adgen.load_campaign(write_campaign(tmp_path, campaign_data))  # before any rendering
+    campaign_data["experiment"]["weights"] = [0.9, 0.2]
+    with pytest.raises(CampaignError, match=r"sum to 1\.1: they must sum to 1"):
+        adgen.load_campaign(write_campaign(tmp_path, campaign_data))
 
 
 def test_corrupt_logo_and_too_long_caption(tmp_path: Path, campaign_data: dict) -> None:

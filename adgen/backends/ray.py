@@ -13,6 +13,7 @@ reported, not retried. Ctrl-C kills the pool; finished renders are already in th
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import deque
@@ -70,7 +71,7 @@ def connect(address: str | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+                 logging_level=logging.ERROR)
     except ConnectionError as exc:
         raise CampaignError(
             f"cannot connect to the Ray cluster at {address!r}: {exc}; start one with "
