@@ -528,7 +528,32 @@ def _layout_full(ctx: _Context) -> _Layout:
                                   above[0].block.size >= 0.55 * group[0].block.size):
             group = above
     assert group is not None
+    if texts and subject is not None and _crosses(texts[0].block.frame, subject):
+        # no room under the subject: put the button under the headline if it fits there
+        texts = _cta_above(ctx, cta, texts, group, subject, (left, top, right), gap, tall)
     return _Layout(placed, group + texts)
+
+
+def _crosses(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _cta_above(ctx: _Context, cta: Caption | None, texts: list[_Text], group: list[_Text],
+               subject: Box, span: tuple[int, int, int], gap: int, tall: int) -> list[_Text]:
+    """The CTA moved into the free band between the top captions and the subject, at the
+    same size, when that band is tall enough; else ``texts`` unchanged."""
+    left, top, right = span
+    pad = _plate_pad(ctx.plan)  # the button's plate reaches this far beyond its text
+    band_top = max((t.block.frame[3] for t in group), default=top) + gap + pad
+    band = (left, band_top, right, subject[1] - gap - pad)
+    if cta is None or band[3] - band[1] < 0.09 * tall:
+        return texts
+    current = texts[0].block
+    style = _style(ctx.plan, "cta", cap=current.size, valign="top")
+    block = _try_fit(ctx, cta, band, style)
+    if block is None or block.size < current.size:
+        return texts
+    return [_Text("cta", block, texts[0].plate), *texts[1:]]
 
 
 def _top_group(ctx: _Context, headline: Caption | None, others: list[Caption], band: Box,
