@@ -124,16 +124,20 @@ class TemplateSet:
         return names
 
     def check_variables(self, available: Iterable[str], hint: str = "") -> None:
-        """Raise :class:`TemplateError` if a template uses a variable that will not exist."""
+        """Raise :class:`TemplateError` (one line per template) if templates use variables
+        that will not exist."""
         known = set(available)
+        problems = []
         for name, used in self._variables.items():
             missing = sorted(used - known - set(self.env.globals))
             if missing:
-                raise TemplateError(
+                problems.append(
                     f"template {name!r} uses {', '.join(map(repr, missing))}, which "
                     f"{'is' if len(missing) == 1 else 'are'} not available; available: "
                     f"{', '.join(sorted(known))}{hint}"
                 )
+        if problems:  # one line per template, so a user fixes them all in one go
+            raise TemplateError("\n".join(problems))
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         """Render one template for one context into clean text."""

@@ -47,6 +47,15 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path: Path, campaign_file: Pa
     assert "Traceback" not in out.stderr
 
 
+def test_validate_reports_every_broken_template_one_line_each(campaign_file: Path) -> None:
+    out = adgen("validate", campaign_file, "--set", "creatives.0.captions.headline={{ nope }}",
+                "--set", "creatives.0.captions.cta={{ also_missing }}")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert [line.split(" uses ")[0] for line in lines] == [
+        "error: template 'hero.headline'", "error: template 'hero.cta'"]
+
+
 def test_run_then_assign(tmp_path: Path, campaign_file: Path) -> None:
     out = adgen("run", campaign_file, "--out", tmp_path / "o", "--set", "placements=[300x250]")
     assert out.returncode == 0, out.stderr
