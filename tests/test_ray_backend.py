@@ -113,3 +113,32 @@ def test_multi_node_cluster(tmp_path: Path) -> None:
                          timeout=240, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-3:] == ["16", "4", "2"]
+
+
+def test_ctrl_c_frees_the_pool_and_a_rerun_continues_from_the_cache(tmp_path: Path) -> None:
+    import time
+
+    import ray
+
+    work = jobs(16)
+    cache = RenderCache(tmp_path / "c")
+    seen: list[Rendered] = []
+
+    def interrupt_after_four(result: Rendered) -> None:
+        seen.append(result)
+        if len(seen) == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        render_ray(functools.partial(SeedRenderer, sleep=0.05), work, cache, batch_size=1,
+                   on_rendered=interrupt_after_four)
+    deadline = time.monotonic() + 20
+    while ray.available_resources().get("GPU", 0) < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("GPU", 0) == 4  # every actor was stopped
+    done = {job.key for job in work if cache.has(job.key)}
+    assert len(done) >= 4
+    rest = [job for job in work if job.key not in done]
+    again: list[Rendered] = []
+    render_ray(SeedRenderer, rest, cache, batch_size=2, on_rendered=again.append)
+    assert len(again) == len(rest) and all(cache.has(job.key) for job in work)
