@@ -63,11 +63,45 @@ class _Output:
     nsfw: bool
 
 
-def _rebuild(cls: type[DiffusersRenderer], kwargs: dict[str, Any]) -> DiffusersRenderer:
+def _rebuild(cls: type[PipelineRenderer], kwargs: dict[str, Any]) -> PipelineRenderer:
     return cls(**kwargs)
 
 
-class DiffusersRenderer:
+class PipelineRenderer:
+    """What the diffusers renderers share: they pickle as their constructor arguments (a copy
+    loads its own pipeline, e.g. inside a Ray actor) and render a batch chunk by chunk."""
+
+    batch_size: int
+    _kwargs: dict[str, Any]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the constructor arguments: unpickling loads the pipeline again."""
+        return (_rebuild, (type(self), dict(self._kwargs)))
+
+    def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
+        """Render ``jobs`` (sharing one ``batch_key``); one :class:`Rendered` per job, in order."""
+        # 1. check the batch
+        jobs = list(jobs)
+        self._check_batch(jobs)
+        results: list[Rendered] = []
+        # 2. render it chunk by chunk
+        for start in range(0, len(jobs), self.batch_size):
+            results.extend(self._render_chunk(jobs[start:start + self.batch_size]))
+        return results
+
+    def _check_batch(self, jobs: list[RenderJob]) -> None:
+        if len({job.batch_key for job in jobs}) > 1:
+            raise ValueError("a renderer batch must share one batch_key; group jobs by batch_key")
+        for job in jobs:
+            if job.width < 8 or job.height < 8 or job.steps < 1:
+                raise RenderError(f"cannot render {job.width}x{job.height} px in {job.steps} "
+                                  f"steps: sizes must be 8 px or more and steps 1 or more")
+
+    def _render_chunk(self, jobs: list[RenderJob]) -> list[Rendered]:
+        raise NotImplementedError
+
+
+class DiffusersRenderer(PipelineRenderer):
     """Render :class:`RenderJob` batches with a diffusers text-to-image pipeline.
 
     ``model`` is a Hugging Face Hub id (``"stabilityai/sd-turbo"``) or a folder saved with
@@ -138,26 +172,18 @@ class DiffusersRenderer:
         self._inpaint: Any = self._load("inpainting", inpaint_model) if inpaint_model else None
         self._offloaded: Any = None
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle as the constructor arguments: unpickling loads the pipeline again."""
-        return (_rebuild, (type(self), dict(self._kwargs)))
-
     def __repr__(self) -> str:
         return (f"DiffusersRenderer(model={self.model!r}, device={self.device!r}, "
                 f"dtype={self.dtype!r}, batch_size={self.batch_size})")
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
-        """Render ``jobs`` (sharing one ``batch_key``); one :class:`Rendered` per job, in order."""
-        # 1. check the batch
-        jobs = list(jobs)
-        _check_batch(jobs)
-        results: list[Rendered] = []
-        # 2. render it chunk by chunk
-        for start in range(0, len(jobs), self.batch_size):
-            results.extend(self._render_chunk(jobs[start:start + self.batch_size]))
-        return results
+    def _check_batch(self, jobs: list[RenderJob]) -> None:
+        super()._check_batch(jobs)
+        for job in jobs:
+            if job.kind != "image":
+                raise RenderError(f"the diffusers renderer renders images, not {job.kind!r}; "
+                                  f"use a video renderer for this creative")
 
     def _render_chunk(self, jobs: list[RenderJob]) -> list[Rendered]:
         """Render jobs of one chunk, retrying blank ones with the next seeds."""
@@ -459,18 +485,6 @@ def _apply_speed_options(pipe: Any, speed: dict[str, Any]) -> None:
 
 
 # -- jobs, products and checks ------------------------------------------------------------------
-
-
-def _check_batch(jobs: list[RenderJob]) -> None:
-    if len({job.batch_key for job in jobs}) > 1:
-        raise ValueError("a renderer batch must share one batch_key; group jobs by batch_key")
-    for job in jobs:
-        if job.kind != "image":
-            raise RenderError(f"the diffusers renderer renders images, not {job.kind!r}; "
-                              f"use a video renderer for this creative")
-        if job.width < 8 or job.height < 8 or job.steps < 1:
-            raise RenderError(f"cannot render {job.width}x{job.height} px in {job.steps} steps: "
-                              f"sizes must be 8 px or more and steps 1 or more")
 
 
 def _render_size(job: RenderJob, pipe: Any) -> tuple[int, int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from adgen.errors import AssetError, RenderError
 from adgen.jobs import RenderJob
 from adgen.renderers.base import Box, Rendered
 from adgen.renderers.diffusers_renderer import (
+    PipelineRenderer,
     _from_pretrained,
     _layout_product,
     _Output,
@@ -49,11 +49,7 @@ class _Video:
     frames: np.ndarray
 
 
-def _rebuild(cls: type[DiffusersVideoRenderer], kwargs: dict[str, Any]) -> DiffusersVideoRenderer:
-    return cls(**kwargs)
-
-
-class DiffusersVideoRenderer:
+class DiffusersVideoRenderer(PipelineRenderer):
     """Render :class:`RenderJob` batches as videos with a diffusers text-to-video pipeline.
 
     ``model`` is a Hugging Face Hub id (``"Wan-AI/Wan2.1-T2V-1.3B-Diffusers"``) or a folder saved
@@ -108,26 +104,11 @@ class DiffusersVideoRenderer:
         self._call_parameters = inspect.signature(self._pipe.__call__).parameters
         self.image_to_video = "image" in self._call_parameters
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle as the constructor arguments: unpickling loads the pipeline again."""
-        return (_rebuild, (type(self), dict(self._kwargs)))
-
     def __repr__(self) -> str:
         return (f"DiffusersVideoRenderer(model={self.model!r}, device={self.device!r}, "
                 f"dtype={self.dtype!r}, num_frames={self.num_frames}, fps={self.fps})")
 
     # -- rendering ---------------------------------------------------------------------------
-
-    def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
-        """Render ``jobs`` (sharing one ``batch_key``); one :class:`Rendered` per job, in order."""
-        # 1. check the batch
-        jobs = list(jobs)
-        self._check_batch(jobs)
-        results: list[Rendered] = []
-        # 2. render it chunk by chunk
-        for start in range(0, len(jobs), self.batch_size):
-            results.extend(self._render_chunk(jobs[start:start + self.batch_size]))
-        return results
 
     def _render_chunk(self, jobs: list[RenderJob]) -> list[Rendered]:
         """Render the jobs of one chunk in one pipeline call; a bad job fails alone."""
@@ -219,12 +200,8 @@ class DiffusersVideoRenderer:
         return float(fps)
 
     def _check_batch(self, jobs: list[RenderJob]) -> None:
-        if len({job.batch_key for job in jobs}) > 1:
-            raise ValueError("a renderer batch must share one batch_key; group jobs by batch_key")
+        super()._check_batch(jobs)
         for job in jobs:
-            if job.width < 8 or job.height < 8 or job.steps < 1:
-                raise RenderError(f"cannot render {job.width}x{job.height} px in {job.steps} "
-                                  f"steps: sizes must be 8 px or more and steps 1 or more")
             has_product = job.product_image is not None
             if has_product and not self.image_to_video:
                 raise RenderError(
