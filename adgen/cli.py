@@ -85,7 +85,8 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Print what a run would do: customers, segments, creatives, variants, jobs, cached."""
-    summary = adgen.plan(_load(campaign, set_), audience).summary()
+    result = adgen.plan(_load(campaign, set_), audience)
+    summary = result.summary()
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -93,6 +94,8 @@ def plan(
     for key, value in summary.items():
         table.add_row(key, str(value))
     console.print(table)
+    for variant_id, reason in result.blocked.items():
+        console.print(f"[yellow]blocked[/yellow] {variant_id}: {reason}")
 
 
 @app.command()
