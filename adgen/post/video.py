@@ -448,7 +448,7 @@ def _frames(scene: _Scene, timeline: _Timeline, source_at: Callable[[int], Image
         source = source_at(k)
         window = _lerp(start, end, timeline.motion(k))
         if last != (id(source), window):
-            picture = crop.render_window(source, window, picture_size)
+            picture = crop.render_window(source, window, picture_size, fast=True)
             last = (id(source), window)
         if full:
             frame = picture.copy()
