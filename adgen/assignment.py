@@ -23,7 +23,7 @@ import pandas as pd
 from adgen import experiment
 from adgen.errors import CampaignError
 from adgen.planning import Plan
-from adgen.store import atomic_write_text
+from adgen.store import atomic_write_text, read_safe_csv
 
 STATE_FILE = "refresh.json"
 ASSIGNMENTS_FILE = "assignments.csv"
@@ -62,11 +62,7 @@ class RefreshState:
         path = self.out_dir / ASSIGNMENTS_FILE
         if not self.active or not path.exists():
             return None
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        # undo the formula-injection guard of safe_csv for ids that start with ' + = - @
-        frame["customer_id"] = frame["customer_id"].str.replace(r"^'(?=[=+\-@\t\r])", "",
-                                                                regex=True)
-        return frame
+        return read_safe_csv(path)
 
 
 def assign_customers(

@@ -32,6 +32,7 @@ from adgen.audience import AudienceSource
 from adgen.errors import ResultsError
 from adgen.pipeline import Progress, RunResult, run_with_state
 from adgen.spec import CampaignSpec
+from adgen.store import read_safe_csv
 
 LOG_FILE = "refresh_log.jsonl"
 
@@ -54,9 +55,7 @@ def analyze(
                            "first (adgen run) or give its output folder")
     variants = pd.read_parquet(manifest_path, columns=["variant_id", "segment_id"])
     variants = variants.drop_duplicates("variant_id")
-    assignments = pd.read_csv(assignments_path, dtype=str, keep_default_na=False)
-    assignments["customer_id"] = assignments["customer_id"].str.replace(
-        r"^'(?=[=+\-@\t\r])", "", regex=True)
+    assignments = read_safe_csv(assignments_path)
     counts = aggregate_results(results, assignments, variants)
     return analyze_counts(
         counts, variants, weights=settings["weights"], holdout=settings["holdout"],

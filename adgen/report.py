@@ -37,7 +37,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from adgen.errors import AssetError, ResultsError
-from adgen.store import atomic_write_bytes, atomic_write_text
+from adgen.store import atomic_write_bytes, atomic_write_text, read_safe_csv, unguard
 
 REPORT_NAME = "review.html"
 THUMBS_DIR = "thumbs"
@@ -80,8 +80,7 @@ def read_manifest(out_dir: Path) -> pd.DataFrame:
             frame = pd.read_parquet(parquet)
             where = parquet
         elif csv.exists():
-            frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-            frame = frame.apply(_unguard)
+            frame = read_safe_csv(csv)
             where = csv
         else:
             raise AssetError(
@@ -123,13 +122,8 @@ def _read_analysis(out_dir: Path) -> pd.DataFrame | None:
                            "analyze` again to rewrite it")
     for column in ("variant_id", "scope", "verdict", "arm"):
         if column in frame.columns:
-            frame[column] = _unguard(frame[column].fillna("").astype(str))
+            frame[column] = unguard(frame[column].fillna("").astype(str))
     return frame
-
-
-def _unguard(values: pd.Series) -> pd.Series:
-    """Undo :func:`adgen.store.safe_csv`'s formula guard (a leading apostrophe) for display."""
-    return values.str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
 
 
 @dataclass

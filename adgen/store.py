@@ -74,7 +74,8 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-_FORMULA_START = r"^[=+\-@\t\r]"
+_FORMULA_START = r"[=+\-@\t\r]"
+"""What a spreadsheet may read as the start of a formula."""
 
 
 def safe_csv(frame: pd.DataFrame) -> str:
@@ -86,7 +87,7 @@ def safe_csv(frame: pd.DataFrame) -> str:
             safe[column]
         ):
             text = safe[column].astype("string")
-            risky = text.str.contains(_FORMULA_START, regex=True).fillna(False).astype(bool)
+            risky = text.str.contains(f"^{_FORMULA_START}", regex=True).fillna(False).astype(bool)
             safe[column] = text.mask(risky, "'" + text)
     return safe.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
 
@@ -115,6 +116,16 @@ def encode_render(result: Rendered) -> tuple[bytes, dict[str, Any]]:
             "composite": result.composite, "frames": len(frames) if result.frames else 0,
             "fps": result.fps}
     return encode_png(strip), info
+
+
+def unguard(values: pd.Series) -> pd.Series:
+    """Undo :func:`safe_csv`'s formula guard (the leading apostrophe) on text values."""
+    return values.str.replace(f"^'(?={_FORMULA_START})", "", regex=True)
+
+
+def read_safe_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV written with :func:`safe_csv`: every value as text, guards removed."""
+    return pd.read_csv(path, dtype=str, keep_default_na=False).apply(unguard)
 
 
 @dataclass(frozen=True)
