@@ -35,6 +35,8 @@ from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
 from adgen.store import RenderCache, atomic_write_bytes
 
 Progress = Callable[[str, int, int], None]
+QualityOf = Callable[[str], "dict[str, Any] | None"]
+"""The quality gate's record of a job's render, by job key (:mod:`adgen.quality`)."""
 """``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
 
 POST_VERSION = "post/v3"
@@ -44,7 +46,7 @@ MANIFEST_COLUMNS = [
     "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
     "prompt", "negative_prompt", "headline", "cta", "captions", "renderer", "model", "job_key",
     "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
-    "asset_key", "checks", "status", "duration_s", "fps", "frames",
+    "asset_key", "checks", "quality", "status", "duration_s", "fps", "frames",
 ]
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
@@ -82,8 +84,9 @@ class AssetMaker:
     releases the GIL), and collects manifest rows in plan order."""
 
     def __init__(self, plan: Plan, cache: RenderCache, style: BrandStyle,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, *, quality: QualityOf | None = None) -> None:
         self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
+        self.quality: QualityOf = quality or (lambda key: None)
         self.by_job: dict[str, list[dict[str, Any]]] = {}
         for row in plan.variants.to_dict("records"):
             record = {str(k): v for k, v in row.items()}
@@ -131,7 +134,10 @@ class AssetMaker:
         creative = self.creatives[row["creative_id"]]
         video = creative.video if creative.kind == "video" else None
         fmt = "mp4" if video else spec.format
-        asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
+        quality = self.quality(row["job_key"]) or {}
+        seed = quality.get("seed", row["seed"])  # a retried render kept a later seed
+        render_id = row["job_key"] if seed == row["seed"] else (row["job_key"], seed)
+        asset_key = stable_hash(POST_VERSION, render_id, row["captions"], style.key,
                                 placement.name, placement.size, placement.safe.box(1000, 1000),
                                 fmt, placement.max_bytes, spec.max_duration, row["variant_id"],
                                 campaign.provenance.model_dump(mode="json"),
@@ -152,11 +158,12 @@ class AssetMaker:
             min_contrast=campaign.guardrails.min_contrast)
         timing = dict(checks.get("video") or {}) if video else {}
         manifest_row = {
-            **_variant_fields(row, campaign), "placement": placement.name,
+            **_variant_fields(row, campaign), "seed": seed, "placement": placement.name,
             "width": placement.width, "height": placement.height, "format": fmt,
             "path": rel.as_posix(), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": _mtime(path), "asset_key": asset_key,
-            "checks": json.dumps(checks, default=str, sort_keys=True), "status": "ok",
+            "checks": json.dumps(checks, default=str, sort_keys=True),
+            "quality": _quality_json(quality), "status": "ok",
             "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
             "frames": timing.get("frames"),
         }
@@ -218,8 +225,27 @@ def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
     rows = plan.variants[plan.variants["blocked"] != ""]
     return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
              "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
-             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}"}
+             "asset_key": "", "checks": "{}", "quality": "{}",
+             "status": f"blocked: {row['blocked']}"}
             for row in rows.to_dict("records")]
+
+
+def failed_rows(plan: Plan, failed: Mapping[str, str], quality: QualityOf) -> list[dict[str, Any]]:
+    """One manifest row per variant whose render failed (no file), ``status: failed: <why>``,
+    with the quality gate's record of the seeds it tried."""
+    rows = plan.variants[plan.variants["job_key"].isin(list(failed))]
+    return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
+             "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
+             "asset_key": "", "checks": "{}",
+             "quality": _quality_json(quality(row["job_key"]) or {}),
+             "status": f"failed: {failed[row['job_key']]}"}
+            for row in rows.to_dict("records")]
+
+
+def _quality_json(record: Mapping[str, Any]) -> str:
+    """The manifest's ``quality`` cell: scores, the seed kept, the seeds rejected and why."""
+    keep = ("scores", "seed", "rejected", "phash")
+    return json.dumps({k: record[k] for k in keep if k in record}, sort_keys=True)
 
 
 _VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",

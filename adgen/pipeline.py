@@ -19,7 +19,14 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.assets import MANIFEST_COLUMNS, AssetMaker, Progress, blocked_rows, brand_style
+from adgen.assets import (
+    MANIFEST_COLUMNS,
+    AssetMaker,
+    Progress,
+    blocked_rows,
+    brand_style,
+    failed_rows,
+)
 from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
@@ -27,6 +34,7 @@ from adgen.errors import CampaignError
 from adgen.jobs import RenderJob
 from adgen.planning import CACHE_DIR, Plan, make_plan
 from adgen.post.image import Caption, check_captions_drawable
+from adgen.quality import QualityStep
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
@@ -122,9 +130,12 @@ def run_with_state(
     cache = RenderCache(out_dir / CACHE_DIR)
     # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as its
     #    render is in the cache
-    post = AssetMaker(plan, cache, style, progress)
+    # the quality gate scores every render; only the ones it releases are post-processed
+    gate = QualityStep(plan, cache)
+    stale = {key for key in plan.cached if gate.stale(key)}
+    post = AssetMaker(plan, cache, style, progress, quality=gate.record)
     failed: dict[str, str] = {}
-    todo = plan.to_render
+    todo = plan.to_render + [plan.jobs[key] for key in sorted(stale)]
     rendered = 0
 
     def on_rendered(result: Rendered) -> None:
@@ -132,20 +143,27 @@ def run_with_state(
         rendered += 1
         if result.error is not None:
             failed[result.job_key] = result.error
-        else:
-            post.submit(result.job_key)
+        for key in gate.arrived(result):
+            post.submit(key)
         if progress:
             progress("render", rendered, len(todo))
 
+    def render(make: Callable[[], Renderer], jobs: list[RenderJob],
+               done: Callable[[Rendered], None]) -> None:
+        render_jobs(campaign, make, jobs, cache, done, progress)
+
     spec = campaign.renderer
-    factory = make_renderer or functools.partial(
-        create_renderer, spec.name, spec.model, **spec.options)
+    factory = gate.wrap(make_renderer or functools.partial(
+        create_renderer, spec.name, spec.model, **spec.options))
     with post:
-        for key in plan.cached:
-            post.submit(key)
-        render_jobs(campaign, factory, todo, cache, on_rendered, progress)
+        for key in sorted(plan.cached - stale):
+            for ready in gate.arrived(Rendered(key, None)):
+                post.submit(ready)
+        render(factory, todo, on_rendered)
+        gate.retry_twins(render, post.submit, failed)
         rows = post.results()
-    manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows + failed_rows(plan, failed, gate.record) + blocked_rows(plan),
+                            columns=MANIFEST_COLUMNS)
     # 5. write
     failed_variants = set(plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"])
     assignments = assign_customers(plan, exclude=failed_variants | set(plan.blocked),
@@ -160,7 +178,8 @@ def run_with_state(
         "refresh": campaign.refresh.model_dump(),
     }
     atomic_write_text(out_dir / "run.json", json.dumps(
-        {**result.summary(), "failed": failed, "blocked": plan.blocked, **settings,
+        {**result.summary(), "failed": failed, "blocked": plan.blocked,
+         "quality": gate.summary(), **settings,
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(out_dir, title=campaign.name)
