@@ -355,3 +355,61 @@ def test_quality_settings_are_validated(tmp_path: Path, campaign_data: dict[str,
         _campaign(tmp_path, campaign_data, retries=-1)
     with pytest.raises(adgen.CampaignError, match="max_text_areas"):
         _campaign(tmp_path, campaign_data, max_text_areas=0.1)
+
+
+# -- the review sheet ---------------------------------------------------------------------------
+
+
+def quality_output(root: Path) -> Path:
+    """A sample output folder whose variants passed, were retried, and failed the gate."""
+    from tests.browser.sample_output import make_output
+
+    out = make_output(root, video=False, analysis=False)
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    variants = list(dict.fromkeys(manifest["variant_id"]))
+    records = {
+        variants[0]: {"scores": {"alignment": 0.31, "sharpness": 0.01, "text_area": 0.0},
+                      "rejected": [], "seed": 1000},
+        variants[1]: {"scores": {"alignment": 0.22, "sharpness": 0.004, "text_area": 0.001},
+                      "seed": 1002, "rejected": [
+                          {"seed": 1001, "reasons": ["text in the scene: 4.00% of the picture "
+                                                     "(max 0.20%)"]}]},
+        variants[2]: {"scores": {"alignment": 0.27, "sharpness": 0.02}, "rejected": []},
+    }
+    manifest["quality"] = [json.dumps(records.get(v, {})) for v in manifest["variant_id"]]
+    manifest["status"] = "ok"
+    failed = manifest[manifest["variant_id"] == variants[3]].iloc[:1].copy()
+    failed[["path", "placement", "sha256", "asset_key"]] = ""
+    failed["status"] = "failed: quality: seed 7: flat: contrast 0.000 < 0.03"
+    failed["quality"] = json.dumps({"rejected": [
+        {"seed": 7, "reasons": ["flat: contrast 0.000 < 0.03"]}]})
+    manifest = pd.concat([manifest[manifest["variant_id"] != variants[3]], failed])
+    manifest.to_parquet(out / "manifest.parquet", index=False)
+    return out
+
+
+def test_review_sheet_shows_scores_and_marks_retried_and_rejected_variants(
+    tmp_path: Path
+) -> None:
+    import html as html_lib
+
+    from adgen.report import write_report
+
+    out = quality_output(tmp_path)
+    page = write_report(out).read_text(encoding="utf-8")
+    cards = page.split("<article ")[1:]
+    assert len(cards) == 4
+    passed, retried, other, rejected = cards
+    assert 'data-quality="passed"' in passed and 'data-q-alignment="0.31"' in passed
+    assert "Alignment</dt><dd>0.310" in passed and "Text</dt><dd>0.00%" in passed
+    assert 'data-quality="retried"' in retried and 'data-q-retries="1"' in retried
+    assert "retried · 1 seed rejected" in retried
+    assert "<code>1001</code> text in the scene: 4.00% of the picture (max 0.20%)" in (
+        html_lib.unescape(retried))
+    assert 'data-quality="passed"' in other
+    assert 'data-quality="rejected"' in rejected and ">rejected</span>" in rejected
+    assert "failed: quality: seed 7: flat" in html_lib.unescape(rejected)
+    assert "could not be shown" not in page  # a failed variant has no file, by design
+    for option in ('value="retried"', 'value="rejected"', 'value="alignment"',
+                   'value="unsafe"', 'value="text_area"'):
+        assert option in page
