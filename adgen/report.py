@@ -527,7 +527,7 @@ class _Page:
                           for i, row in zip(rows.index, _records(rows), strict=True))
         quality = _Quality.of(first)
         return (
-            f'<article class="variant verdict-{verdict} quality-{quality.state}" '
+            f'<article class="variant verdict-{verdict}" '
             f'data-variant="{_e(variant_id)}" data-quality="{quality.state}"'
             f"{quality.data_attributes()}>"
             f'<div class="info"><div class="title"><h4>{_e(index)}</h4>{badge}'
@@ -755,7 +755,7 @@ figcaption b{color:var(--ink)}
 .check{color:var(--lose)}
 .badge.rejected{background:var(--lose-bg);color:var(--lose)}
 .badge.retried{background:#fff4e0;color:#8a5300}
-article.quality-rejected{border-color:#f0b3ad;background:#fffafa}
+article[data-quality="rejected"]{border-color:#f0b3ad;background:#fffafa}
 .quality{margin-top:10px;font-size:12px}
 dl.scores{display:grid;grid-template-columns:repeat(auto-fill,minmax(78px,1fr));gap:6px;margin:0}
 dl.scores div{background:var(--gray-bg);border-radius:8px;padding:4px 8px}

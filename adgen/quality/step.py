@@ -60,9 +60,11 @@ class QualityStep:
 
     def arrived(self, result: Rendered) -> list[str]:
         """A render came back: the job keys now ready for post-processing."""
+        if result.error is not None and result.quality:
+            self.failures[result.job_key] = list(result.quality.get("rejected", []))
+        if self.twins.max_distance is None:  # no twins to wait for
+            return [] if result.error is not None else [result.job_key]
         if result.error is not None:
-            if result.quality:
-                self.failures[result.job_key] = list(result.quality.get("rejected", []))
             return self.twins.drop(result.job_key)
         return self.twins.add(result.job_key)
 
