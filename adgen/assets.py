@@ -35,9 +35,9 @@ from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
 from adgen.store import RenderCache, atomic_write_bytes
 
 Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
 QualityOf = Callable[[str], "dict[str, Any] | None"]
 """The quality gate's record of a job's render, by job key (:mod:`adgen.quality`)."""
-"""``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
 
 POST_VERSION = "post/v3"
 """Bump when post-processing changes its output, so cached assets are redone."""

@@ -413,3 +413,26 @@ def test_review_sheet_shows_scores_and_marks_retried_and_rejected_variants(
     for option in ('value="retried"', 'value="rejected"', 'value="alignment"',
                    'value="unsafe"', 'value="text_area"'):
         assert option in page
+
+
+def test_the_gate_runs_inside_ray_workers_with_the_same_outcome(
+    tmp_path: Path, campaign_data: dict[str, Any], ray_pool: Any
+) -> None:
+    import functools
+
+    data = dict(campaign_data, backend={"name": "ray", "cpu_workers": 2})
+    campaign = _campaign(tmp_path, data, retries=1)
+    variants = _variants(campaign)
+    north0 = variants["north-v0"][1]
+    north1_id, north1 = variants["north-v1"]
+    south0_id, south0 = variants["south-v0"]
+    kinds = {north1: f"twin:{north0}", south0: "flat", south0 + 1: "blurred"}
+    result = adgen.run(campaign, make_renderer=functools.partial(ScriptedRenderer, kinds))
+    manifest = result.manifest.set_index("variant_id")
+    assert manifest.loc[north1_id, "seed"] == north1 + 1
+    assert json.loads(manifest.loc[north1_id, "quality"])["rejected"][0]["seed"] == north1
+    assert manifest.loc[south0_id, "status"] == (
+        f"failed: quality: seed {south0}: flat: contrast 0.000 < 0.03, blurred: sharpness "
+        f"0.00000 < 0.0002; seed {south0 + 1}: "
+        + json.loads(manifest.loc[south0_id, "quality"])["rejected"][1]["reasons"][0])
+    assert (manifest.drop(index=south0_id)["status"] == "ok").all()
