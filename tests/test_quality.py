@@ -329,11 +329,14 @@ def test_run_with_the_diffusers_renderer_scores_alignment_and_safety(
     tiny = make_tiny_sd_pipeline(tmp_path / "tiny-sd")
     clip = make_tiny_clip(tmp_path / "clip")
     safety = make_tiny_safety_checker(tmp_path / "safety")
-    campaign = _campaign(tmp_path, campaign_data, clip_model=str(clip), min_alignment=-1.0,
+    data = dict(campaign_data, variants=1, renderer={
+        "name": "diffusers", "model": str(tiny), "width": 64, "height": 64, "steps": 1})
+    campaign = _campaign(tmp_path, data, clip_model=str(clip), min_alignment=-1.0,
                          safety_model=str(safety), text=False, min_sharpness=None,
                          max_duplicate_distance=None, retries=0)
-    campaign = adgen.run(campaign, renderer="diffusers", model=str(tiny)).plan.campaign
+    adgen.run(campaign)
     manifest = pd.read_parquet(campaign.output_dir / "manifest.parquet")
+    assert len(manifest) == 3 and (manifest["status"] == "ok").all()
     scores = [json.loads(q)["scores"] for q in manifest["quality"]]
     assert all({"alignment", "unsafe"} <= set(s) for s in scores)
     assert all(s["unsafe"] < 0 for s in scores)
