@@ -118,11 +118,15 @@ def test_a_run_on_a_failing_disk_leaves_no_partial_file_and_a_rerun_finishes(
     for file in out.rglob("*"):
         if not file.is_file() or (file in before and file.read_bytes() == before[file]):
             continue  # an old file is either untouched or completely replaced
-        if file.suffix in {".png", ".jpeg", ".webp"}:
+        if file.suffix in {".png", ".jpg", ".webp"}:
             with Image.open(file) as image:
                 image.load()  # raises on a truncated file
-        elif file.suffix in {".json", ".csv"}:
-            assert file.read_text(encoding="utf-8").strip(), file
+        elif file.suffix == ".json":
+            json.loads(file.read_text(encoding="utf-8"))
+        elif file.suffix == ".parquet":
+            pd.read_parquet(file)
+        else:
+            assert file.suffix in {".csv", ".html"}, file
     old_manifest = pd.read_parquet(out / "manifest.parquet")
     for rel in old_manifest["path"]:
         with Image.open(out / rel) as image:
