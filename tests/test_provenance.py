@@ -25,12 +25,31 @@ from adgen.provenance import (
     embed_overhead,
     read_xmp,
     sign_c2pa,
+    xmp_packet,
 )
 
 PROV = Provenance(campaign='spring <sale> & "friends"', variant_id="hero-s1234-v0",
                   model="stabilityai/sdxl-turbo", renderer="diffusers", composite=False,
                   created_at="2026-03-01T12:00:00+00:00")
 EXIFTOOL = shutil.which("exiftool")
+
+
+@pytest.mark.parametrize(("renderer", "composite", "code"), [
+    ("offline", False, "algorithmicMedia"),
+    ("offline", True, "compositeSynthetic"),
+    ("diffusers", False, "trainedAlgorithmicMedia"),
+    ("diffusers", True, "compositeWithTrainedAlgorithmicMedia"),
+    ("diffusers-video", False, "trainedAlgorithmicMedia"),
+    ("diffusers-video", True, "compositeWithTrainedAlgorithmicMedia"),
+])
+def test_source_type_says_whether_a_trained_model_made_it(
+    renderer: str, composite: bool, code: str
+) -> None:
+    prov = Provenance(**{**PROV.__dict__, "renderer": renderer, "composite": composite})
+    # the IPTC NewsCodes URIs, spelled out (cv.iptc.org/newscodes/digitalsourcetype)
+    assert prov.digital_source_type == f"http://cv.iptc.org/newscodes/digitalsourcetype/{code}"
+    assert prov.digital_source_type in xmp_packet(prov).decode("utf-8")
+    assert prov.comment().endswith(prov.digital_source_type)
 
 
 def _picture(mode: str = "RGB", size: tuple[int, int] = (64, 48)) -> Image.Image:
