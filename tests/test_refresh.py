@@ -7,8 +7,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 import adgen
 from adgen.analysis import write_analysis
@@ -46,7 +48,14 @@ def test_analyze_finds_the_loser_in_every_segment(tmp_path: Path, ran) -> None: 
     assert analysis.srm == {scope: pytest.approx(1.0) for scope in analysis.srm}
     paths = write_analysis(analysis, result.out)
     assert [p.name for p in paths] == ["analysis.csv", "analysis.json", "analysis.png"]
-    assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = pd.read_csv(paths[0])
+    assert saved["variant_id"].tolist() == table["variant_id"].tolist()
+    assert saved["verdict"].tolist() == table["verdict"].tolist()
+    with Image.open(paths[2]) as plot:
+        assert plot.format == "PNG" and plot.width >= 400 and plot.height >= 200
+        gray = np.asarray(plot.convert("L"))
+    assert gray.min() < 100 and gray.max() > 200  # something is drawn on the background
+    assert (gray < 200).mean() > 0.01
 
 
 def test_refresh_retires_losers_renders_replacements_and_stays_sticky(  # type: ignore[no-untyped-def]
