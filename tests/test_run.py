@@ -16,7 +16,8 @@ from adgen.renderers.offline import OfflineRenderer
 from tests.conftest import REPO, write_campaign
 
 MANIFEST_MUST_HAVE = [
-    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
+    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
+    "generation", "seed",
     "prompt", "negative_prompt", "headline", "cta", "renderer", "model", "job_key", "placement",
     "width", "height", "format", "path", "bytes", "sha256", "created_at",
 ]
