@@ -110,19 +110,31 @@ class RefreshState:
             {"state": self.to_dict(), "log": log}, indent=2))
 
     def commit(self, **log_extra: Any) -> None:
-        """The commit point: write the state (with the ledger part the run wrote) atomically;
-        then, for a refresh, append its log entry (once) and remove the journal."""
+        """The commit point: write the state (with the ledger part the run wrote) atomically.
+        A refresh's log entry is written just before; readers skip entries the state does not
+        count yet (:func:`read_log`)."""
+        path = self.out_dir / LOG_FILE
+        if self.pending is not None and self.unfinished:
+            entry = {**self.pending, **log_extra}
+            kept = [e for e in read_log(self.out_dir) if e["refresh"] < entry["refresh"]]
+            atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in [*kept, entry]))
         atomic_write_text(self.out_dir / STATE_FILE, json.dumps(self.to_dict(), indent=2))
         self.unfinished = False
-        if self.pending is None:
-            return
-        log = {**self.pending, **log_extra}
-        path = self.out_dir / LOG_FILE
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        if not any(json.loads(line).get("refresh") == log["refresh"] for line in lines if line):
-            atomic_write_text(path, "".join(f"{line}\n" for line in [*lines, json.dumps(log)]))
         (self.out_dir / JOURNAL_FILE).unlink(missing_ok=True)
         self.pending = None
+
+
+def read_log(out_dir: Path, *, committed_only: bool = False) -> list[dict[str, Any]]:
+    """The refresh log's entries; with ``committed_only``, those the state counts."""
+    path = Path(out_dir) / LOG_FILE
+    if not path.exists():
+        return []
+    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+               if line.strip()]
+    if committed_only:
+        done = RefreshState._read(Path(out_dir), Path(out_dir) / STATE_FILE).refreshes
+        entries = [e for e in entries if int(e["refresh"]) <= done]
+    return entries
 
 
 def current_weights(campaign: CampaignSpec, state: RefreshState) -> list[float]:
@@ -181,10 +193,10 @@ def _decide(plan: Plan, ids: pd.Series, current: pd.DataFrame,
     count = len(ids)
     prev = current.set_index("customer_id").reindex(ids.to_numpy(dtype=object))
     known = prev["segment_id"].notna().to_numpy()
-    held = prev["holdout"].fillna(False).to_numpy(dtype=bool)
-    creative = prev["creative_id"].fillna("").to_numpy(dtype=object)
-    index = prev["variant_index"].fillna(-1).to_numpy(dtype=np.int64)
-    generation = prev["generation"].fillna(-1).to_numpy(dtype=np.int64)
+    held = prev["holdout"].fillna(False).to_numpy(dtype=bool, copy=True)
+    creative = prev["creative_id"].fillna("").to_numpy(dtype=object, copy=True)
+    index = prev["variant_index"].fillna(-1).to_numpy(dtype=np.int64, copy=True)
+    generation = prev["generation"].fillna(-1).to_numpy(dtype=np.int64, copy=True)
     reason = np.full(count, "", dtype=object)
     # who is hashed: new customers (with the holdout), and those whose slot is gone (without)
     creative_ids = [c.id for c in campaign.creatives]

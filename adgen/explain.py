@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from adgen.analysis import arm_label
-from adgen.assignment import LOG_FILE, RefreshState
+from adgen.assignment import RefreshState, read_log
 from adgen.errors import AudienceError
 from adgen.experiment import HOLDOUT_SUFFIX, bucket_ranges, choose_variation, gb_hash
 from adgen.ledger import PartInfo
@@ -125,15 +125,8 @@ def _why(row: dict[Any, Any], previous: dict[Any, Any] | None, info: PartInfo,
 
 def _retirements(out_dir: Path) -> dict[str, int]:
     """Variant id → the refresh that retired it, from the refresh log."""
-    path = out_dir / LOG_FILE
-    if not path.exists():
-        return {}
-    found: dict[str, int] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            found.update({variant: int(entry["refresh"]) for variant in entry.get("retired", [])})
-    return found
+    return {variant: int(entry["refresh"]) for entry in read_log(out_dir, committed_only=True)
+            for variant in entry.get("retired", [])}
 
 
 def _manifest(out_dir: Path) -> pd.DataFrame | None:
