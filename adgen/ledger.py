@@ -117,38 +117,68 @@ class Ledger:
         meta = pq.read_schema(self._path(seq)).metadata or {}
         return PartInfo.from_json(meta[_META_KEY])
 
+    def _part(self, path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+        table = pq.read_table(path, columns=list(columns or COLUMNS)).combine_chunks()
+        return table.append_column("seq", pa.array(
+            np.full(table.num_rows, _seq_of(path), dtype=np.int32)))
+
+    def _tables(self, columns: Sequence[str] | None = None) -> list[pa.Table]:
+        """One table per committed part, oldest first, with a ``seq`` column."""
+        return [self._part(path, columns) for path in self.parts()]
+
+    def _empty(self, columns: Sequence[str] | None) -> pa.Table:
+        fields = [SCHEMA.field(c) for c in (columns or COLUMNS)]
+        return pa.schema([*fields, pa.field("seq", pa.int32())]).empty_table()
+
+    def _of(self, customers: Sequence[str] | pa.Array,
+            columns: Sequence[str] | None = None) -> list[pa.Table]:
+        """The rows of ``customers`` only, one table per part: the id columns are matched
+        first (one hash set for all parts); only parts with matches are read whole."""
+        paths = self.parts()
+        ids = [pq.read_table(p, columns=["customer_id"])["customer_id"] for p in paths]
+        if not paths:
+            return []
+        value_set = pa.array(customers, type=pa.string())
+        mask = pc.is_in(pa.chunked_array([c for i in ids for c in i.chunks], type=pa.string()),
+                        value_set=value_set).combine_chunks()
+        tables, start = [], 0
+        for path, part_ids in zip(paths, ids, strict=True):
+            hits = mask.slice(start, len(part_ids))
+            start += len(part_ids)
+            if pc.any(hits).as_py():
+                table = self._part(path, columns).filter(hits)
+            else:
+                table = self._empty(columns)
+            tables.append(table)
+        return tables
+
     def read(self, customers: Sequence[str] | pa.Array | None = None,
              columns: Sequence[str] | None = None) -> pa.Table:
         """Committed rows (of ``customers`` only, if given) in write order, with a ``seq``
         column naming their part."""
         wanted = list(columns or COLUMNS)
-        if customers is not None and "customer_id" not in wanted:
+        if "customer_id" not in wanted:
             wanted.append("customer_id")
-        value_set = None if customers is None else pa.array(customers, type=pa.string())
-        tables = []
-        for path in self.parts():
-            table = pq.read_table(path, columns=wanted)
-            if value_set is not None:
-                table = table.filter(pc.is_in(table["customer_id"], value_set=value_set))
-            seq = _seq_of(path)
-            tables.append(table.append_column("seq", pa.array(
-                np.full(table.num_rows, seq, dtype=np.int32))))
-        if not tables:
-            schema = pa.schema([SCHEMA.field(c) for c in wanted]).append(
-                pa.field("seq", pa.int32()))
-            return schema.empty_table()
-        return pa.concat_tables(tables)
+        tables = self._tables(wanted) if customers is None else self._of(customers, wanted)
+        return pa.concat_tables(tables) if tables else self._empty(wanted)
 
     def current(self, customers: Sequence[str] | pa.Array | None = None) -> pd.DataFrame:
-        """Each customer's current (last) row, one per customer, for ``customers`` or all."""
-        table = self.read(customers)
-        if table.num_rows == 0:
-            return table.to_pandas()
-        table = table.append_column("_row", pa.array(np.arange(table.num_rows)))
-        last = table.group_by("customer_id", use_threads=False).aggregate([("_row", "max")])
-        last_rows = last["_row_max"]
-        rows = table.take(last_rows.take(pc.sort_indices(last_rows)))
-        return rows.drop_columns(["_row"]).to_pandas()
+        """Each customer's current (last) row, one per customer, for ``customers`` or all.
+
+        A part has one row per customer, so parts are deduplicated newest first: a part keeps
+        the rows of customers no newer part has (most writes are small next to the first)."""
+        tables = self._tables() if customers is None else self._of(customers)
+        kept: list[pa.Table] = []
+        seen: pa.Array | None = None
+        for table in reversed(tables):
+            if seen is not None and len(seen):
+                table = table.filter(pc.invert(pc.is_in(table["customer_id"], value_set=seen)))
+            kept.append(table)
+            ids = table["customer_id"].combine_chunks()
+            seen = ids if seen is None else pa.concat_arrays([seen, ids])
+        if not kept:
+            return self._empty(None).to_pandas()
+        return pa.concat_tables(kept[::-1]).to_pandas()
 
     def history(self, customer_id: str) -> pd.DataFrame:
         """Every row of one customer, oldest first."""
