@@ -152,5 +152,5 @@ def _status(out_dir: Path, variant_id: str) -> str:
         return "not in the last run's manifest (its segment was not in that run's audience)"
     ok = int((rows["status"] == "ok").sum())
     if ok:
-        return f"live ({ok} assets)"
+        return f"live ({ok} asset{'' if ok == 1 else 's'})"
     return str(rows["status"].iloc[0])

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import adgen
@@ -53,14 +54,16 @@ def make_campaign(out: Path) -> adgen.CampaignSpec:
 def seed_ledger(out: Path, customers: int) -> None:
     """A committed ledger of ``customers`` rows (one part), written directly with pyarrow."""
     rng = np.random.default_rng(1)
-    creative = rng.choice(["hero", "alt"], customers)
+    creative = pa.array(rng.choice(["hero", "alt"], customers))
     index = rng.integers(0, 2, customers, dtype=np.int32)
-    segment = np.char.add("s", rng.integers(10**9, 10**10, customers).astype(str))
-    ids = np.char.add("C", np.arange(customers).astype(str))
+    segment = pc.binary_join_element_wise(
+        "s", pc.cast(pa.array(rng.integers(10**9, 10**10, customers)), pa.string()), "")
+    ids = pc.binary_join_element_wise("C", pc.cast(pa.array(np.arange(customers)), pa.string()),
+                                      "")
     table = pa.table({
         "customer_id": ids, "segment_id": segment, "creative_id": creative,
         "variant_index": index, "generation": np.zeros(customers, dtype=np.int32),
-        "variant_id": np.char.add(np.char.add(creative, "-"), segment),
+        "variant_id": pc.binary_join_element_wise(creative, segment, "-"),
         "holdout": np.zeros(customers, dtype=bool), "reason": np.full(customers, "new"),
         "at": pa.array(np.full(customers, pd.Timestamp.now(tz="UTC").value // 10**6),
                        type=pa.timestamp("ms", tz="UTC")),
