@@ -223,6 +223,8 @@ def _decide(plan: Plan, ids: pd.Series, current: pd.DataFrame,
     slots = plan.variants[[*_SLOT, "generation", "variant_id"]].astype(
         {"variant_index": np.int64, "generation": np.int64})
     frame = frame.merge(slots, on=_SLOT, how="left", validate="many_to_one")
+    keys = plan.variants.drop_duplicates("segment_id").set_index("segment_id")["segment"]
+    frame["segment"] = frame["segment_id"].map(keys).fillna("{}")
     now = frame["generation"].fillna(-1).to_numpy(dtype=np.int64)
     reason[(reason == "") & ~held & (generation != now)] = "retired"
     frame["generation"] = now

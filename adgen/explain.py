@@ -85,7 +85,7 @@ def explain(out: str | Path, customer_id: str) -> Explanation:
              ] if state.unfinished else []
     return Explanation(
         customer_id=str(customer_id), segment_id=str(last["segment_id"]),
-        segment=_segment_keys(out_dir, str(last["segment_id"])), seed=seed,
+        segment=dict(json.loads(last["segment"] or "{}")), seed=seed,
         bucket=float(gb_hash(seed, str(customer_id)) or 0.0),
         holdout_bucket=float(gb_hash(seed + HOLDOUT_SUFFIX, str(customer_id)) or 0.0),
         holdout=bool(last["holdout"]), variant_id=str(last["variant_id"]),
@@ -133,15 +133,7 @@ def _manifest(out_dir: Path) -> pd.DataFrame | None:
     path = out_dir / "manifest.parquet"
     if not path.exists():
         return None
-    return pd.read_parquet(path, columns=["variant_id", "segment_id", "segment", "status"])
-
-
-def _segment_keys(out_dir: Path, segment_id: str) -> dict[str, Any]:
-    manifest = _manifest(out_dir)
-    if manifest is None:
-        return {}
-    match = manifest.loc[manifest["segment_id"] == segment_id, "segment"]
-    return dict(json.loads(match.iloc[0])) if len(match) else {}
+    return pd.read_parquet(path, columns=["variant_id", "status"])
 
 
 def _status(out_dir: Path, variant_id: str) -> str:

@@ -52,6 +52,7 @@ REASONS = {
 SCHEMA = pa.schema([
     ("customer_id", pa.string()),
     ("segment_id", pa.string()),
+    ("segment", pa.string()),
     ("creative_id", pa.string()),
     ("variant_index", pa.int32()),
     ("generation", pa.int32()),
@@ -61,7 +62,8 @@ SCHEMA = pa.schema([
     ("at", pa.timestamp("ms", tz="UTC")),
 ])
 COLUMNS = SCHEMA.names
-"""Ledger columns. Held-out customers have empty variant fields (index and generation -1)."""
+"""Ledger columns. ``segment`` holds the segment's key values (JSON). Held-out customers have
+empty variant fields (index and generation -1)."""
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,9 @@ def seed_ledger(out: Path, customers: int) -> None:
     ids = pc.binary_join_element_wise("C", pc.cast(pa.array(np.arange(customers)), pa.string()),
                                       "")
     table = pa.table({
-        "customer_id": ids, "segment_id": segment, "creative_id": creative,
+        "customer_id": ids, "segment_id": segment,
+        "segment": pa.array(np.full(customers, '{"region": "region-0", "tier": "tier-0"}')),
+        "creative_id": creative,
         "variant_index": index, "generation": np.zeros(customers, dtype=np.int32),
         "variant_id": pc.binary_join_element_wise(creative, segment, "-"),
         "holdout": np.zeros(customers, dtype=bool), "reason": np.full(customers, "new"),

@@ -160,3 +160,21 @@ def test_explain_a_customer(tmp_path: Path, setup) -> None:  # type: ignore[no-u
     assert "→ held out" in str(adgen.explain(campaign.output_dir, held))
     with pytest.raises(adgen.AudienceError, match="customer 'nope' has never been assigned"):
         adgen.explain(campaign.output_dir, "nope")
+
+
+def test_explain_from_the_cli(setup) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_cli import adgen as cli
+
+    campaign, ids = setup
+    frame = adgen.assign(campaign).set_index("customer_id")
+    out = cli("explain", campaign.output_dir, "--customer", ids[3])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"customer '{ids[3]}'"
+    assert lines[1].startswith(f"  segment   {frame.loc[ids[3], 'segment_id']} (region=")
+    assert len(lines) <= 24  # one screen
+    out = cli("explain", campaign.output_dir, "--customer", "nobody")
+    assert out.returncode == 2
+    assert out.stderr.strip().endswith("customer 'nobody' has never been assigned (not in the "
+                                       "assignment ledger); check the id (ids are text: leading "
+                                       "zeros count)")
