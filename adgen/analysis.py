@@ -259,23 +259,20 @@ def analyze_counts(
     rank = pd.Series(np.arange(len(info)), index=info.index)
     rows: list[dict[str, Any]] = []
     srm: dict[str, float] = {}
-    with_variant = counts.merge(info, left_on="variant_id", right_index=True, how="left",
-                                suffixes=("", "_variant"))
+    counts = counts.merge(info.drop(columns="segment_id"), left_on="variant_id",
+                          right_index=True, how="left")
+    counts["_order"] = counts["variant_id"].map(rank).fillna(-1)  # the holdout first
+    counts["arm"] = [HOLDOUT if v == HOLDOUT else arm_label(c, int(i)) for v, c, i in zip(
+        counts["variant_id"], counts["creative_id"], counts["variant_index"].fillna(0),
+        strict=True)]
     scoped = counts[counts["segment_id"].notna()]
     for scope, group in sorted(scoped.groupby("segment_id", sort=False), key=lambda g: str(g[0])):
-        group = group.assign(_order=group["variant_id"].map(
-            lambda v: -1 if v == HOLDOUT else int(rank[v])))
-        group = group.sort_values("_order", kind="stable").merge(
-            info, left_on="variant_id", right_index=True, how="left", suffixes=("", "_v"))
-        group["arm"] = [HOLDOUT if v == HOLDOUT else arm_label(c, int(i)) for v, c, i in zip(
-            group["variant_id"], group["creative_id"], group["variant_index"].fillna(0),
-            strict=True)]
+        group = group.sort_values("_order", kind="stable")
         rows.extend(_compare_scope(str(scope), group, alpha, correction, sequential, rule))
         srm_p = _srm(group, weights, holdout)
         if srm_p is not None:
             srm[str(scope)] = srm_p
-    arms = with_variant[with_variant["variant_id"] != HOLDOUT].assign(
-        _order=lambda f: f["variant_id"].map(rank))
+    arms = counts[counts["variant_id"] != HOLDOUT]
     overall = arms.groupby(["creative_id", "variant_index"], as_index=False, sort=False).agg(
         users=("users", "sum"), conversions=("conversions", "sum"), _order=("_order", "min"))
     overall["variant_id"] = [arm_label(c, int(i)) for c, i in zip(
