@@ -87,6 +87,11 @@ class RefreshState:
 
     @classmethod
     def _from_dict(cls, out_dir: Path, data: dict[str, Any]) -> RefreshState:
+        if not isinstance(data.get("generations", []), list):
+            raise CampaignError(
+                f"{out_dir / STATE_FILE}: written by an older adgen (variant generations keyed "
+                "by id); refresh into a new output folder, or delete it to start the "
+                "experiment again")
         generations = {(str(g["creative_id"]), str(g["segment_id"]), int(g["variant_index"])):
                        int(g["generation"]) for g in data.get("generations", [])}
         return cls(out_dir, generations, data.get("weights"), int(data.get("refreshes", 0)),

@@ -178,3 +178,12 @@ def test_explain_from_the_cli(setup) -> None:  # type: ignore[no-untyped-def]
     assert out.stderr.strip().endswith("customer 'nobody' has never been assigned (not in the "
                                        "assignment ledger); check the id (ids are text: leading "
                                        "zeros count)")
+
+
+def test_a_state_file_from_an_older_adgen_is_a_clear_error(setup) -> None:  # type: ignore[no-untyped-def]
+    campaign, _ = setup
+    campaign.output_dir.mkdir(parents=True)
+    (campaign.output_dir / "refresh.json").write_text(
+        '{"generations": {"hero-s0123456789-v1": 1}, "weights": null, "refreshes": 1}')
+    with pytest.raises(adgen.CampaignError, match=r"refresh\.json: written by an older adgen"):
+        adgen.assign(campaign)
