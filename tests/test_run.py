@@ -16,10 +16,10 @@ from adgen.renderers.offline import OfflineRenderer
 from tests.conftest import REPO, write_campaign
 
 MANIFEST_MUST_HAVE = [
-    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
-    "prompt", "negative_prompt", "headline", "cta", "captions", "renderer", "model", "job_key",
-    "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
-    "asset_key", "checks",
+    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "renderer",
+    "model", "job_key", "placement", "width", "height", "format", "path", "bytes", "sha256",
+    "created_at", "asset_key", "checks",
 ]
 """The manifest's columns, in the README's order."""
 
@@ -79,7 +79,8 @@ def test_example_campaign_end_to_end(tmp_path: Path) -> None:
     assert checked == len(manifest) == 9  # every asset, whichever logo it got
     assert (result.out / "review.html").exists()
     assignments = pd.read_csv(result.out / "assignments.csv", dtype=str)
-    assert list(assignments.columns) == ["customer_id", "segment_id", "variant_id"]
+    assert list(assignments.columns) == ["customer_id", "segment_id", "variant_id", "creative_id",
+                                         "variant_index", "generation"]
     assert set(assignments["variant_id"]) <= set(manifest["variant_id"])
     assert len(assignments) == 240
 
@@ -166,7 +167,8 @@ def test_holdout_and_weights(tmp_path: Path, campaign_data: dict) -> None:
     campaign_data["experiment"] = {"seed": "s", "holdout": 0.5, "weights": [0.9, 0.1]}
     result = run_file(write_campaign(tmp_path, campaign_data))
     frame = pd.read_csv(result.out / "assignments.csv", dtype={"customer_id": str})
-    assert list(frame.columns) == ["customer_id", "segment_id", "variant_id", "holdout"]
+    assert list(frame.columns) == ["customer_id", "segment_id", "variant_id", "creative_id",
+                                   "variant_index", "generation", "holdout"]
     assert frame["variant_id"].isna().equals(frame["holdout"])
     campaign_data["experiment"]["weights"] = [0.5, 0.3, 0.2]
     with pytest.raises(CampaignError, match=r"experiment.weights has 3 values but each segment has"
