@@ -43,8 +43,9 @@ POST_VERSION = "post/v3"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [
-    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
-    "prompt", "negative_prompt", "headline", "cta", "captions", "renderer", "model", "job_key",
+    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "renderer",
+    "model", "job_key",
     "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
     "asset_key", "checks", "quality", "status", "duration_s", "fps", "frames",
 ]
@@ -248,8 +249,9 @@ def _quality_json(record: Mapping[str, Any]) -> str:
     return json.dumps({k: record[k] for k in keep if k in record}, sort_keys=True)
 
 
-_VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
-                   "prompt", "negative_prompt", "headline", "cta", "captions", "job_key")
+_VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index",
+                   "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions",
+                   "job_key")
 
 
 def _variant_fields(row: Mapping[Any, Any], campaign: CampaignSpec) -> dict[str, Any]:
