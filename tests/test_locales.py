@@ -256,3 +256,25 @@ def test_catalog_campaign_runs_end_to_end(tmp_path: Path) -> None:
     assigned = dict(zip(assignments["customer_id"], assignments["variant_id"], strict=True))
     assert assigned["c1"] and assigned["c2"] and assigned["c6"]
     assert assigned["c3"] == assigned["c4"] == assigned["c5"] == ""
+
+
+def test_right_to_left_variants_mirror_the_layout(tmp_path: Path) -> None:
+    from tests.conftest import draw_logo
+
+    data = locale_campaign(tmp_path, fallback=True)
+    draw_logo(tmp_path / "logo.png", color=(20, 40, 160))
+    data["brand"] = {"name": "Acme", "logo": "logo.png", "logo_position": "top-right",
+                     "colors": ["#0B3D91", "#F2A900", "#FFFFFF"]}
+    (tmp_path / "audience.csv").write_text("customer_id,region,lang\nc1,north,en\nc2,north,ar\n",
+                                           encoding="utf-8")
+    result = adgen.run(adgen.load_campaign(write_campaign(tmp_path, data)))
+    rows = result.manifest.set_index("locale")
+    for locale, left_side in (("ar", True), ("en", False)):
+        row = rows.loc[locale]
+        x0, y0, x1, y1 = json.loads(row["checks"])["logo_box"]
+        assert bool(x1 <= row["width"] / 2) is left_side, (locale, x0, x1)
+        image = Image.open(tmp_path / "out" / row["path"]).convert("RGB")
+        # the logo's blue bar is drawn where the box says
+        r, g, b = image.getpixel(((x0 + x1) // 2, (y0 + y1) // 2))
+        assert b > 120 and r < 90, (locale, (r, g, b))
+        assert y1 < row["height"] / 4
