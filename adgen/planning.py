@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,12 @@ def make_plan(
         ),
     )
     products = Products(campaign, data.where)
+    used = {c.id: sorted(templates.variables_of(c.id) - {"product", LOCALE_KEY})
+            for c in campaign.creatives}
+    # segments whose templates see the same values get the same texts: render those once
+    # (per-customer audiences have many customers per product and locale)
+    memo: dict[tuple[Any, ...], tuple[str, str, dict[str, str], str, str | None]] = {}
+    job_memo: dict[tuple[Any, ...], tuple[RenderJob, str]] = {}
     rows: list[dict[str, Any]] = []
     jobs: dict[str, RenderJob] = {}
     for segment_id, context, (locale, locale_problem) in zip(
@@ -191,27 +198,23 @@ def make_plan(
         for creative in campaign.creatives:
             product = products.choose(creative, context)
             context["product"] = product.value
-            if locale_problem or product.problem:
-                problem = locale_problem or product.problem
-                prompt = negative = ""
-                captions = {name: "" for name in creative.captions}
-            else:
-                prompt = templates.render(f"{creative.id}.prompt", context)
-                negative = templates.render(f"{creative.id}.negative_prompt", context)
-                captions = {
-                    name: templates.render(captions_by_locale[(creative.id, name, locale)],
-                                           context)
-                    for name in creative.captions
-                }
-                problem = text_problem(
-                    {"prompt": prompt, "negative_prompt": negative, **captions}, blocked,
-                    allow_pii=guard.allow_pii)
+            text_key = (creative.id, locale, locale_problem, product.name, product.problem,
+                        *(context.get(name) for name in used[creative.id]))
+            if text_key not in memo:
+                memo[text_key] = _texts(templates, creative, context, captions_by_locale,
+                                        blocked, guard.allow_pii,
+                                        locale_problem or product.problem)
+            prompt, negative, captions, captions_json, problem = memo[text_key]
             for index in range(campaign.variants):
                 slot = f"{creative.id}-{segment_id}-v{index}"
                 generation = generations.get(slot, 0)
-                job = _job(campaign, creative, prompt, negative, product, index, generation)
+                job_key = (text_key, index, generation)
+                if job_key not in job_memo:
+                    made = _job(campaign, creative, prompt, negative, product, index, generation)
+                    job_memo[job_key] = (made, made.key)
+                job, key = job_memo[job_key]
                 if problem is None:
-                    jobs.setdefault(job.key, job)
+                    jobs.setdefault(key, job)
                 rows.append({
                     "variant_id": f"{slot}-g{generation}" if generation else slot,
                     "slot": slot,
@@ -222,18 +225,36 @@ def make_plan(
                     "seed": job.seed,
                     "prompt": prompt,
                     "negative_prompt": negative,
-                    "captions": json.dumps(captions, ensure_ascii=False),
+                    "captions": captions_json,
                     "headline": captions.get("headline", ""),
                     "cta": captions.get("cta", ""),
                     "product": product.name or "",
                     "locale": locale,
-                    "job_key": "" if problem else job.key,
+                    "job_key": "" if problem else key,
                     "blocked": problem or "",
                 })
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
     cache = RenderCache(campaign.output_dir / CACHE_DIR)
     cached = frozenset(key for key in jobs if cache.has(key))
     return Plan(campaign, segments, variants, jobs, cached, products.left_out())
+
+
+def _texts(templates: TemplateSet, creative: Creative, context: dict[str, Any],
+           captions_by_locale: Mapping[tuple[str, str, str], str],
+           blocked: Sequence[tuple[str, re.Pattern[str]]], allow_pii: bool,
+           problem: str | None) -> tuple[str, str, dict[str, str], str, str | None]:
+    """A variant's prompt, negative prompt, captions (and as JSON), and why it is blocked."""
+    if problem is not None:
+        empty = {name: "" for name in creative.captions}
+        return "", "", empty, json.dumps(empty), problem
+    prompt = templates.render(f"{creative.id}.prompt", context)
+    negative = templates.render(f"{creative.id}.negative_prompt", context)
+    locale = context[LOCALE_KEY]
+    captions = {name: templates.render(captions_by_locale[(creative.id, name, locale)], context)
+                for name in creative.captions}
+    problem = text_problem({"prompt": prompt, "negative_prompt": negative, **captions}, blocked,
+                           allow_pii=allow_pii)
+    return prompt, negative, captions, json.dumps(captions, ensure_ascii=False), problem
 
 
 def _with_locales(campaign: CampaignSpec, data: Audience) -> Audience:
@@ -294,6 +315,7 @@ class Products:
         self.catalog: Catalog | None = None
         self.images: ProductImages | None = None
         self.failed: dict[str, str] = {}
+        self._chosen: dict[str, ProductChoice] = {}
         spec = campaign.catalog
         if spec is not None:
             self.catalog = read_catalog(spec.path, format=spec.format, columns=spec.columns,
@@ -314,6 +336,11 @@ class Products:
             if not self.campaign.audience.product_column or value is None or pd.isna(value):
                 return ProductChoice()
             name = str(value)
+        if name not in self._chosen:
+            self._chosen[name] = self._choose(name)
+        return self._chosen[name]
+
+    def _choose(self, name: str) -> ProductChoice:
         brand = self.campaign.brand.products
         if name in brand:
             return ProductChoice(name, brand[name], file_sha256(brand[name]), name)

@@ -156,6 +156,11 @@ class TemplateSet:
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise TemplateError(f"template {name!r} failed: {exc}") from None
 
+    def variables_of(self, prefix: str) -> set[str]:
+        """Every variable the templates named ``prefix.*`` read (one creative's)."""
+        return set().union(*(used for name, used in self._variables.items()
+                             if name.startswith(f"{prefix}.")))
+
     @property
     def used_variables(self) -> set[str]:
         """Every variable any template reads."""
