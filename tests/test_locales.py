@@ -278,3 +278,16 @@ def test_right_to_left_variants_mirror_the_layout(tmp_path: Path) -> None:
         r, g, b = image.getpixel(((x0 + x1) // 2, (y0 + y1) // 2))
         assert b > 120 and r < 90, (locale, (r, g, b))
         assert y1 < row["height"] / 4
+
+
+def test_validate_lists_the_products_left_out(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write_campaign(tmp_path, catalog_campaign(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "adgen", "validate", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = " ".join(done.stdout.split())
+    assert "left out product p-gone: availability is out_of_stock" in lines
+    assert "left out product p-broken: image link 'nothing.png': file not found" in lines
