@@ -322,7 +322,8 @@ class Products:
                                         keep=spec.availability)
             self.images = ProductImages(
                 campaign.output_dir / CACHE_DIR / "catalog", spec.path.parent,
-                limits=FetchLimits(**spec.images.model_dump()), matte=spec.matte)
+                limits=FetchLimits(**spec.images.model_dump()), matte=spec.matte,
+                matte_model=spec.matte_model)
 
     def left_out(self) -> dict[str, str]:
         """Catalog products left out, with the reason (feed problems and failed images)."""

@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from adgen.catalog import Product
 from adgen.errors import CatalogError
-from adgen.post.matte import MATTE_VERSION, white_matte
+from adgen.post.matte import MATTE_VERSION, model_matte, white_matte
 from adgen.store import atomic_write_bytes, atomic_write_text
 
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
@@ -56,10 +56,10 @@ class ProductImages:
     """Fetch and cut out catalog product images, with a cache under ``root``."""
 
     def __init__(self, root: Path, catalog_dir: Path, *, limits: FetchLimits | None = None,
-                 matte: str = "white") -> None:
+                 matte: str = "white", matte_model: str | None = None) -> None:
         self.root, self.catalog_dir = root, catalog_dir.resolve()
         self.limits = limits or FetchLimits()
-        self.matte = matte
+        self.matte = matte if matte != "model" else f"model:{matte_model}"
         self._cutouts: dict[str, Cutout] = {}
 
     def cutout(self, product: Product) -> Cutout:
@@ -73,9 +73,7 @@ class ProductImages:
             if path.is_file() and meta.is_file():
                 note = json.loads(meta.read_text(encoding="utf-8")).get("note", "")
             else:
-                image = self._decode(data, product.image_link)
-                cut, note = (image.convert("RGBA"), "photo as is") if self.matte == "none" \
-                    else white_matte(image)
+                cut, note = self._cut(self._decode(data, product.image_link))
                 buffer = io.BytesIO()
                 cut.save(buffer, "PNG")
                 atomic_write_bytes(path, buffer.getvalue())
@@ -85,6 +83,13 @@ class ProductImages:
             sha = hashlib.sha256(path.read_bytes()).hexdigest()
             self._cutouts[product.id] = Cutout(path, sha, product.image_link, note)
         return self._cutouts[product.id]
+
+    def _cut(self, image: Image.Image) -> tuple[Image.Image, str]:
+        if self.matte == "none":
+            return image.convert("RGBA"), "photo as is"
+        if self.matte.startswith("model:"):
+            return model_matte(image, self.matte.removeprefix("model:"))
+        return white_matte(image)
 
     def fetch(self, link: str) -> bytes:
         """The bytes behind an image link (from the cache after the first download)."""

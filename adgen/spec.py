@@ -86,8 +86,8 @@ class CatalogSpec(_Model):
     ``format``: ``auto`` (by file name), ``merchant-tsv``, ``merchant-xml``, ``meta-csv``, ``csv``
     or ``parquet``; ``columns`` maps adgen's field names (``id``, ``title``, ``price``, …) to a
     plain table's columns. ``availability`` lists what is kept (the rest is left out with the
-    reason). ``matte``: ``white`` cuts products out of a plain light background, ``none`` uses
-    the photo as it is."""
+    reason). ``matte``: ``white`` cuts products out of a plain light background, ``model`` with
+    an image-segmentation ``matte_model``, ``none`` uses the photo as it is."""
 
     path: Path
     format: Literal["auto", "merchant-tsv", "merchant-xml", "meta-csv", "csv", "parquet"] = "auto"
@@ -95,7 +95,15 @@ class CatalogSpec(_Model):
     availability: list[Availability] = Field(
         default_factory=lambda: list[Availability](["in_stock", "preorder", "backorder"]))
     images: FetchSpec = Field(default_factory=FetchSpec)
-    matte: Literal["white", "none"] = "white"
+    matte: Literal["white", "model", "none"] = "white"
+    matte_model: str | None = None
+
+    @model_validator(mode="after")
+    def _model_named(self) -> CatalogSpec:
+        if (self.matte == "model") != (self.matte_model is not None):
+            raise ValueError("matte: model needs matte_model (a hub id or folder of an "
+                             "image-segmentation model), and matte_model needs matte: model")
+        return self
 
 
 def _check_locale(tag: str, what: str) -> str:

@@ -325,3 +325,42 @@ def test_cutouts_are_cached_by_source_bytes(tmp_path: Path) -> None:
     assert (again.path, again.sha256) == (cut.path, cut.sha256)
     product_on_white(180).save(tmp_path / "mug.png")  # a new photo: a new cut-out
     assert ProductImages(tmp_path / "cache", tmp_path).cutout(product).path != cut.path
+
+
+def test_a_segmentation_model_cuts_out_when_configured(tmp_path: Path) -> None:
+    import torch
+    from transformers import (
+        SegformerConfig,
+        SegformerForSemanticSegmentation,
+        SegformerImageProcessor,
+    )
+
+    from adgen.post.matte import model_matte
+
+    torch.manual_seed(0)
+    config = SegformerConfig(
+        num_channels=3, num_encoder_blocks=1, depths=[1], sr_ratios=[1], hidden_sizes=[8],
+        num_attention_heads=[1], patch_sizes=[7], strides=[4], mlp_ratios=[1],
+        decoder_hidden_size=8, num_labels=2, id2label={0: "background", 1: "product"},
+        label2id={"background": 0, "product": 1})
+    folder = tmp_path / "tiny-segformer"
+    SegformerForSemanticSegmentation(config).save_pretrained(folder)
+    SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    assert (folder / "model.safetensors").is_file()
+    photo = product_on_white(96)
+    cut, note = model_matte(photo, str(folder))
+    assert note.startswith(f"segmentation model {folder}, ")
+    rgba = np.asarray(cut)
+    assert rgba.shape == (96, 96, 4)
+    assert np.array_equal(rgba[..., :3], np.asarray(photo))  # only alpha is set
+    assert set(np.unique(rgba[..., 3])) <= {0, 255}
+    photo.save(tmp_path / "mug.png")
+    (tmp_path / "feed.tsv").write_text(TSV, encoding="utf-8")
+    product = read_catalog(tmp_path / "feed.tsv").products["mug-1"]
+    made = ProductImages(tmp_path / "cache", tmp_path, matte="model",
+                         matte_model=str(folder)).cutout(product)
+    assert made.note == note
+    white = ProductImages(tmp_path / "cache", tmp_path).cutout(product)
+    assert white.path != made.path  # the matte enters the cut-out's cache key
+    with pytest.raises(CatalogError, match="cannot be loaded as an image-segmentation model"):
+        model_matte(photo, str(tmp_path / "no-such-model"))

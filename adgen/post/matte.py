@@ -10,10 +10,13 @@ exact value. A photo that already has transparency is used as it is.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
-MATTE_VERSION = "white/v1"
+MATTE_VERSION = "v1"
 """Bump when the matte changes its output, so cached cut-outs are redone."""
 
 
@@ -56,6 +59,39 @@ def white_matte(image: Image.Image, *, tolerance: int = 24) -> tuple[Image.Image
     rgba = np.dstack([np.rint(out), np.rint(alpha)]).astype(np.uint8)
     note = f"white matte, {100 * float(outside.mean()):.0f}% background"
     return Image.fromarray(rgba, "RGBA"), note
+
+
+BACKGROUND_LABELS = frozenset({"background", "bg", "__background__", "unlabeled"})
+
+
+def model_matte(image: Image.Image, model: str) -> tuple[Image.Image, str]:
+    """The product as RGBA cut out by an image-segmentation model (a ``transformers`` hub id or
+    folder, e.g. a SegFormer or Mask2Former): every label but the background is the product.
+    Only the alpha channel is set; the colours are the photo's."""
+    if has_transparency(image):
+        return image.convert("RGBA"), "kept alpha"
+    rgb = image.convert("RGB")
+    foreground = np.zeros((rgb.height, rgb.width), dtype=bool)
+    for segment in _segmenter(model)(rgb):
+        if str(segment["label"]).lower() not in BACKGROUND_LABELS:
+            foreground |= np.asarray(segment["mask"].convert("L")) > 127
+    alpha = np.where(foreground, 255, 0).astype(np.uint8)
+    rgba = np.dstack([np.asarray(rgb), alpha])
+    share = 100 * float((~foreground).mean())
+    return Image.fromarray(rgba, "RGBA"), f"segmentation model {model}, {share:.0f}% background"
+
+
+@lru_cache(maxsize=2)
+def _segmenter(model: str) -> Any:
+    from transformers import pipeline
+
+    from adgen.errors import CatalogError
+
+    try:
+        return pipeline("image-segmentation", model=model)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CatalogError(f"catalog.matte_model {model!r} cannot be loaded as an "
+                           f"image-segmentation model ({str(exc)[:200]})") from None
 
 
 def connected_to_border(mask: np.ndarray) -> np.ndarray:
