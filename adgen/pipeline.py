@@ -181,7 +181,7 @@ def run_with_state(
     }
     atomic_write_text(out_dir / "run.json", json.dumps(
         {**result.summary(), "failed": failed, "blocked": plan.blocked,
-         "quality": gate.summary(), **settings,
+         "products_left_out": plan.products_left_out, "quality": gate.summary(), **settings,
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(out_dir, title=campaign.name)
