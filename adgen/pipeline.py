@@ -5,6 +5,7 @@
 3. render: jobs not in the cache, on the chosen backend
 4. post-process: crops, logo and captions per variant × placement, encoded and written
 5. write: manifest, assignments and the run summary (atomically), then prune stale assets
+6. publish: the upload files of ``export.to`` (:mod:`adgen.export`)
 """
 
 from __future__ import annotations
@@ -164,6 +165,10 @@ def run_with_state(
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(out_dir, title=campaign.name)
+    if campaign.export.to:
+        from adgen.export import export
+
+        export(campaign, audience=audience)
     return result
 
 
