@@ -91,18 +91,21 @@ def customer_lists(audience: pd.DataFrame, id_column: str, assignments: pd.DataF
     lists = CustomerLists(columns=(email_col, phone_col))
     if email_col is None and phone_col is None:
         return lists
-    people = audience.set_index(audience[id_column].astype("string"))
-    joined = assignments.join(people, on="customer_id", how="inner", rsuffix="_audience")
+    wanted = [c for c in (email_col, phone_col) if c is not None]
+    people = pd.DataFrame({"customer_id": audience[id_column].astype("string"),
+                           **{f"_{i}": audience[c] for i, c in enumerate(wanted)}})
+    joined = assignments[["customer_id", "variant_id"]].merge(people, on="customer_id")
     headers = ("Email", "Phone") if platform == "google" else ("email", "phone")
-    emails = (joined[email_col].map(normalise_email) if email_col
-              else pd.Series(None, index=joined.index, dtype=object))
-    phones = (joined[phone_col].map(lambda v: normalise_phone(v, country_code)) if phone_col
-              else pd.Series(None, index=joined.index, dtype=object))
     prefix = "+" if platform == "google" else ""
+    column = dict(zip(wanted, (f"_{i}" for i in range(len(wanted))), strict=True))
+    emails = ([normalise_email(v) for v in joined[column[email_col]]] if email_col
+              else [None] * len(joined))
+    phones = ([normalise_phone(v, country_code) for v in joined[column[phone_col]]]
+              if phone_col else [None] * len(joined))
     frame = pd.DataFrame({
-        headers[0]: emails.map(lambda e: sha256(e) if e else ""),
-        headers[1]: phones.map(lambda p: sha256(prefix + p) if p else ""),
-        "variant_id": joined["variant_id"],
+        headers[0]: [sha256(e) if e else "" for e in emails],
+        headers[1]: [sha256(prefix + p) if p else "" for p in phones],
+        "variant_id": joined["variant_id"].to_numpy(),
     })
     usable = (frame[headers[0]] != "") | (frame[headers[1]] != "")
     lists.left_out = int((~usable).sum())

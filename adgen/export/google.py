@@ -54,11 +54,11 @@ def write_google(ctx: ExportContext) -> Written:
         if reasons:
             out.skip(ad.variant_id, "; ".join(reasons))
             continue
-        rows.append({"Campaign": source.campaign, "Ad group": f"{source.campaign} "
-                     f"{ad.segment_id}", "Ad type": AD_TYPE, "Status": PAUSED, **row,
-                     "Business name": business, "Final URL": url})
+        rows.append({**dict.fromkeys(RDA_COLUMNS, ""), "Campaign": source.campaign,
+                     "Ad group": f"{source.campaign} {ad.segment_id}", "Ad type": AD_TYPE,
+                     "Status": PAUSED, **row, "Business name": business, "Final URL": url})
     out.files["google/responsive_display_ads.csv"] = safe_csv(
-        pd.DataFrame(rows, columns=RDA_COLUMNS).fillna(""))
+        pd.DataFrame(rows, columns=RDA_COLUMNS))
     if settings.audiences:
         lists = customer_lists(ctx.need_audience(), ctx.id_column, source.assignments(),
                                platform="google", email_column=settings.email_column,
