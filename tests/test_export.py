@@ -344,7 +344,7 @@ def test_export_settings_are_checked(tmp_path: Path, export: dict[str, object],
 
 
 def test_api_errors_name_the_fix(run: adgen.RunResult) -> None:
-    with pytest.raises(CampaignError, match="needs a landing page: set export.url"):
+    with pytest.raises(CampaignError, match=r"needs a landing page: set export\.url"):
         adgen.export(run.out, to="meta")
     with pytest.raises(CampaignError, match="HTML5 banners needs the campaign"):
         adgen.export(run.out, to="html5", url=URL)
