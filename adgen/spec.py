@@ -308,6 +308,12 @@ class ExportSpec(_Model):
 
     @model_validator(mode="after")
     def _banner_length(self) -> ExportSpec:
+        needs_url = [f for f in self.to if f != "csv"]
+        if needs_url and self.url is None:
+            raise ValueError(
+                f"export.to has {', '.join(needs_url)}, which need a landing page: set "
+                "export.url (https://…)"
+            )
         if self.banner_seconds * self.banner_loops > 30:
             raise ValueError(
                 f"banners would animate {self.banner_seconds * self.banner_loops:g} s "

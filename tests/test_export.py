@@ -336,6 +336,7 @@ def test_only_finished_ads_are_exported_and_stale_files_go(tmp_path: Path) -> No
     ({"url": 'https://a.example/"><script>'}, "is not a web address"),
     ({"meta_cta": "CLICK_HERE"}, "meta_cta 'CLICK_HERE' is not one of"),
     ({"to": ["tiktok"]}, "export.to.0"),
+    ({"to": ["csv", "meta"], "url": None}, "export.to has meta, which need a landing page"),
 ])
 def test_export_settings_are_checked(tmp_path: Path, export: dict[str, object],
                                      message: str) -> None:

@@ -146,9 +146,3 @@ def _zip(files: dict[str, bytes]) -> bytes:
             archive.writestr(info, data)
     return buffer.getvalue()
 
-
-def describe(banner: Banner) -> dict[str, Any]:
-    """A banner's entry in ``export.json``."""
-    return {"variant_id": banner.variant_id, "placement": banner.placement,
-            "bytes": len(banner.data)}
-

@@ -84,14 +84,6 @@ class ExportSource:
             return base_url.rstrip("/") + "/" + path
         return path
 
-    def local_file(self, asset: dict[str, Any]) -> Path | None:
-        """The asset's file on this machine (``None`` for an object-storage URL)."""
-        path = str(asset["path"])
-        if "://" in path and not path.startswith("file://"):
-            return None
-        local = Path(path.removeprefix("file://"))
-        return local if local.is_absolute() else self.out_dir / local
-
     def assignments(self) -> pd.DataFrame:
         """``customer_id, segment_id, variant_id`` of the customers who see an ad."""
         path = self.out_dir / ASSIGNMENTS_FILE
