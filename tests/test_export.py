@@ -57,7 +57,7 @@ def test_every_banner_zip_passes_google_ads_and_cm360_rules(run: adgen.RunResult
     for path in zips:
         data = path.read_bytes()
         width, height = map(int, path.stem.removeprefix("iab_").split("x"))
-        assert check_banner_zip(data, (width, height))[0] == []
+        assert check_banner_zip(data, (width, height)) == []
         assert len(data) <= 150_000
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -125,11 +125,13 @@ GOOD_PAGE = """<!DOCTYPE html><html><head>
     ({f"f{i}.png": b"x" for i in range(40)} | {"index.html": GOOD_PAGE}, "41 files"),
     ({"main.html": GOOD_PAGE}, "no index.html at the root"),
     ({"index.html": GOOD_PAGE, "../up.png": b"x"}, "unsafe path '../up.png'"),
+    (None, "not a readable ZIP"),
 ])
-def test_banner_validator_names_each_broken_rule(files: dict[str, str | bytes],
+def test_banner_validator_names_each_broken_rule(files: dict[str, str | bytes] | None,
                                                  problem: str) -> None:
-    assert check_banner_zip(_zip({"index.html": GOOD_PAGE}), (300, 250))[0] == []
-    problems = check_banner_zip(_zip(files), (300, 250))[0]
+    assert check_banner_zip(_zip({"index.html": GOOD_PAGE}), (300, 250)) == []
+    data = _zip(files) if files is not None else b"PK\x03\x04 truncated"
+    problems = check_banner_zip(data, (300, 250))
     assert any(problem in p for p in problems), problems
 
 

@@ -112,7 +112,7 @@ def make_banner(campaign: CampaignSpec, source: ExportSource, ad: Ad, asset: dic
              **files}
     data = _zip(files)
     # 5. check it as an ad server would
-    problems, _ = check_banner_zip(data, placement.size)
+    problems = check_banner_zip(data, placement.size)
     if problems:
         raise AdgenError("; ".join(problems))
     return Banner(ad.variant_id, placement.name, data, layers.composed.image)

@@ -11,7 +11,6 @@ import io
 import re
 import unicodedata
 import zipfile
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 # --- Google Ads: HTML5 display ads (support.google.com/google-ads/answer/1722096) ----------
@@ -22,9 +21,9 @@ HTML5_EXTENSIONS = frozenset({".html", ".htm", ".css", ".js", ".gif", ".png", ".
                               ".svg"})
 HTML5_MAX_SECONDS = 30.0
 HTML5_MAX_LOOPS = 3
-# --- Campaign Manager 360 (support.google.com/campaignmanager/answer/4558694) ---------------
-CM360_MAX_FILES = 100
-CM360_MAX_BYTES = 9_500_000
+# Campaign Manager 360 (support.google.com/campaignmanager/answer/4558694) takes up to 100
+# files and 9.5 MB and needs a click tag in the primary HTML file: a ZIP that passes Google
+# Ads' stricter limits and defines clickTag passes CM360 too.
 
 # --- Google Ads: responsive display ads (developers.google.com/google-ads/api/reference/rpc/
 #     latest/ResponsiveDisplayAdInfo) ----------------------------------------------------------
@@ -89,17 +88,6 @@ def check_text(field: str, text: str, limit: int, *, google: bool = False) -> li
 # --- HTML5 banner ZIPs --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BannerFacts:
-    """What the validator read from a banner ZIP."""
-
-    size: tuple[int, int] | None
-    files: list[str]
-    bytes: int
-    seconds: float
-    loops: int
-
-
 _AD_SIZE = re.compile(
     r'<meta\s+name="ad\.size"\s+content="width=(\d+),\s*height=(\d+)"\s*/?>', re.I)
 _CLICKTAG_VAR = re.compile(r'\bvar\s+clickTag\s*=\s*"https?://[^"]+"')
@@ -110,21 +98,23 @@ _DURATION = re.compile(r"animation-duration:\s*([\d.]+)(m?s)", re.I)
 _ITERATIONS = re.compile(r"animation-iteration-count:\s*(\w+)", re.I)
 
 
-def check_banner_zip(data: bytes, expected: tuple[int, int] | None = None
-                     ) -> tuple[list[str], BannerFacts]:
+def check_banner_zip(data: bytes, expected: tuple[int, int] | None = None) -> list[str]:
     """Check an HTML5 banner ZIP against Google Ads' and Campaign Manager 360's upload rules:
     size, file count and types, one root ``index.html`` with ``<!DOCTYPE html>``, an
     ``ad.size`` meta tag (matching ``expected``), a ``clickTag`` exit, no external requests,
     animation within 30 s and 3 loops."""
     problems: list[str] = []
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = [i.filename for i in archive.infolist() if not i.is_dir()]
-        texts = {n: archive.read(n).decode("utf-8", "replace") for n in names
-                 if PurePosixPath(n).suffix.lower() in {".html", ".htm", ".css", ".js"}}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = [i.filename for i in archive.infolist() if not i.is_dir()]
+            texts = {n: archive.read(n).decode("utf-8", "replace") for n in names
+                     if PurePosixPath(n).suffix.lower() in {".html", ".htm", ".css", ".js"}}
+    except zipfile.BadZipFile as exc:
+        return [f"not a readable ZIP ({exc})"]
     total = len(data)
     if total > HTML5_MAX_BYTES:
         problems.append(f"the ZIP is {total} bytes; Google Ads allows {HTML5_MAX_BYTES} (150 KB)")
-    if len(names) > min(HTML5_MAX_FILES, CM360_MAX_FILES):
+    if len(names) > HTML5_MAX_FILES:
         problems.append(f"{len(names)} files; Google Ads allows {HTML5_MAX_FILES}")
     for name in names:
         pure = PurePosixPath(name)
@@ -134,7 +124,6 @@ def check_banner_zip(data: bytes, expected: tuple[int, int] | None = None
             problems.append(f"{name}: file type {pure.suffix or '(none)'} is not allowed "
                             f"({', '.join(sorted(HTML5_EXTENSIONS))})")
     page = texts.get("index.html")
-    found_size = None
     if page is None:
         problems.append("no index.html at the root of the ZIP")
         page = ""
@@ -147,9 +136,9 @@ def check_banner_zip(data: bytes, expected: tuple[int, int] | None = None
         if match is None:
             problems.append('index.html has no <meta name="ad.size" content="width=W,height=H">')
         else:
-            found_size = (int(match[1]), int(match[2]))
-            if expected is not None and found_size != expected:
-                problems.append(f"ad.size says {found_size}, the banner is {expected}")
+            found = (int(match[1]), int(match[2]))
+            if expected is not None and found != expected:
+                problems.append(f"ad.size says {found}, the banner is {expected}")
         if not _CLICKTAG_VAR.search(page):
             problems.append('index.html does not define var clickTag = "https://…"')
         if not _CLICKTAG_USE.search(page):
@@ -170,5 +159,5 @@ def check_banner_zip(data: bytes, expected: tuple[int, int] | None = None
         problems.append(f"animation lasts {seconds * loops:g} s; the limit is 30 s")
     if loops > HTML5_MAX_LOOPS:
         problems.append(f"animation loops {loops} times; the limit is {HTML5_MAX_LOOPS}")
-    return problems, BannerFacts(found_size, names, total, seconds * loops, loops)
+    return problems
 
