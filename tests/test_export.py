@@ -371,3 +371,35 @@ def test_cli_export(run: adgen.RunResult) -> None:
     assert failed.stderr.strip().splitlines() == [
         "error: the Meta export needs a landing page: set export.url in the campaign, or pass "
         "--url https://… (url=… in Python)"]
+
+
+def test_unchanged_banners_are_reused_and_a_missing_render_costs_only_its_own(
+        run: adgen.RunResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adgen.export import html5
+
+    out = tmp_path / "copy"
+    shutil.copytree(run.out, out)
+    spec = load(tmp_path).model_copy(update={"output": out})
+    before = {p: p.read_bytes() for p in (out / "exports" / "html5").rglob("*.zip")}
+
+    def no_rebuild(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an unchanged banner was rebuilt")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(html5, "make_banner", no_rebuild)
+        again = adgen.export(spec, to="html5")
+    assert {p: p.read_bytes() for p in again.files["html5"]} == before
+
+    # a new landing page rebuilds them; a render gone from the cache loses only its banners
+    first = sorted(set(run.manifest["variant_id"]))[0]
+    job_key = run.manifest.loc[run.manifest["variant_id"] == first, "job_key"].iloc[0]
+    for path in (out / ".cache").rglob(f"{job_key}.*"):
+        path.unlink()
+    result = adgen.export(spec, to="html5", url="https://shop.example/other")
+    assert {(s["variant_id"], s["placement"]) for s in result.skipped["html5"]} == {
+        (first, "iab_300x250"), (first, "iab_728x90")}
+    assert "not in the cache" in result.skipped["html5"][0]["reason"]
+    assert len(result.files["html5"]) == len(before) - 2
+    assert not (out / "exports" / "html5" / first).exists()
+    for path in result.files["html5"]:
+        assert b"https://shop.example/other" in zipfile.ZipFile(path).read("index.html")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from adgen.audience import AudienceSource, read_audience
-from adgen.errors import AdgenError, CampaignError
+from adgen.errors import CampaignError
 from adgen.export import html5
 from adgen.export.base import ExportContext, Written
 from adgen.export.generic import write_generic
@@ -52,32 +52,8 @@ class ExportResult:
     warnings: dict[str, list[str]] = field(default_factory=dict)
 
 
-def write_html5(ctx: ExportContext) -> Written:
-    """One banner ZIP per finished ad × IAB placement; a banner that cannot be made (render
-    gone from the cache, over the byte budget) is left out with the reason."""
-    campaign = ctx.need_campaign("HTML5 banners")
-    url = ctx.url("HTML5 banners (their clickTag)")
-    out = Written()
-    for ad in ctx.source.ads:
-        for asset in ad.images():
-            if html5.iab_placement(str(asset["placement"])) is None:
-                continue
-            try:
-                banner = html5.make_banner(campaign, ctx.source, ad, asset, url=url,
-                                           seconds=ctx.settings.banner_seconds,
-                                           loops=ctx.settings.banner_loops)
-            except AdgenError as exc:
-                out.skip(ad.variant_id, str(exc), str(asset["placement"]))
-                continue
-            out.files[f"html5/{ad.variant_id}/{banner.placement}.zip"] = banner.data
-    if not out.files and not out.skipped:
-        out.warnings.append("no finished ad has an IAB display placement (300x250, 728x90, …); "
-                            "add one to the campaign's placements to get HTML5 banners")
-    return out
-
-
 WRITERS: dict[str, Callable[[ExportContext], Written]] = {
-    "html5": write_html5, "meta": write_meta, "google": write_google, "csv": write_generic,
+    "html5": html5.write_html5, "meta": write_meta, "google": write_google, "csv": write_generic,
 }
 
 
@@ -116,23 +92,27 @@ def export(
     if settings.audiences and campaign is not None and {"meta", "google"} & set(formats):
         frame = read_audience(campaign.audience, audience).frame
         id_column = campaign.audience.id_column
-    ctx = ExportContext(source, settings, campaign, frame, id_column)
-    # 3. build every format in memory first (a settings error writes nothing) ...
-    built = {name: WRITERS[name](ctx) for name in formats}
-    # 4. ... then write them, drop what older exports of these formats left, and record it
     root = out_dir / EXPORTS_DIR
     record = _read_record(root)
+    # 3. build every format in memory first (a settings error writes nothing) ...
+    previous = {name: _keys(record.get(name)) for name in formats}
+    built = {name: WRITERS[name](ExportContext(source, settings, campaign, frame, id_column,
+                                               previous[name])) for name in formats}
+    # 4. ... then write them, drop what older exports of these formats left, and record it
     result = ExportResult(out_dir)
     for name, written in built.items():
         for rel, content in written.files.items():
             path = root / rel
+            if rel in written.keys and previous[name].get(rel) == written.keys[rel] \
+                    and path.is_file():
+                continue  # unchanged since the last export
             if isinstance(content, bytes):
                 atomic_write_bytes(path, content)
             else:
                 atomic_write_text(path, content)
         _remove_stale(root, record.get(name, {}).get("files", []), set(written.files))
         record[name] = {"files": sorted(written.files), "skipped": written.skipped,
-                        "warnings": written.warnings,
+                        "warnings": written.warnings, "keys": written.keys,
                         "exported_at": datetime.now(tz=UTC).isoformat(timespec="seconds")}
         result.files[name] = [root / rel for rel in sorted(written.files)]
         result.skipped[name] = written.skipped
@@ -158,6 +138,11 @@ def _read_record(root: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _keys(entry: Any) -> dict[str, str]:
+    keys = entry.get("keys") if isinstance(entry, dict) else None
+    return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
 
 
 def _remove_stale(root: Path, before: list[str], now: set[str]) -> None:

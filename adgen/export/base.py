@@ -26,6 +26,8 @@ class ExportContext:
     campaign: CampaignSpec | None = None
     audience: pd.DataFrame | None = None
     id_column: str = "customer_id"
+    previous: dict[str, str] = field(default_factory=dict)
+    """Content keys of the files the last export of a format wrote (to reuse unchanged ones)."""
 
     def url(self, what: str) -> str:
         """The landing page; a :class:`CampaignError` saying how to set it if there is none."""
@@ -61,6 +63,7 @@ class Written:
     files: dict[str, bytes | str] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
 
     def skip(self, variant_id: str, reason: str, placement: str = "") -> None:
         entry = {"variant_id": variant_id, "reason": reason}

@@ -23,8 +23,10 @@ from PIL import Image
 
 from adgen.assets import brand_style
 from adgen.errors import AdgenError
+from adgen.export.base import ExportContext, Written
 from adgen.export.limits import HTML5_MAX_BYTES, check_banner_zip
-from adgen.export.source import Ad, ExportSource
+from adgen.export.source import EXPORTS_DIR, Ad, ExportSource
+from adgen.jobs import stable_hash
 from adgen.placements import PRESETS, Placement
 from adgen.planning import CACHE_DIR
 from adgen.post.encode import encode_image
@@ -33,6 +35,8 @@ from adgen.spec import CampaignSpec
 from adgen.store import RenderCache
 
 TEMPLATE = "banner.html.j2"
+BANNER_VERSION = "banner/v1"
+"""Bump when banners change for the same inputs, so exported ones are rebuilt."""
 ENTRANCE = {"headline": (0.3, "translateY(10px)"), "cta": (0.9, "scale(0.85)")}
 """When each caption starts to enter (seconds into a loop) and how; others use ``OTHER``."""
 OTHER = (0.6, "translateY(8px)")
@@ -116,6 +120,38 @@ def make_banner(campaign: CampaignSpec, source: ExportSource, ad: Ad, asset: dic
     if problems:
         raise AdgenError("; ".join(problems))
     return Banner(ad.variant_id, placement.name, data, layers.composed.image)
+
+
+def write_html5(ctx: ExportContext) -> Written:
+    """One banner ZIP per finished ad × IAB placement; a banner that cannot be made (render
+    gone from the cache, over the byte budget) is left out with the reason."""
+    campaign = ctx.need_campaign("HTML5 banners")
+    url = ctx.url("HTML5 banners (their clickTag)")
+    out = Written()
+    root = ctx.source.out_dir / EXPORTS_DIR
+    for ad in ctx.source.ads:
+        for asset in ad.images():
+            placement = str(asset["placement"])
+            if iab_placement(placement) is None:
+                continue
+            rel = f"html5/{ad.variant_id}/{placement}.zip"
+            key = stable_hash(BANNER_VERSION, asset["asset_key"], asset["sha256"], url,
+                              ctx.settings.banner_seconds, ctx.settings.banner_loops)
+            if ctx.previous.get(rel) == key and (root / rel).is_file():
+                out.files[rel], out.keys[rel] = (root / rel).read_bytes(), key
+                continue
+            try:
+                banner = make_banner(campaign, ctx.source, ad, asset, url=url,
+                                           seconds=ctx.settings.banner_seconds,
+                                           loops=ctx.settings.banner_loops)
+            except AdgenError as exc:
+                out.skip(ad.variant_id, str(exc), placement)
+                continue
+            out.files[rel], out.keys[rel] = banner.data, key
+    if not out.files and not out.skipped:
+        out.warnings.append("no finished ad has an IAB display placement (300x250, 728x90, …); "
+                            "add one to the campaign's placements to get HTML5 banners")
+    return out
 
 
 def _in_order(captions: dict[str, Image.Image]) -> list[tuple[str, Image.Image]]:
