@@ -403,3 +403,45 @@ def test_unchanged_banners_are_reused_and_a_missing_render_costs_only_its_own(
     assert not (out / "exports" / "html5" / first).exists()
     for path in result.files["html5"]:
         assert b"https://shop.example/other" in zipfile.ZipFile(path).read("index.html")
+
+
+def test_meta_video_ads_use_video_labels(run: adgen.RunResult, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(run.out, out)
+    first = sorted(set(run.manifest["variant_id"]))[0]
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    clips = (manifest["variant_id"] == first) & manifest["placement"].isin(
+        ["feed_portrait", "story"])
+    manifest.loc[clips, "format"] = "mp4"  # as a video creative's manifest has them
+    manifest.loc[(manifest["variant_id"] == first) & ~clips, "status"] = "blocked: test"
+    manifest.to_parquet(out / "manifest.parquet", index=False)
+    result = adgen.export(out, to="meta", url=URL)
+    row = next(r for r in _csv(out / "exports" / "meta" / "bulk_import.csv")
+               if r["Ad Name"] == first)
+    assert row["Image File Name"] == "" and row["Video File Name"].startswith("feed_portrait-")
+    segment = manifest.loc[manifest["variant_id"] == first, "segment_id"].iloc[0]
+    payload = json.loads((out / "exports" / "meta" / "ad_sets" / f"{segment}.json").read_text())
+    spec = payload["ads"][0]["creative"]["asset_feed_spec"]
+    assert spec["ad_formats"] == ["SINGLE_VIDEO"] and "images" not in spec
+    assert len(spec["videos"]) == 2  # 4:5 and 9:16, uploaded first: their ids are not known
+    assert all(v["video_id"].startswith(f"upload:assets/{first}/") for v in spec["videos"])
+    labels = {v["adlabels"][0]["name"] for v in spec["videos"]}
+    assert {r["video_label"]["name"] for r in spec["asset_customization_rules"]} == labels
+    assert result.skipped["meta"] == []
+
+
+def test_asset_base_url_makes_image_entries_urls(run: adgen.RunResult, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(run.out, out)
+    base = "https://cdn.example/spring/"
+    spec = load(tmp_path, asset_base_url=base).model_copy(update={"output": out})
+    adgen.export(spec, to=["meta", "google", "csv"])
+    for path in (out / "exports" / "meta" / "ad_sets").glob("*.json"):
+        for ad in json.loads(path.read_text())["ads"]:
+            for image in ad["creative"]["asset_feed_spec"]["images"]:
+                assert image["url"].startswith(base + "assets/")
+                assert (out / image["url"].removeprefix(base)).is_file()
+    for row in _csv(out / "exports" / "google" / "responsive_display_ads.csv"):
+        for url in row["Marketing images"].split(";") + row["Square marketing images"].split(";"):
+            assert url.startswith(base + "assets/")
+    assert all(r["asset_url"].startswith(base) for r in _csv(out / "exports" / "csv" / "ads.csv"))

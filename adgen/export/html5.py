@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
-from adgen.assets import brand_style
+from adgen.assets import BrandStyle, brand_style
 from adgen.errors import AdgenError
 from adgen.export.base import ExportContext, Written
 from adgen.export.limits import HTML5_MAX_BYTES, check_banner_zip
@@ -47,25 +46,15 @@ _ENV = Environment(loader=FileSystemLoader(Path(__file__).parent),
                    autoescape=select_autoescape(["html", "j2"]), keep_trailing_newline=True)
 
 
-@dataclass(frozen=True)
-class Banner:
-    """A finished banner: where it goes, the ZIP's bytes, and the final frame it ends on."""
-
-    variant_id: str
-    placement: str
-    data: bytes
-    final_frame: Image.Image
-
-
 def iab_placement(name: str) -> Placement | None:
     """The IAB preset of a manifest placement name (``iab_300x250``), else ``None``."""
     placement = PRESETS.get(name)
     return placement if placement is not None and name.startswith("iab_") else None
 
 
-def make_banner(campaign: CampaignSpec, source: ExportSource, ad: Ad, asset: dict[str, Any],
-                *, url: str, seconds: float, loops: int) -> Banner:
-    """Build and check one banner ZIP for ``ad`` at the IAB placement of ``asset``."""
+def make_banner(campaign: CampaignSpec, style: BrandStyle, source: ExportSource, ad: Ad,
+                asset: dict[str, Any], *, url: str, seconds: float, loops: int) -> bytes:
+    """The checked banner ZIP of ``ad`` at the IAB placement of ``asset``."""
     # 1. take the static ad apart again from its cached render
     placement = iab_placement(str(asset["placement"]))
     if placement is None:
@@ -74,20 +63,16 @@ def make_banner(campaign: CampaignSpec, source: ExportSource, ad: Ad, asset: dic
     if cached is None:
         raise AdgenError(f"the render of {ad.variant_id} is not in the cache; run the campaign "
                          "again (it re-renders it) and export again")
-    style = brand_style(campaign)
-    captions = [Caption(role, text) for role, text in ad.captions.items()]
-    if campaign.provenance.visible_label:
-        captions.append(Caption("label", campaign.provenance.label))
+    texts = dict(ad.captions)
+    if campaign.provenance.visible_label:  # drawn on the static ad as a caption too
+        texts["label"] = campaign.provenance.label
     layers = compose_layers(cached.load(), placement, subject_box=cached.subject_box,
-                            logo=style.logo, captions=captions, colors=style.colors,
-                            font=style.font)
+                            logo=style.logo, captions=[Caption(r, t) for r, t in texts.items()],
+                            colors=style.colors, font=style.font)
     background = layers.background.convert("RGBA")
     if layers.logo is not None:
         background = Image.alpha_composite(background, layers.logo)
     # 2. one PNG per caption, cropped to what it paints
-    texts = dict(ad.captions)
-    if campaign.provenance.visible_label:
-        texts["label"] = campaign.provenance.label
     sprites, files = [], {}
     for index, (role, layer) in enumerate(_in_order(layers.captions), start=1):
         box = layer.getbbox()
@@ -119,7 +104,7 @@ def make_banner(campaign: CampaignSpec, source: ExportSource, ad: Ad, asset: dic
     problems = check_banner_zip(data, placement.size)
     if problems:
         raise AdgenError("; ".join(problems))
-    return Banner(ad.variant_id, placement.name, data, layers.composed.image)
+    return data
 
 
 def write_html5(ctx: ExportContext) -> Written:
@@ -127,6 +112,7 @@ def write_html5(ctx: ExportContext) -> Written:
     gone from the cache, over the byte budget) is left out with the reason."""
     campaign = ctx.need_campaign("HTML5 banners")
     url = ctx.url("HTML5 banners (their clickTag)")
+    style = brand_style(campaign)
     out = Written()
     root = ctx.source.out_dir / EXPORTS_DIR
     for ad in ctx.source.ads:
@@ -141,13 +127,13 @@ def write_html5(ctx: ExportContext) -> Written:
                 out.files[rel], out.keys[rel] = (root / rel).read_bytes(), key
                 continue
             try:
-                banner = make_banner(campaign, ctx.source, ad, asset, url=url,
-                                           seconds=ctx.settings.banner_seconds,
-                                           loops=ctx.settings.banner_loops)
+                data = make_banner(campaign, style, ctx.source, ad, asset, url=url,
+                                   seconds=ctx.settings.banner_seconds,
+                                   loops=ctx.settings.banner_loops)
             except AdgenError as exc:
                 out.skip(ad.variant_id, str(exc), placement)
                 continue
-            out.files[rel], out.keys[rel] = banner.data, key
+            out.files[rel], out.keys[rel] = data, key
     if not out.files and not out.skipped:
         out.warnings.append("no finished ad has an IAB display placement (300x250, 728x90, …); "
                             "add one to the campaign's placements to get HTML5 banners")
