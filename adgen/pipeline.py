@@ -25,6 +25,7 @@ from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import CampaignError
+from adgen.export import export
 from adgen.jobs import RenderJob
 from adgen.planning import CACHE_DIR, Plan, make_plan
 from adgen.post.image import Caption, check_captions_drawable
@@ -166,8 +167,6 @@ def run_with_state(
     if campaign.report:
         write_report(out_dir, title=campaign.name)
     if campaign.export.to:
-        from adgen.export import export
-
         export(campaign, audience=audience)
     return result
 

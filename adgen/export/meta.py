@@ -59,7 +59,7 @@ def write_meta(ctx: ExportContext) -> Written:
                     f"{ad.variant_id}: {field} is {len(text)} characters; Meta recommends at "
                     f"most {limits.META_RECOMMENDED[field]} (longer text is cut off)")
         ad_set = f"{source.campaign} {ad.segment_id}"
-        primary = (images or videos)[0]
+        primary = (videos or images)[0]
         rows.append({
             "Campaign Name": source.campaign, "Campaign Status": PAUSED,
             "Campaign Objective": settings.meta_objective, "Buying Type": "AUCTION",

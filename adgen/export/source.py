@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
+from adgen.assignment import ASSIGNMENTS_FILE
 from adgen.errors import AssetError
 from adgen.report import read_manifest
 from adgen.store import read_safe_csv
 
 EXPORTS_DIR = "exports"
-ASSIGNMENTS_FILE = "assignments.csv"
 IMAGE_FORMATS = frozenset({"jpeg", "jpg", "png", "webp", "gif"})
 
 
@@ -45,9 +45,6 @@ class Ad:
     def images(self) -> list[dict[str, Any]]:
         return [a for a in self.assets if str(a["format"]).lower() in IMAGE_FORMATS]
 
-    def videos(self) -> list[dict[str, Any]]:
-        return [a for a in self.assets if str(a["format"]).lower() == "mp4"]
-
 
 @dataclass(frozen=True)
 class ExportSource:
@@ -56,7 +53,6 @@ class ExportSource:
     out_dir: Path
     campaign: str
     ads: list[Ad]
-    manifest: pd.DataFrame
 
     @classmethod
     def read(cls, out_dir: Path) -> ExportSource:
@@ -72,7 +68,7 @@ class ExportSource:
             ads[vid].assets.append(record)
         names = [str(n) for n in ok.get("campaign", pd.Series(dtype=str)) if n]
         campaign = names[0] if names else out_dir.name
-        return cls(out_dir, campaign, list(ads.values()), ok)
+        return cls(out_dir, campaign, list(ads.values()))
 
     def asset_url(self, asset: dict[str, Any], base_url: str | None) -> str:
         """Where a platform fetches the asset: its URL, ``base_url`` + its path, else its path
