@@ -23,6 +23,7 @@ from adgen.errors import (
     ResultsError,
     TemplateError,
 )
+from adgen.explain import Explanation, explain
 from adgen.export import ExportResult, export
 from adgen.jobs import RenderJob
 from adgen.pipeline import RunResult, assign, run, validate
@@ -43,6 +44,7 @@ __all__ = [
     "AudienceError",
     "CampaignError",
     "CampaignSpec",
+    "Explanation",
     "ExportResult",
     "FFmpegError",
     "Placement",
@@ -58,6 +60,7 @@ __all__ = [
     "analyze",
     "assign",
     "campaign_from_dict",
+    "explain",
     "export",
     "load_campaign",
     "plan",
