@@ -331,6 +331,68 @@ class GuardrailSpec(_Model):
     min_contrast: float = Field(4.5, ge=1.0, le=21.0)
 
 
+META_CTA_TYPES = (
+    "SHOP_NOW", "LEARN_MORE", "SIGN_UP", "BOOK_NOW", "BUY_NOW", "GET_OFFER", "ORDER_NOW",
+    "CONTACT_US", "DOWNLOAD", "SUBSCRIBE", "APPLY_NOW", "GET_QUOTE", "SEE_MORE", "WATCH_MORE",
+)
+"""Meta call-to-action types adgen offers (a subset of the Marketing API's enum)."""
+ExportFormat = Literal["meta", "google", "html5", "csv"]
+
+
+class ExportSpec(_Model):
+    """Upload files for ad platforms, written to ``<output>/exports/`` after every run
+    (``to``) or by ``adgen export``. Nothing is uploaded; every ad is created paused."""
+
+    to: list[ExportFormat] = Field(default_factory=list)
+    url: str | None = None
+    asset_base_url: str | None = None
+    business_name: str | None = None
+    meta_objective: Literal[
+        "OUTCOME_TRAFFIC", "OUTCOME_SALES", "OUTCOME_AWARENESS", "OUTCOME_ENGAGEMENT",
+        "OUTCOME_LEADS",
+    ] = "OUTCOME_TRAFFIC"
+    meta_cta: str = "SHOP_NOW"
+    audiences: bool = False
+    email_column: str | None = None
+    phone_column: str | None = None
+    phone_country_code: str | None = Field(None, pattern=r"^[1-9][0-9]{0,2}$")
+    banner_seconds: float = Field(5.0, ge=2.0, le=15.0)
+    banner_loops: int = Field(2, ge=1, le=3)
+
+    @field_validator("url", "asset_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s\"'<>\\]+$", value):
+            raise ValueError(
+                f"{value!r} is not a web address: give a full http(s):// URL without spaces "
+                "or quotes"
+            )
+        return value
+
+    @field_validator("meta_cta")
+    @classmethod
+    def _cta(cls, value: str) -> str:
+        if value not in META_CTA_TYPES:
+            raise ValueError(f"meta_cta {value!r} is not one of {', '.join(META_CTA_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _banner_length(self) -> ExportSpec:
+        needs_url = [f for f in self.to if f != "csv"]
+        if needs_url and self.url is None:
+            raise ValueError(
+                f"export.to has {', '.join(needs_url)}, which need a landing page: set "
+                "export.url (https://…)"
+            )
+        if self.banner_seconds * self.banner_loops > 30:
+            raise ValueError(
+                f"banners would animate {self.banner_seconds * self.banner_loops:g} s "
+                f"({self.banner_loops} loops of {self.banner_seconds:g} s); Google Ads allows "
+                "at most 30 s: lower banner_seconds or banner_loops"
+            )
+        return self
+
+
 class CampaignSpec(_Model):
     """A whole campaign. Build it from YAML with :func:`load_campaign`."""
 
@@ -350,6 +412,7 @@ class CampaignSpec(_Model):
     refresh: RefreshSpec = Field(default_factory=RefreshSpec)
     provenance: ProvenanceSpec = Field(default_factory=ProvenanceSpec)
     guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
     catalog: CatalogSpec | None = None
     locale: LocaleSpec = Field(default_factory=LocaleSpec)
     report: bool = Field(True, description="write review.html after each run")
