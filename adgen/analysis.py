@@ -28,6 +28,7 @@ import pandas as pd
 
 from adgen import stats
 from adgen.errors import ResultsError
+from adgen.lock import output_lock
 from adgen.store import atomic_write_bytes, atomic_write_text, safe_csv
 
 HOLDOUT = "holdout"
@@ -275,7 +276,13 @@ def _srm(group: pd.DataFrame, weights: list[float] | None, holdout: float) -> fl
 
 
 def write_analysis(analysis: Analysis, out_dir: Path) -> list[Path]:
-    """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir``."""
+    """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir`` (under
+    the folder's lock)."""
+    with output_lock(out_dir, "analyze"):
+        return _write_analysis(analysis, out_dir)
+
+
+def _write_analysis(analysis: Analysis, out_dir: Path) -> list[Path]:
     csv_path, json_path, png_path = (out_dir / f"analysis.{ext}" for ext in ("csv", "json", "png"))
     atomic_write_text(csv_path, safe_csv(analysis.table))
     payload = {

@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 import adgen
+from adgen.lock import WAIT_ENV
 from adgen.store import atomic_write_text, safe_csv
 
 app = typer.Typer(
@@ -49,6 +50,19 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a campaign field: dotted.path=VALUE (repeatable)."),
 ]
+
+
+@app.callback()
+def _options(
+    wait: Annotated[
+        float | None,
+        typer.Option("--wait", help="Seconds to wait for an output folder another adgen command "
+                     "holds (default 0: fail at once; env ADGEN_LOCK_WAIT)."),
+    ] = None,
+) -> None:
+    """Programmatic, personalised ad generation: campaign + audience in, ad variants out."""
+    if wait is not None:
+        os.environ[WAIT_ENV] = str(wait)
 
 
 def _load(campaign: Path, overrides: list[str] | None) -> adgen.CampaignSpec:

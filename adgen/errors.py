@@ -12,6 +12,7 @@ and exits with code 2. Anything else that escapes is a bug in adgen and keeps it
     ├── PostProcessError   a caption cannot fit, a file cannot meet its byte budget, ...
     ├── RenderError        a renderer cannot load its model or produced an unusable image
     ├── FFmpegError        ffmpeg is missing or failed (with ffmpeg's last lines)
+    ├── OutputError        the output folder is in use by another run, or is not a folder
     └── ResultsError       an experiment results file is invalid
 """
 
@@ -48,6 +49,10 @@ class RenderError(AdgenError):
 
 class FFmpegError(AdgenError):
     """ffmpeg is missing or failed; the message carries ffmpeg's last lines."""
+
+
+class OutputError(AdgenError):
+    """The output folder cannot be used: another run holds its lock, or the path is a file."""
 
 
 class ResultsError(AdgenError):

@@ -25,6 +25,7 @@ from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import CampaignError
 from adgen.jobs import RenderJob
+from adgen.lock import output_lock
 from adgen.planning import CACHE_DIR, Plan, make_plan
 from adgen.post.image import Caption, check_captions_drawable
 from adgen.renderers import create_renderer
@@ -105,9 +106,10 @@ def run(
     ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
-    state = RefreshState.load(campaign.output_dir)
-    return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
-                          progress=progress)
+    with output_lock(campaign.output_dir, "run"):
+        state = RefreshState.load(campaign.output_dir)
+        return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
+                              progress=progress)
 
 
 def run_with_state(
@@ -115,6 +117,15 @@ def run_with_state(
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
     """:func:`run` with the refresh state given (slot generations, weights, stickiness)."""
+    with output_lock(campaign.output_dir, "run"):
+        return _run_locked(campaign, state, audience=audience, make_renderer=make_renderer,
+                           progress=progress)
+
+
+def _run_locked(
+    campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
+    make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
+) -> RunResult:
     out_dir = campaign.output_dir
     # 1. plan, 2. check
     plan = validate(campaign, audience=audience, generations=state.generations)
@@ -213,10 +224,12 @@ def assign(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None
 ) -> pd.DataFrame:
     """The customer → variant assignment of a campaign (what ``adgen run`` writes to
-    ``assignments.csv``), without rendering anything."""
-    state = RefreshState.load(campaign.output_dir)
-    plan = make_plan(campaign, audience, generations=state.generations)
-    return assign_customers(plan, weights=state.weights, previous=state.previous_assignments())
+    ``assignments.csv``), without rendering anything (reading the folder under its lock)."""
+    with output_lock(campaign.output_dir, "assign", create=False):
+        state = RefreshState.load(campaign.output_dir)
+        plan = make_plan(campaign, audience, generations=state.generations)
+        return assign_customers(plan, weights=state.weights,
+                                previous=state.previous_assignments())
 
 
 def _write_outputs(out_dir: Path, manifest: pd.DataFrame, assignments: pd.DataFrame) -> None:

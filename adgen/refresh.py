@@ -30,6 +30,7 @@ from adgen.analysis import HOLDOUT, OVERALL, Analysis, aggregate_results, analyz
 from adgen.assignment import ASSIGNMENTS_FILE, RefreshState
 from adgen.audience import AudienceSource
 from adgen.errors import ResultsError
+from adgen.lock import output_lock
 from adgen.pipeline import Progress, RunResult, run_with_state
 from adgen.spec import CampaignSpec
 from adgen.store import read_safe_csv
@@ -42,12 +43,18 @@ def analyze(
 ) -> Analysis:
     """Analyse experiment results against a campaign's last run: ``target`` is the campaign
     or its output folder (whose ``run.json`` holds the experiment settings of that run)."""
+    out_dir = target.output_dir if isinstance(target, CampaignSpec) else Path(target)
+    with output_lock(out_dir, "analyze", create=False):
+        return _analyze(target, out_dir, results)
+
+
+def _analyze(
+    target: CampaignSpec | str | Path, out_dir: Path, results: str | Path | pd.DataFrame,
+) -> Analysis:
     if isinstance(target, CampaignSpec):
-        out_dir = target.output_dir
         settings = {"weights": RefreshState.load(out_dir).weights or target.experiment.weights,
                     "holdout": target.experiment.holdout, **target.refresh.model_dump()}
     else:
-        out_dir = Path(target)
         settings = _run_settings(out_dir)
     assignments_path, manifest_path = out_dir / ASSIGNMENTS_FILE, out_dir / "manifest.parquet"
     if not (assignments_path.exists() and manifest_path.exists()):
@@ -89,7 +96,16 @@ def refresh(
     campaign: CampaignSpec, results: str | Path | pd.DataFrame, *,
     audience: AudienceSource | None = None, progress: Progress | None = None,
 ) -> RefreshResult:
-    """Retire losers, re-weight, render replacements and re-assign (sticky). See module doc."""
+    """Retire losers, re-weight, render replacements and re-assign (sticky). See module doc.
+    Holds the output folder's lock (:func:`adgen.lock.output_lock`) throughout."""
+    with output_lock(campaign.output_dir, "refresh"):
+        return _refresh(campaign, results, audience=audience, progress=progress)
+
+
+def _refresh(
+    campaign: CampaignSpec, results: str | Path | pd.DataFrame, *,
+    audience: AudienceSource | None = None, progress: Progress | None = None,
+) -> RefreshResult:
     out_dir = campaign.output_dir
     # 1. analyse
     analysis = analyze(campaign, results)

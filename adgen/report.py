@@ -37,6 +37,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from adgen.errors import AssetError, ResultsError
+from adgen.lock import output_lock
 from adgen.store import atomic_write_bytes, atomic_write_text, read_safe_csv, unguard
 
 REPORT_NAME = "review.html"
@@ -52,8 +53,14 @@ _MIME = {"mp4": "video/mp4", "m4v": "video/mp4", "mov": "video/quicktime", "webm
 
 def write_report(out_dir: Path, *, title: str | None = None, thumb_size: int = 320) -> Path:
     """Write ``out_dir/review.html`` (and missing thumbnails under ``out_dir/thumbs/``) and
-    return its path. ``thumb_size`` is the longest side of a thumbnail in pixels."""
+    return its path. ``thumb_size`` is the longest side of a thumbnail in pixels. Holds the
+    folder's lock (:func:`adgen.lock.output_lock`)."""
     out_dir = Path(out_dir)
+    with output_lock(out_dir, "report", create=False):
+        return _write_report(out_dir, title, thumb_size)
+
+
+def _write_report(out_dir: Path, title: str | None, thumb_size: int) -> Path:
     if thumb_size < 16:
         raise AssetError(f"thumb_size {thumb_size} is too small: use at least 16 pixels")
     # 1. read what the run (and the analysis, if any) wrote
