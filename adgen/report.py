@@ -104,7 +104,7 @@ def read_manifest(out_dir: Path) -> pd.DataFrame:
     defaults = {"campaign": "", "segment": "{}", "variant_index": "", "seed": "", "prompt": "",
                 "negative_prompt": "", "captions": "{}", "renderer": "", "model": "",
                 "width": "", "height": "", "format": "", "bytes": "", "sha256": "",
-                "asset_key": "", "checks": "{}", "created_at": ""}
+                "asset_key": "", "checks": "{}", "created_at": "", "status": "ok"}
     for column, value in defaults.items():
         if column not in frame.columns:
             frame[column] = value
@@ -220,6 +220,9 @@ def _make_thumbs(out_dir: Path, manifest: pd.DataFrame, size: int) -> list[_Thum
 
 
 def _thumb(out_dir: Path, row: dict[str, Any], size: int) -> _Thumb:
+    status = str(row.get("status") or "ok")
+    if status != "ok":  # failed or blocked: no file, the card says why
+        return _Thumb(problem=status)
     source = _asset_path(out_dir, str(row["path"]))
     if source is None:
         return _Thumb(problem="invalid path in the manifest")
