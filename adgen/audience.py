@@ -6,7 +6,8 @@ Rules, all checked before anything renders:
 - customer ids must be present and unique (the error names the rows);
 - a segment key that is empty is an error naming the rows, unless ``drop_missing_keys: true``,
   which drops those customers (they then get no variant and no assignment);
-- an audience that is empty (after the optional ``filter``) is an error.
+- an audience that is empty (after the optional ``filter``, a restricted expression: see
+  :mod:`adgen.filters`) is an error.
 Row numbers in messages are the file's line numbers for CSV (header = line 1) and 0-based
 positions otherwise.
 """
@@ -20,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.errors import AudienceError
+from adgen.errors import AudienceError, listed
+from adgen.filters import apply_filter
 from adgen.jobs import stable_hash
 from adgen.spec import AudienceSpec
 
@@ -116,17 +118,12 @@ def _validate(audience: Audience, spec: AudienceSpec) -> Audience:
     missing = [c for c in dict.fromkeys(needed) if c not in columns]
     if missing:
         raise AudienceError(
-            f"{where}: missing column(s) {missing}; the file has columns {columns}. "
+            f"{where}: missing column(s) {listed(missing)}; the file has columns "
+            f"{listed(columns)}. "
             "Fix the campaign's audience section or the file's header"
         )
     if spec.filter:
-        try:
-            frame = frame.query(spec.filter, engine="python")
-        except Exception as exc:
-            raise AudienceError(
-                f"{where}: audience.filter {spec.filter!r} failed: {exc}; it must be a pandas "
-                f"query over the columns {columns}"
-            ) from None
+        frame = apply_filter(frame, spec.filter, where)
     if frame.empty:
         raise AudienceError(
             f"{where}: the audience is empty"
@@ -209,8 +206,8 @@ def segment_audience(
     if not spec.segment_by:
         missing = [c for c in row_columns if c not in frame.columns]
         if missing:
-            raise AudienceError(f"{audience.where}: guardrails.prompt_columns {missing} are not "
-                                f"audience columns ({', '.join(map(str, frame.columns))})")
+            raise AudienceError(f"{audience.where}: guardrails.prompt_columns {listed(missing)} "
+                                f"are not audience columns ({listed(frame.columns)})")
         for column in row_columns:
             if column != spec.id_column:
                 table[column] = grouped[column].first().to_numpy()

@@ -30,8 +30,9 @@ from rich.text import Text
 
 import adgen
 from adgen.assets import brand_style
+from adgen.errors import MAX_LISTED
 from adgen.lock import WAIT_ENV
-from adgen.preflight import MAX_LISTED, preflight
+from adgen.preflight import preflight
 from adgen.store import atomic_write_text, safe_csv
 
 app = typer.Typer(

@@ -18,6 +18,18 @@ and exits with code 2. Anything else that escapes is a bug in adgen and keeps it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+MAX_LISTED = 20
+"""Error messages list at most this many names (columns, lines, assets), then how many more."""
+
+
+def listed(items: Iterable[object], limit: int = MAX_LISTED, sep: str = ", ") -> str:
+    """``items`` joined, at most ``limit`` of them, then ``and N more``."""
+    shown = [str(item) for item in items]
+    head = sep.join(shown[:limit])
+    return head + (f"{sep}and {len(shown) - limit} more" if len(shown) > limit else "")
+
 
 class AdgenError(Exception):
     """Base class of every error caused by user input. Its message is meant for the user."""

@@ -26,11 +26,11 @@ from adgen.assets import MANIFEST_COLUMNS, AssetMaker, Progress, blocked_rows, b
 from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
-from adgen.errors import CampaignError
+from adgen.errors import MAX_LISTED, CampaignError
 from adgen.jobs import RenderJob
 from adgen.lock import output_lock
 from adgen.planning import CACHE_DIR, Plan, make_plan
-from adgen.preflight import MAX_LISTED, preflight
+from adgen.preflight import preflight
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report

@@ -16,26 +16,15 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from PIL import Image
 
-from adgen.errors import AdgenError, CampaignError
+from adgen.errors import AdgenError, CampaignError, listed
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, compose, load_brand_image
 from adgen.post.video import VideoSpec, _audio
 from adgen.spec import CampaignSpec
-
-MAX_LISTED = 20
-"""Error messages list at most this many items, then say how many more."""
-
-
-def listed(items: Iterable[str], limit: int = MAX_LISTED, sep: str = ", ") -> str:
-    """``items`` joined, at most ``limit`` of them, then ``and N more``."""
-    items = list(items)
-    head = sep.join(items[:limit])
-    return head + (f"{sep}and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @dataclass

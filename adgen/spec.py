@@ -54,6 +54,18 @@ class AudienceSpec(_Model):
     drop_missing_keys: bool = False
     encoding: str = "utf-8"
 
+    @field_validator("filter")
+    @classmethod
+    def _restricted_filter(cls, value: str | None) -> str | None:
+        if value is not None:
+            from adgen.filters import parse_filter
+
+            try:
+                parse_filter(value)
+            except CampaignError as exc:
+                raise ValueError(str(exc).removeprefix("audience.filter ")) from None
+        return value
+
     @field_validator("aggregates", mode="before")
     @classmethod
     def _short_aggregates(cls, value: Any) -> Any:
