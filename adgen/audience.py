@@ -118,8 +118,8 @@ def _validate(audience: Audience, spec: AudienceSpec) -> Audience:
     missing = [c for c in dict.fromkeys(needed) if c not in columns]
     if missing:
         raise AudienceError(
-            f"{where}: missing column(s) {listed(missing)}; the file has columns "
-            f"{listed(columns)}. "
+            f"{where}: missing column(s) [{listed(map(repr, missing))}]; the file has columns "
+            f"[{listed(map(repr, columns))}]. "
             "Fix the campaign's audience section or the file's header"
         )
     if spec.filter:
