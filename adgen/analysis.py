@@ -98,13 +98,14 @@ def _line(where: str, position: int) -> str:
 
 
 def _counts(frame: pd.DataFrame, column: str, where: str) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | (values < 0) | (values != values.round())
+    values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    bad = (values.isna() | (values < 0) | (values != values.round())
+           | ~np.isfinite(values) | (values >= 2.0**62))
     if bad.any():
         position = int(np.flatnonzero(bad.to_numpy())[0])
         raise ResultsError(
             f"{where}: {_line(where, position)}: {column} = {str(frame[column].iloc[position])!r}"
-            " is not a whole number >= 0"
+            " is not a whole number >= 0 and below 2**62"
         )
     return values.astype("int64")
 
@@ -117,6 +118,9 @@ def aggregate_results(
     ``assignments`` is the run's assignment table; ``variants`` has ``variant_id`` and
     ``segment_id`` of every variant the run made."""
     frame, where = read_results(source)
+    if frame.empty:
+        raise ResultsError(f"{where}: the results have a header but no rows; export them again "
+                           "with one row per variant or customer")
     segment_of = dict(zip(variants["variant_id"], variants["segment_id"], strict=True))
     if "variant_id" in frame.columns and "customer_id" not in frame.columns:
         users_col = _pick(frame, ("users", "impressions"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from adgen.errors import AudienceError, listed
@@ -109,8 +110,24 @@ def _first_undecodable_line(path: Path, encoding: str) -> int:
     return 0
 
 
+def _check_plain_values(frame: pd.DataFrame, where: str) -> None:
+    """Audience values must be text, numbers, booleans or dates: Parquet list, struct, map and
+    bytes columns cannot be segmented, compared or put in a template."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        kinds = {type(v).__name__ for v in frame[column].dropna().head(1000)
+                 if isinstance(v, list | tuple | dict | set | bytes | bytearray | np.ndarray)}
+        if kinds:
+            raise AudienceError(
+                f"{where}: column {str(column)!r} holds {'/'.join(sorted(kinds))} values "
+                "(a list, struct, map or bytes column); flatten it to text or numbers, or drop "
+                "it from the file")
+
+
 def _validate(audience: Audience, spec: AudienceSpec) -> Audience:
     frame, where = audience.frame, audience.where
+    _check_plain_values(frame, where)
     columns = [str(c) for c in frame.columns]
     needed = [spec.id_column, *spec.segment_by, *(a.column for a in spec.aggregates.values())]
     if spec.product_column:

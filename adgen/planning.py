@@ -146,7 +146,10 @@ def make_plan(
                 for name in creative.captions
             }
             problem = text_problem({"prompt": prompt, "negative_prompt": negative, **captions},
-                                   blocked, allow_pii=guard.allow_pii)
+                                   blocked, allow_pii=guard.allow_pii,
+                                   max_prompt_chars=guard.max_prompt_chars,
+                                   max_caption_chars=guard.max_caption_chars,
+                                   phone_region=guard.phone_region)
             for index in range(campaign.variants):
                 slot = f"{creative.id}-{segment_id}-v{index}"
                 generation = generations.get(slot, 0)
