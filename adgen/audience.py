@@ -14,6 +14,8 @@ positions otherwise.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,6 @@ import pandas as pd
 
 from adgen.errors import AudienceError, listed
 from adgen.filters import apply_filter
-from adgen.jobs import stable_hash
 from adgen.spec import AudienceSpec
 
 AudienceSource = str | Path | pd.DataFrame
@@ -210,12 +211,14 @@ def _plain(value: Any) -> Any:
 
 
 def segment_audience(
-    audience: Audience, spec: AudienceSpec, *, row_columns: Sequence[str] = ()
+    audience: Audience, spec: AudienceSpec, *, row_columns: Sequence[str] = (),
+    secret: str = "adgen",
 ) -> Segments:
     """Group customers by ``spec.segment_by`` (vectorised) and build each segment's context.
 
     In per-customer mode (no ``segment_by``) the ``row_columns`` (allowed by the campaign's
-    guardrails) join the context with the customer's own values."""
+    guardrails) join the context with the customer's own values. Segment ids are keyed with
+    ``secret`` (the experiment seed): see :func:`segment_id`."""
     frame = audience.frame
     keys = tuple(spec.segment_by) or (spec.id_column,)
     grouped = frame.groupby(list(keys), sort=True, dropna=False, observed=True)
@@ -240,7 +243,7 @@ def segment_audience(
     joined = key_text.apply(lambda row: "\x1f".join(row), axis=1) if len(keys) > 1 else key_text[
         keys[0]
     ]
-    table.insert(0, SEGMENT_ID, [segment_id(k) for k in joined])
+    table.insert(0, SEGMENT_ID, [segment_id(k, secret) for k in joined])
     codes = grouped.ngroup().to_numpy()
     members = pd.DataFrame(
         {
@@ -251,9 +254,12 @@ def segment_audience(
     return Segments(table, members, keys)
 
 
-def segment_id(key: str) -> str:
-    """A short, file-name-safe id for a segment key (never the raw customer value)."""
-    return "s" + stable_hash("segment", key)[:10]
+def segment_id(key: str, secret: str = "adgen") -> str:
+    """A short, file-name-safe id for a segment key: an HMAC-SHA256 of the key under the
+    campaign's ``secret`` (its experiment seed), so an id in a published asset URL cannot be
+    reversed by hashing guessed e-mails or customer ids without the seed."""
+    digest = hmac.new(secret.encode("utf-8"), key.encode("utf-8"), hashlib.sha256)
+    return "s" + digest.hexdigest()[:10]
 
 
 def _aggregate(series: Any, how: str, name: str, where: str) -> pd.Series:

@@ -118,7 +118,8 @@ def make_plan(
     guard = campaign.guardrails
     blocked = compile_blocked(guard.blocked)
     data = read_audience(campaign.audience, audience)
-    segments = segment_audience(data, campaign.audience, row_columns=guard.prompt_columns)
+    segments = segment_audience(data, campaign.audience, row_columns=guard.prompt_columns,
+                                secret=campaign.experiment.seed)
     check_columns(templates.used_variables, [str(c) for c in data.frame.columns],
                   allowed=guard.prompt_columns)
     contexts = segments.contexts()

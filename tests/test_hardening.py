@@ -114,3 +114,25 @@ def test_former_tracebacks_are_one_line_and_exit_2(tmp_path: Path, campaign_data
     big = tmp_path / "big.csv"
     big.write_text("variant_id,users,conversions\nx,99999999999999999999999,1\n")
     _one_line_exit_2(_cli("analyze", tmp_path / "out", "--results", big), "users")
+
+
+def test_segment_ids_in_file_names_are_keyed_by_the_experiment_seed(
+        tmp_path: Path, campaign_data: dict) -> None:
+    import hashlib
+
+    from adgen.audience import segment_id
+
+    (tmp_path / "audience.csv").write_text(
+        "customer_id,region,tier,spend\nana@example.com,north,gold,1\n", encoding="utf-8")
+    campaign_data["audience"]["segment_by"] = []
+    campaign_data["placements"] = ["300x250"]
+    campaign_data["variants"] = 1
+    campaign_data["creatives"][0]["captions"] = {"headline": "Hello"}
+    campaign_data["creatives"][0]["prompt"] = "a bottle"
+    campaign_data["guardrails"] = {"allow_pii": True}
+    result = adgen.run(adgen.load_campaign(write_campaign(tmp_path, campaign_data)))
+    path = str(result.manifest["path"].iloc[0])
+    guesses = [hashlib.sha256(b"ana@example.com").hexdigest()[:10],
+               segment_id("ana@example.com"), segment_id("ana@example.com", "other-seed")]
+    assert "ana" not in path and not any(guess in path for guess in guesses)
+    assert segment_id("ana@example.com", "exp-1") in path  # reproducible with the seed
