@@ -24,6 +24,7 @@ from adgen.errors import (
     ResultsError,
     TemplateError,
 )
+from adgen.explain import Explanation, explain
 from adgen.jobs import RenderJob
 from adgen.pipeline import RunResult, assign, run, validate
 from adgen.placements import PRESETS, Placement, resolve_placement
@@ -43,6 +44,7 @@ __all__ = [
     "AudienceError",
     "CampaignError",
     "CampaignSpec",
+    "Explanation",
     "FFmpegError",
     "OutputError",
     "Placement",
@@ -58,6 +60,7 @@ __all__ = [
     "analyze",
     "assign",
     "campaign_from_dict",
+    "explain",
     "load_campaign",
     "plan",
     "refresh",

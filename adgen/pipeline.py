@@ -29,7 +29,7 @@ from adgen.backends.local import render_local
 from adgen.errors import MAX_LISTED, CampaignError
 from adgen.jobs import RenderJob
 from adgen.lock import output_lock
-from adgen.planning import CACHE_DIR, Plan, make_plan
+from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.preflight import preflight
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
@@ -136,16 +136,19 @@ def run(
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
     with output_lock(campaign.output_dir, "run"):
-        state = RefreshState.load(campaign.output_dir)
-        return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
-                              progress=progress)
+        state = RefreshState.load(campaign.output_dir)  # finishes a refresh that was killed
+        result = run_with_state(campaign, state, audience=audience,
+                                make_renderer=make_renderer, progress=progress)
+        state.commit(rendered=result.rendered)
+        return result
 
 
 def run_with_state(
     campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
-    """:func:`run` with the refresh state given (slot generations, weights, stickiness)."""
+    """:func:`run` with the experiment state given (slot generations, weights, ledger); the
+    caller commits the state afterwards (``state.commit()``), under the folder's lock."""
     with output_lock(campaign.output_dir, "run"):
         return _run_locked(campaign, state, audience=audience, make_renderer=make_renderer,
                            progress=progress)
@@ -193,9 +196,9 @@ def _run_locked(
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write: manifest, assignments, run.json and the review sheet, always
     failures = manifest[manifest["status"].str.startswith("failed")]
-    assignments = assign_customers(plan, exclude=set(failures["variant_id"]) | set(plan.blocked),
-                                   weights=state.weights,
-                                   previous=state.previous_assignments())
+    assignments = assign_customers(plan, state,
+                                   exclude=set(failures["variant_id"]) | set(plan.blocked),
+                                   command="refresh" if state.pending else "run")
     _write_outputs(out_dir, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
                        post.written, int((manifest["status"] == "ok").sum()) - post.written,
@@ -241,7 +244,7 @@ def render_jobs(
 
 def validate(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None,
-    generations: Mapping[str, int] | None = None,
+    generations: Mapping[SlotKey, int] | None = None,
 ) -> Plan:
     """Check everything a run needs before it renders (spec, audience, templates, brand assets,
     every caption in every placement, byte budgets, video timing, renderer options) and return
@@ -259,12 +262,19 @@ def assign(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None
 ) -> pd.DataFrame:
     """The customer → variant assignment of a campaign (what ``adgen run`` writes to
-    ``assignments.csv``), without rendering anything (reading the folder under its lock)."""
-    with output_lock(campaign.output_dir, "assign", create=False):
+    ``assignments.csv``), without rendering anything. New customers are recorded in the
+    output folder's assignment ledger (under the folder's lock), so a later run gives them the
+    same variants."""
+    with output_lock(campaign.output_dir, "assign"):
         state = RefreshState.load(campaign.output_dir)
+        if state.unfinished:
+            raise CampaignError(
+                f"{campaign.output_dir}: refresh {state.refreshes} did not finish; run `adgen "
+                "refresh` (or `adgen run`) again to finish it, then assign")
         plan = make_plan(campaign, audience, generations=state.generations)
-        return assign_customers(plan, weights=state.weights,
-                                previous=state.previous_assignments())
+        assignments = assign_customers(plan, state, command="assign")
+        state.commit()
+        return assignments
 
 
 def _write_outputs(out_dir: Path, manifest: pd.DataFrame, assignments: pd.DataFrame) -> None:
