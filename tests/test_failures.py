@@ -24,6 +24,7 @@ LONG = "{{ 'Spring is here and every runner deserves the very best shoes ' * 12 
 
 def test_one_bad_caption_fails_only_its_assets(tmp_path: Path, campaign_data: dict) -> None:
     campaign_data["creatives"][0]["captions"]["headline"] = LONG
+    campaign_data["guardrails"] = {"max_caption_chars": 5000}  # long enough to get past
     campaign = adgen.load_campaign(write_campaign(tmp_path, campaign_data))
     result = adgen.run(campaign)
     assert result.rendered == 8  # preflight: nothing of east's 2 jobs can be made, not rendered
