@@ -9,6 +9,7 @@ It runs on a thread pool (Pillow and ffmpeg release the GIL) and yields manifest
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -47,6 +48,7 @@ MANIFEST_COLUMNS = [
     "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
     "asset_key", "checks", "status", "duration_s", "fps", "frames",
 ]
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
 
@@ -149,6 +151,10 @@ class AssetMaker:
         alone makes a ``failed: <reason>`` row and leaves no file."""
         try:
             return self._asset(row, spec)
+        except OSError as exc:
+            if exc.errno in _DISK_ERRORS:
+                raise  # the folder's problem, not this asset's: the run stops, nothing lost
+            return failed_row(row, self.plan.campaign, spec, failure_reason(exc)), False
         except Exception as exc:  # one asset's problem never costs the others theirs
             return failed_row(row, self.plan.campaign, spec, failure_reason(exc)), False
 
