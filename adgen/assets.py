@@ -25,10 +25,12 @@ import pandas as pd
 from adgen.errors import AdgenError
 from adgen.guardrails import brand_violations
 from adgen.jobs import stable_hash
+from adgen.locales import is_rtl
 from adgen.placements import Placement
 from adgen.planning import Plan, file_sha256
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
+from adgen.post.logo import mirrored
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
@@ -42,9 +44,9 @@ POST_VERSION = "post/v3"
 
 MANIFEST_COLUMNS = [
     "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
-    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "renderer",
-    "model", "job_key",
-    "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
+    "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
+    "sha256", "created_at",
     "asset_key", "checks", "status", "duration_s", "fps", "frames",
 ]
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
@@ -133,6 +135,7 @@ class AssetMaker:
         video = creative.video if creative.kind == "video" else None
         fmt = "mp4" if video else spec.format
         asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
+                                _direction(row),
                                 placement.name, placement.size, placement.safe.box(1000, 1000),
                                 fmt, placement.max_bytes, spec.max_duration, row["variant_id"],
                                 campaign.provenance.model_dump(mode="json"),
@@ -167,6 +170,7 @@ class AssetMaker:
               video: VideoOptions | None, path: Path) -> dict[str, Any]:
         """Compose, encode, mark and write one asset; returns its checks."""
         campaign, style = self.plan.campaign, self.style
+        logo = mirrored(style.logo) if style.logo and _direction(row) == "rtl" else style.logo
         cached = self.cache.get(row["job_key"])
         if cached is None:
             raise AdgenError(f"render {row['job_key']} missing from the cache; run again")
@@ -185,11 +189,11 @@ class AssetMaker:
             if cached.frames:
                 clip = frames_to_video(
                     cached.load_frames(), round(cached.fps or video.fps), placement,
-                    subject_box=cached.subject_box, logo=style.logo, captions=captions,
+                    subject_box=cached.subject_box, logo=logo, captions=captions,
                     colors=style.colors, font=style.font, spec=settings)
             else:
                 clip = still_to_video(
-                    cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
+                    cached.load(), placement, subject_box=cached.subject_box, logo=logo,
                     captions=captions, colors=style.colors, font=style.font, spec=settings)
             atomic_write_bytes(path, clip.data)
             embed_mp4(path, prov)
@@ -198,7 +202,7 @@ class AssetMaker:
                                "frames": clip.frames}
         else:
             composed = compose(cached.load(), placement, subject_box=cached.subject_box,
-                               logo=style.logo, captions=captions, colors=style.colors,
+                               logo=logo, captions=captions, colors=style.colors,
                                font=style.font)
             budget = placement.max_bytes
             if budget is not None:
@@ -225,7 +229,12 @@ def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
 
 _VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index",
                    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions",
-                   "job_key")
+                   "locale", "job_key")
+
+
+def _direction(row: Mapping[str, Any]) -> str:
+    """``rtl`` for a variant in a right-to-left locale (its layout is mirrored), else ``ltr``."""
+    return "rtl" if is_rtl(str(row.get("locale") or "en")) else "ltr"
 
 
 def _variant_fields(row: Mapping[Any, Any], campaign: CampaignSpec) -> dict[str, Any]:

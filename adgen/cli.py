@@ -75,6 +75,7 @@ def validate(
         f"[green]ok[/green] {spec.name}: {summary['customers']} customers, "
         f"{summary['segments']} segments, {summary['variants']} variants, {summary['jobs']} jobs"
     )
+    _print_left_out(plan)
 
 
 @app.command()
@@ -96,6 +97,12 @@ def plan(
     console.print(table)
     for variant_id, reason in result.blocked.items():
         console.print(f"[yellow]blocked[/yellow] {variant_id}: {reason}")
+    _print_left_out(result)
+
+
+def _print_left_out(plan: adgen.Plan) -> None:
+    for product_id, reason in plan.products_left_out.items():
+        console.print(f"[yellow]left out[/yellow] product {product_id}: {reason}")
 
 
 @app.command()

@@ -162,7 +162,8 @@ def run_with_state(
         "refresh": campaign.refresh.model_dump(),
     }
     atomic_write_text(out_dir / "run.json", json.dumps(
-        {**result.summary(), "failed": failed, "blocked": plan.blocked, **settings,
+        {**result.summary(), "failed": failed, "blocked": plan.blocked,
+         "products_left_out": plan.products_left_out, **settings,
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(out_dir, title=campaign.name)
