@@ -23,10 +23,10 @@ from typing import Any
 import pandas as pd
 
 from adgen.errors import AdgenError
-from adgen.guardrails import brand_violations
-from adgen.jobs import stable_hash
+from adgen.guardrails import brand_violations, over_subject
+from adgen.jobs import RenderJob, stable_hash
 from adgen.placements import Placement
-from adgen.planning import Plan, file_sha256
+from adgen.planning import CROP, Plan, file_sha256, placement_classes
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
@@ -44,7 +44,7 @@ MANIFEST_COLUMNS = [
     "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
     "prompt", "negative_prompt", "headline", "cta", "captions", "renderer", "model", "job_key",
     "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
-    "asset_key", "checks", "status", "duration_s", "fps", "frames",
+    "asset_key", "checks", "status", "duration_s", "fps", "frames", "aspect", "render",
 ]
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
@@ -84,10 +84,15 @@ class AssetMaker:
     def __init__(self, plan: Plan, cache: RenderCache, style: BrandStyle,
                  progress: Progress | None) -> None:
         self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
-        self.by_job: dict[str, list[dict[str, Any]]] = {}
+        # each render's placements: (variant row, placement index) by job key
+        self.by_job: dict[str, list[tuple[dict[str, Any], int]]] = {}
+        classes = placement_classes(plan.campaign)
         for row in plan.variants.to_dict("records"):
             record = {str(k): v for k, v in row.items()}
-            self.by_job.setdefault(record["job_key"], []).append(record)
+            renders = json.loads(record["renders"])
+            for index, name in enumerate(classes):
+                if name in renders:
+                    self.by_job.setdefault(renders[name], []).append((record, index))
         self.total = len(plan.variants) * len(plan.campaign.placements)
         self.futures: dict[tuple[str, int], Future[tuple[dict[str, Any], bool]]] = {}
         self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
@@ -105,11 +110,12 @@ class AssetMaker:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, job_key: str) -> None:
-        for row in self.by_job.get(job_key, []):
-            for index, spec in enumerate(self.plan.campaign.placements):
-                future = self.pool.submit(self._one, row, spec)
-                future.add_done_callback(self._tick)
-                self.futures[(row["variant_id"], index)] = future
+        """Make the placements that use render ``job_key`` (now in the cache)."""
+        placements = self.plan.campaign.placements
+        for row, index in self.by_job.get(job_key, []):
+            future = self.pool.submit(self._one, row, placements[index], job_key)
+            future.add_done_callback(self._tick)
+            self.futures[(row["variant_id"], index)] = future
 
     def _tick(self, future: Future[tuple[dict[str, Any], bool]]) -> None:
         with self.lock:
@@ -125,8 +131,11 @@ class AssetMaker:
         keys = sorted(self.futures, key=lambda k: (order[k[0]], k[1]))
         return [self.futures[key].result()[0] for key in keys]
 
-    def _one(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
+    def _one(self, row: dict[str, Any], spec: PlacementSpec, job_key: str
+             ) -> tuple[dict[str, Any], bool]:
         campaign, style = self.plan.campaign, self.style
+        job = self.plan.jobs[job_key]
+        row = {**row, "job_key": job_key, "seed": job.seed}
         placement = spec.resolve()
         creative = self.creatives[row["creative_id"]]
         video = creative.video if creative.kind == "video" else None
@@ -147,6 +156,7 @@ class AssetMaker:
             checks = self._make(row, placement, spec, video, path)
             self.checks[asset_key] = checks
             data = path.read_bytes()
+        checks["over_subject"] = over_subject(checks)
         checks["violations"] = brand_violations(
             checks, placement, has_logo=style.logo is not None,
             min_contrast=campaign.guardrails.min_contrast)
@@ -158,7 +168,8 @@ class AssetMaker:
             "created_at": _mtime(path), "asset_key": asset_key,
             "checks": json.dumps(checks, default=str, sort_keys=True), "status": "ok",
             "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
-            "frames": timing.get("frames"),
+            "frames": timing.get("frames"), "aspect": job.aspect,
+            "render": _render_label(job),
         }
         return manifest_row, reused
 
@@ -213,12 +224,22 @@ class AssetMaker:
         return checks
 
 
+def _render_label(job: RenderJob) -> str:
+    """How the asset's picture was made: ``native 576x1024``, ``extend 768x1368 from
+    <key8>``, or ``crop 1024x1024`` (one render for every placement)."""
+    size = f"{job.width}x{job.height}"
+    if job.source_key is not None:
+        return f"extend {size} from {job.source_key[:8]}"
+    return f"{'crop' if job.aspect == CROP else 'native'} {size}"
+
+
 def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
     """One manifest row per variant the guardrails refused (no file: ``path`` is empty)."""
     rows = plan.variants[plan.variants["blocked"] != ""]
     return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
              "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
-             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}"}
+             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}",
+             "aspect": "", "render": ""}
             for row in rows.to_dict("records")]
 
 

@@ -143,11 +143,21 @@ def run_with_state(
     with post:
         for key in plan.cached:
             post.submit(key)
-        render_jobs(campaign, factory, todo, cache, on_rendered, progress)
+        # extend jobs outpaint other renders: those go first, and a failed one fails them
+        later = [job for job in todo if job.source_key is not None]
+        render_jobs(campaign, factory, todo[:len(todo) - len(later)], cache, on_rendered,
+                    progress)
+        for job in later:
+            if job.source_key in failed:
+                on_rendered(Rendered(job.key, None, error=f"the render it extends failed: "
+                                                          f"{failed[job.source_key]}"))
+        render_jobs(campaign, factory, [j for j in later if j.source_key not in failed], cache,
+                    on_rendered, progress)
         rows = post.results()
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write
-    failed_variants = set(plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"])
+    failed_variants = {row["variant_id"] for row in plan.variants.to_dict("records")
+                       if set(json.loads(row["renders"]).values()) & set(failed)}
     assignments = assign_customers(plan, exclude=failed_variants | set(plan.blocked),
                                    weights=state.weights,
                                    previous=state.previous_assignments())
@@ -174,6 +184,8 @@ def render_jobs(
 ) -> None:
     """Render ``jobs`` into the cache on the campaign's backend (on Ray, ``progress`` also gets
     one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``)."""
+    if not jobs:
+        return
     batch_size = int(campaign.renderer.options.get("batch_size", 4))
     backend = campaign.backend
     if backend.name == "ray":

@@ -1,12 +1,19 @@
 """The render plan: segments × creatives × variant indices → variants and deduplicated jobs.
 
 Seeds come from the experiment seed and the job's identity (creative, prompt, negative prompt,
-variant index), so the same campaign gives the same seeds on any machine, adding a segment leaves
-every other seed alone, and two segments whose prompts come out the same share one render.
+variant index, and the aspect class for renders at a shape other than the renderer's own
+``width`` x ``height``), so the same campaign gives the same seeds on any machine, adding a
+segment leaves every other seed alone, and two segments whose prompts come out the same share
+one render.
+
+Each variant gets one render per aspect class its placements need (``renderer.aspect:
+native``: rendered at that shape; ``extend``: the base render outpainted to it; ``crop``: one
+render for all). The variant's ``renders`` column maps each class to its job key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -18,11 +25,12 @@ from typing import Any
 import pandas as pd
 
 from adgen.audience import AudienceSource, Segments, read_audience, segment_audience
-from adgen.errors import AssetError, AudienceError
+from adgen.errors import AssetError, AudienceError, CampaignError
 from adgen.guardrails import check_columns, compile_blocked, text_problem
 from adgen.jobs import RenderJob, derive_seed
+from adgen.placements import Placement, aspect_class, class_size, extend_size, product_stage
 from adgen.prompts import TemplateSet
-from adgen.renderers import RUNTIME_OPTIONS, VIDEO_RENDERERS
+from adgen.renderers import RUNTIME_OPTIONS, STAGED_RENDERERS, VIDEO_RENDERERS
 from adgen.spec import CampaignSpec, Creative
 from adgen.store import RenderCache
 
@@ -30,8 +38,10 @@ CACHE_DIR = ".cache"
 
 VARIANT_COLUMNS = [
     "variant_id", "slot", "segment_id", "segment", "creative_id", "variant_index", "seed", "prompt",
-    "negative_prompt", "captions", "headline", "cta", "product", "job_key", "blocked",
+    "negative_prompt", "captions", "headline", "cta", "product", "job_key", "renders", "blocked",
 ]
+CROP = "crop"
+"""The aspect class name of the one render every placement is cut from (``aspect: crop``)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,9 @@ class Plan:
 
     @property
     def to_render(self) -> list[RenderJob]:
-        return [job for key, job in self.jobs.items() if key not in self.cached]
+        """Jobs not in the cache; extend jobs come after the renders they extend."""
+        todo = [job for key, job in self.jobs.items() if key not in self.cached]
+        return sorted(todo, key=lambda job: job.source_key is not None)
 
     def summary(self) -> dict[str, int]:
         """The counts ``adgen plan`` prints."""
@@ -91,6 +103,14 @@ def check_brand_assets(campaign: CampaignSpec) -> None:
     for field, path in named.items():
         if path is not None and not path.is_file():
             raise AssetError(f"{field}: file not found: {path}; fix the path in the campaign")
+
+
+def placement_classes(campaign: CampaignSpec) -> list[str]:
+    """The aspect class of each of the campaign's placements, in order (:data:`CROP` for all
+    with ``renderer.aspect: crop``)."""
+    if campaign.renderer.aspect == CROP:
+        return [CROP] * len(campaign.placements)
+    return [aspect_class(spec.resolve()) for spec in campaign.placements]
 
 
 @functools.lru_cache(maxsize=256)
@@ -133,6 +153,11 @@ def make_plan(
     )
     rows: list[dict[str, Any]] = []
     jobs: dict[str, RenderJob] = {}
+    stages = _stages(campaign)
+    if campaign.renderer.aspect == "extend" and campaign.renderer.name in VIDEO_RENDERERS:
+        raise CampaignError(
+            f"renderer.aspect 'extend' outpaints still pictures; the video renderer "
+            f"{campaign.renderer.name!r} cannot: use aspect 'native' or 'crop'")
     for segment_id, context in zip(segments.table["segment_id"], contexts, strict=True):
         context |= extra
         key_values = {k: context[k] for k in segments.keys}
@@ -150,9 +175,12 @@ def make_plan(
             for index in range(campaign.variants):
                 slot = f"{creative.id}-{segment_id}-v{index}"
                 generation = generations.get(slot, 0)
-                job = _job(campaign, creative, prompt, negative, product, index, generation)
+                renders = _jobs(campaign, creative, prompt, negative, product, index,
+                                generation, stages)
+                job = next(iter(renders.values()))
                 if problem is None:
-                    jobs.setdefault(job.key, job)
+                    for each in renders.values():
+                        jobs.setdefault(each.key, each)
                 rows.append({
                     "variant_id": f"{slot}-g{generation}" if generation else slot,
                     "slot": slot,
@@ -168,6 +196,8 @@ def make_plan(
                     "cta": captions.get("cta", ""),
                     "product": product or "",
                     "job_key": "" if problem else job.key,
+                    "renders": "{}" if problem else json.dumps(
+                        {name: each.key for name, each in renders.items()}),
                     "blocked": problem or "",
                 })
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
@@ -194,17 +224,70 @@ def _product_for(
     return str(value)
 
 
-def _job(
+def _stages(campaign: CampaignSpec) -> dict[str, tuple[float, ...] | None]:
+    """Each aspect class the placements use, with where its renders put the product
+    (:func:`adgen.placements.product_stage`; None for ``crop`` and renderers that do not take
+    a ``stage`` option, and when the campaign sets one)."""
+    by_class: dict[str, list[Placement]] = {}
+    for name, spec in zip(placement_classes(campaign), campaign.placements, strict=True):
+        by_class.setdefault(name, []).append(spec.resolve())
+    staged = campaign.renderer.name in STAGED_RENDERERS and "stage" not in \
+        campaign.renderer.options
+    return {name: product_stage(group) if staged and name != CROP else None
+            for name, group in by_class.items()}
+
+
+def _jobs(
     campaign: CampaignSpec, creative: Creative, prompt: str, negative: str,
     product: str | None, index: int, generation: int,
+    stages: dict[str, tuple[float, ...] | None],
+) -> dict[str, RenderJob]:
+    """The variant's render job per aspect class. The class at the renderer's own size (and
+    ``crop``) keeps the plain job, and its seed; the others derive their own seed from the
+    class name. ``extend`` jobs outpaint the plain job's render."""
+    base = _job(campaign, creative, prompt, negative, product, index, generation)
+    renderer = campaign.renderer
+    multiple = 64 if renderer.name.startswith("diffusers") else 8
+    out: dict[str, RenderJob] = {}
+    for name, stage in stages.items():
+        size = (base.width, base.height) if name == CROP else class_size(
+            name, base.width, base.height, multiple=multiple)
+        if stage is not None and product is not None and renderer.aspect == "native":
+            base = _job(campaign, creative, prompt, negative, product, index, generation,
+                        stage=stage)
+        if size == (base.width, base.height):
+            out[name] = dataclasses.replace(base, aspect=name)
+            continue
+        seed = _job(campaign, creative, prompt, negative, product, index, generation,
+                    aspect=name).seed
+        if renderer.aspect == "extend":
+            width, height = extend_size(name, base.width, base.height)
+            out[name] = dataclasses.replace(
+                base, seed=seed, width=width, height=height, aspect=name, source_key=base.key,
+                source_image=str(RenderCache(campaign.output_dir / CACHE_DIR).image_path(
+                    base.key)))
+        else:
+            out[name] = dataclasses.replace(base, seed=seed, width=size[0], height=size[1],
+                                            aspect=name)
+    return out
+
+
+def _job(
+    campaign: CampaignSpec, creative: Creative, prompt: str, negative: str,
+    product: str | None, index: int, generation: int, *, aspect: str | None = None,
+    stage: tuple[float, ...] | None = None,
 ) -> RenderJob:
     renderer = campaign.renderer
     product_path = campaign.brand.products[product] if product else None
     options = {k: v for k, v in renderer.options.items() if k not in RUNTIME_OPTIONS}
+    if stage is not None:
+        options["stage"] = stage
     options["palette"] = tuple(campaign.brand.colors)
     identity: tuple[object, ...] = (campaign.experiment.seed, creative.id, prompt, negative, index)
     if generation:
         identity += (generation,)
+    if aspect is not None:
+        identity += (aspect,)
     return RenderJob(
         renderer=renderer.name,
         model=renderer.model,

@@ -165,6 +165,10 @@ class RenderCache:
         folder = self.root / "renders" / key[:2]
         return folder / f"{key}.png", folder / f"{key}.json"
 
+    def image_path(self, key: str) -> Path:
+        """Where the render of job ``key`` is (or will be) stored."""
+        return self._paths(key)[0]
+
     def has(self, key: str) -> bool:
         image, meta = self._paths(key)
         return meta.exists() and image.exists()

@@ -182,3 +182,50 @@ def frame_picture(image: Image.Image, size: tuple[int, int], subject_box: Box | 
     if subject is not None:
         mapped = clamp_box(map_box(subject, window, size), size)
     return picture, Framing(window, padded, mapped)
+
+
+def _span(lo: float, hi: float, stage: tuple[float, float], scale: float, extent: float,
+          view: float) -> tuple[float, float, float]:
+    """For one axis: the window starts that map the subject ``[lo, hi]`` into ``stage`` (output
+    px) at ``scale``, intersected with those keeping the window (``view`` output px) inside
+    ``[0, extent]``; and the start that centres the subject in the stage."""
+    first = max(hi - stage[1] / scale, 0.0)
+    last = min(lo - stage[0] / scale, extent - view / scale)
+    centred = (lo + hi) / 2 - (stage[0] + stage[1]) / 2 / scale
+    return first, last, centred
+
+
+def stage_window(size: tuple[int, int], out: tuple[int, int], subject: Box, stage: Box
+                 ) -> tuple[Window, bool]:
+    """A window of ``out``'s aspect over a picture of ``size`` that shows ``subject`` whole
+    inside ``stage`` (a box in output pixels), as large as it fits there: the product moved and
+    scaled to leave the rest of the placement free. Windows inside the picture are preferred;
+    when none can hold the subject in the stage, the window reaches past the picture (padded
+    with a blurred backdrop by :func:`render_window`). Returns the window and whether it pads."""
+    sub_w, sub_h = max(1, subject[2] - subject[0]), max(1, subject[3] - subject[1])
+    stage_w, stage_h = max(1, stage[2] - stage[0]), max(1, stage[3] - stage[1])
+    k_max = min(stage_w / sub_w, stage_h / sub_h)
+    k_cover = max(out[0] / size[0], out[1] / size[1])
+    for step in range(41):
+        k = k_max * (1 - step / 40) + k_cover * step / 40 if k_max > k_cover else k_max
+        xs = _span(subject[0], subject[2], (stage[0], stage[2]), k, size[0], out[0])
+        ys = _span(subject[1], subject[3], (stage[1], stage[3]), k, size[1], out[1])
+        if xs[0] <= xs[1] + 1e-6 and ys[0] <= ys[1] + 1e-6:
+            x = min(max(xs[2], xs[0]), xs[1])
+            y = min(max(ys[2], ys[0]), ys[1])
+            return (x, y, x + out[0] / k, y + out[1] / k), False
+        if k_max <= k_cover:
+            break
+    k = k_max  # no window inside the picture holds the subject in the stage: pad
+    x = (subject[0] + subject[2]) / 2 - (stage[0] + stage[2]) / 2 / k
+    y = (subject[1] + subject[3]) / 2 - (stage[1] + stage[3]) / 2 / k
+    return (x, y, x + out[0] / k, y + out[1] / k), True
+
+
+def frame_on_stage(image: Image.Image, size: tuple[int, int], subject_box: Box, stage: Box
+                   ) -> tuple[Image.Image, Framing]:
+    """:func:`frame_picture` with the subject moved and scaled into ``stage`` (output px)."""
+    subject = clamp_box(subject_box, image.size) or (0, 0, image.width, image.height)
+    window, padded = stage_window(image.size, size, subject, stage)
+    picture = render_window(image, window, size)
+    return picture, Framing(window, padded, clamp_box(map_box(subject, window, size), size))
