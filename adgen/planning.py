@@ -250,9 +250,11 @@ def _jobs(
     multiple = 64 if renderer.name.startswith("diffusers") else 8
     out: dict[str, RenderJob] = {}
     for name, stage in stages.items():
-        size = (base.width, base.height) if name == CROP else class_size(
-            name, base.width, base.height, multiple=multiple)
-        if stage is not None and product is not None and renderer.aspect == "native":
+        extend = renderer.aspect == "extend"
+        size = (base.width, base.height) if name == CROP else (
+            extend_size(name, base.width, base.height) if extend
+            else class_size(name, base.width, base.height, multiple=multiple))
+        if stage is not None and product is not None and not extend:
             base = _job(campaign, creative, prompt, negative, product, index, generation,
                         stage=stage)
         if size == (base.width, base.height):
@@ -260,15 +262,12 @@ def _jobs(
             continue
         seed = _job(campaign, creative, prompt, negative, product, index, generation,
                     aspect=name).seed
-        if renderer.aspect == "extend":
-            width, height = extend_size(name, base.width, base.height)
-            out[name] = dataclasses.replace(
-                base, seed=seed, width=width, height=height, aspect=name, source_key=base.key,
-                source_image=str(RenderCache(campaign.output_dir / CACHE_DIR).image_path(
-                    base.key)))
-        else:
-            out[name] = dataclasses.replace(base, seed=seed, width=size[0], height=size[1],
-                                            aspect=name)
+        source: dict[str, Any] = {}
+        if extend:
+            source = {"source_key": base.key, "source_image": str(
+                RenderCache(campaign.output_dir / CACHE_DIR).image_path(base.key))}
+        out[name] = dataclasses.replace(base, seed=seed, width=size[0], height=size[1],
+                                        aspect=name, **source)
     return out
 
 
