@@ -154,10 +154,12 @@ def run_with_state(
         render_jobs(campaign, factory, [j for j in later if j.source_key not in failed], cache,
                     on_rendered, progress)
         rows = post.results()
-    manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
-    # 5. write
+    # a variant with a failed render (of any shape) ships nothing, and is retried next run
     failed_variants = {row["variant_id"] for row in plan.variants.to_dict("records")
                        if set(json.loads(row["renders"]).values()) & set(failed)}
+    rows = [row for row in rows if row["variant_id"] not in failed_variants]
+    manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
+    # 5. write
     assignments = assign_customers(plan, exclude=failed_variants | set(plan.blocked),
                                    weights=state.weights,
                                    previous=state.previous_assignments())

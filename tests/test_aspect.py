@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 import adgen
 from adgen.jobs import derive_seed
 from adgen.store import RenderCache
