@@ -58,7 +58,7 @@ def test_refresh_retires_losers_renders_replacements_and_stays_sticky(  # type: 
     outcome = refresh(campaign, results)
     assert outcome.retired == sorted(v for v in first.manifest["variant_id"].unique()
                                      if v.endswith("v1"))
-    assert outcome.run.rendered == 10  # one replacement per segment (2 shapes); the rest is cached
+    assert outcome.run.rendered == 5  # one replacement per segment; the rest is cached
     assert outcome.weights is not None and outcome.weights[0] > 0.95
     assert outcome.weights[1] == pytest.approx(0.01 / 1.01, abs=1e-6)  # floored, normalised
     after = pd.read_csv(first.out / "assignments.csv", dtype=str, keep_default_na=False)
@@ -75,7 +75,7 @@ def test_refresh_retires_losers_renders_replacements_and_stays_sticky(  # type: 
     state = json.loads((first.out / "refresh.json").read_text())
     assert state["refreshes"] == 1 and all(g == 1 for g in state["generations"].values())
     log = [json.loads(line) for line in (first.out / "refresh_log.jsonl").read_text().splitlines()]
-    assert log[-1]["retired"] == outcome.retired and log[-1]["rendered"] == 10
+    assert log[-1]["retired"] == outcome.retired and log[-1]["rendered"] == 5
     # a new customer is hashed with the new weights; old ones stay where they are
     again = adgen.run(campaign)
     assert again.rendered == 0

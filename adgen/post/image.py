@@ -126,6 +126,8 @@ class _Plan:
     margin: int
     scale: int
     canvas: tuple[int, int]
+    zoom: float = 1.0
+    """The smallest share of the largest window that framing may close in to (banners)."""
 
 
 @dataclass(frozen=True)
@@ -453,7 +455,8 @@ def _plan(placement: Placement, margin_share: float) -> _Plan:
             f"placement {placement.name!r} ({width}x{height}) leaves no room for text and logo "
             "inside its safe zone: reduce the logo margin or the safe zone"
         )
-    return _Plan(kind, picture, panel, content, margin, scale, (width, height))
+    zoom = {"full": 1.0, "wide": 0.6, "tall": 0.85}[kind]
+    return _Plan(kind, picture, panel, content, margin, scale, (width, height), zoom)
 
 
 # -- layouts ---------------------------------------------------------------------------------
@@ -501,8 +504,7 @@ def _frame(source: Image.Image, plan: _Plan, subject_box: Box | None, palette: _
     if staged and subject_box is not None:
         picture, framing = crop.frame_on_stage(source, size, subject_box, _stage(plan, logo))
     else:
-        zoom = {"full": 1.0, "wide": 0.6, "tall": 0.85}[plan.kind]
-        picture, framing = crop.frame_picture(source, size, subject_box, zoom=zoom)
+        picture, framing = crop.frame_picture(source, size, subject_box, zoom=plan.zoom)
     canvas.paste(picture, plan.picture[:2])
     return canvas, framing
 
@@ -528,7 +530,8 @@ def _stage(plan: _Plan, logo: LogoStyle | None) -> Box:
 
 def _band_plan(placement: Placement, plan: _Plan) -> _Plan:
     """The last resort for full-bleed placements: the picture above, and a band in the brand
-    colour over the lower third of the safe area (down to the bottom edge) for logo and text."""
+    colour over the lower third of the safe area (down to the bottom edge) holding logo and
+    text side by side, as on a wide banner."""
     width, height = placement.size
     safe = placement.safe.box(width, height)
     band_top = safe[3] - round(0.36 * (safe[3] - safe[1]))
@@ -536,8 +539,8 @@ def _band_plan(placement: Placement, plan: _Plan) -> _Plan:
     region = _intersect(safe, panel)
     margin = plan.margin
     content = (region[0] + margin, region[1] + margin, region[2] - margin, region[3] - margin)
-    return _Plan("tall", (0, 0, width, band_top), panel, content, margin, plan.scale,
-                 plan.canvas)
+    return _Plan("wide", (0, 0, width, band_top), panel, content, margin, plan.scale,
+                 plan.canvas, 1.0)
 
 
 def _logo_size(plan: _Plan, logo: LogoStyle, canvas_width: int) -> tuple[int, int]:
@@ -627,10 +630,10 @@ def _layout_full(ctx: _Context) -> _Layout | None:
 
 def _good(ctx: _Context, texts: list[_Text]) -> bool:
     """Whether the captions keep a size that reads well: the headline at least 1.3 times its
-    minimum size, the button 1.2 times its own (full-bleed placements)."""
+    minimum size, the others at least their minimum (full-bleed placements)."""
     for item in texts:
         low = _sizes(ctx.plan.scale, item.role, ctx.plan.kind)[0]
-        floor = {"headline": 1.3, "cta": 1.2}.get(item.role, 1.0) * low
+        floor = 1.3 * low if item.role == "headline" else low
         if item.block.size < floor:
             return False
     return True
