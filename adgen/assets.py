@@ -25,10 +25,12 @@ import pandas as pd
 from adgen.errors import AdgenError
 from adgen.guardrails import brand_violations, over_subject
 from adgen.jobs import RenderJob, stable_hash
+from adgen.locales import is_rtl
 from adgen.placements import Placement
 from adgen.planning import CROP, Plan, file_sha256, placement_classes
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
+from adgen.post.logo import mirrored
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
@@ -41,9 +43,10 @@ POST_VERSION = "post/v3"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [
-    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
-    "prompt", "negative_prompt", "headline", "cta", "captions", "renderer", "model", "job_key",
-    "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
+    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
+    "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
+    "sha256", "created_at",
     "asset_key", "checks", "status", "duration_s", "fps", "frames", "aspect", "render",
 ]
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
@@ -141,6 +144,7 @@ class AssetMaker:
         video = creative.video if creative.kind == "video" else None
         fmt = "mp4" if video else spec.format
         asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
+                                _direction(row),
                                 placement.name, placement.size, placement.safe.box(1000, 1000),
                                 fmt, placement.max_bytes, spec.max_duration, row["variant_id"],
                                 campaign.provenance.model_dump(mode="json"),
@@ -177,6 +181,7 @@ class AssetMaker:
               video: VideoOptions | None, path: Path) -> dict[str, Any]:
         """Compose, encode, mark and write one asset; returns its checks."""
         campaign, style = self.plan.campaign, self.style
+        logo = mirrored(style.logo) if style.logo and _direction(row) == "rtl" else style.logo
         cached = self.cache.get(row["job_key"])
         if cached is None:
             raise AdgenError(f"render {row['job_key']} missing from the cache; run again")
@@ -195,11 +200,11 @@ class AssetMaker:
             if cached.frames:
                 clip = frames_to_video(
                     cached.load_frames(), round(cached.fps or video.fps), placement,
-                    subject_box=cached.subject_box, logo=style.logo, captions=captions,
+                    subject_box=cached.subject_box, logo=logo, captions=captions,
                     colors=style.colors, font=style.font, spec=settings)
             else:
                 clip = still_to_video(
-                    cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
+                    cached.load(), placement, subject_box=cached.subject_box, logo=logo,
                     captions=captions, colors=style.colors, font=style.font, spec=settings)
             atomic_write_bytes(path, clip.data)
             embed_mp4(path, prov)
@@ -208,7 +213,7 @@ class AssetMaker:
                                "frames": clip.frames}
         else:
             composed = compose(cached.load(), placement, subject_box=cached.subject_box,
-                               logo=style.logo, captions=captions, colors=style.colors,
+                               logo=logo, captions=captions, colors=style.colors,
                                font=style.font)
             budget = placement.max_bytes
             if budget is not None:
@@ -243,8 +248,14 @@ def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
             for row in rows.to_dict("records")]
 
 
-_VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
-                   "prompt", "negative_prompt", "headline", "cta", "captions", "job_key")
+_VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index",
+                   "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions",
+                   "locale", "job_key")
+
+
+def _direction(row: Mapping[str, Any]) -> str:
+    """``rtl`` for a variant in a right-to-left locale (its layout is mirrored), else ``ltr``."""
+    return "rtl" if is_rtl(str(row.get("locale") or "en")) else "ltr"
 
 
 def _variant_fields(row: Mapping[Any, Any], campaign: CampaignSpec) -> dict[str, Any]:

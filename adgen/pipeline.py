@@ -25,7 +25,7 @@ from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import CampaignError
 from adgen.jobs import RenderJob
-from adgen.planning import CACHE_DIR, Plan, make_plan
+from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.post.image import Caption, check_captions_drawable
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
@@ -105,16 +105,19 @@ def run(
     ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
-    state = RefreshState.load(campaign.output_dir)
-    return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
-                          progress=progress)
+    state = RefreshState.load(campaign.output_dir)  # finishes a refresh that was killed
+    result = run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
+                            progress=progress)
+    state.commit(rendered=result.rendered)
+    return result
 
 
 def run_with_state(
     campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
-    """:func:`run` with the refresh state given (slot generations, weights, stickiness)."""
+    """:func:`run` with the experiment state given (slot generations, weights, ledger); the
+    caller commits the state afterwards (``state.commit()``)."""
     out_dir = campaign.output_dir
     # 1. plan, 2. check
     plan = validate(campaign, audience=audience, generations=state.generations)
@@ -160,9 +163,8 @@ def run_with_state(
     rows = [row for row in rows if row["variant_id"] not in failed_variants]
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write
-    assignments = assign_customers(plan, exclude=failed_variants | set(plan.blocked),
-                                   weights=state.weights,
-                                   previous=state.previous_assignments())
+    assignments = assign_customers(plan, state, exclude=failed_variants | set(plan.blocked),
+                                   command="refresh" if state.pending else "run")
     _write_outputs(out_dir, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
                        post.written, len(rows) - post.written, failed)
@@ -172,7 +174,8 @@ def run_with_state(
         "refresh": campaign.refresh.model_dump(),
     }
     atomic_write_text(out_dir / "run.json", json.dumps(
-        {**result.summary(), "failed": failed, "blocked": plan.blocked, **settings,
+        {**result.summary(), "failed": failed, "blocked": plan.blocked,
+         "products_left_out": plan.products_left_out, **settings,
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(out_dir, title=campaign.name)
@@ -209,7 +212,7 @@ def render_jobs(
 
 def validate(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None,
-    generations: Mapping[str, int] | None = None,
+    generations: Mapping[SlotKey, int] | None = None,
 ) -> Plan:
     """Check everything a run needs before it renders (spec, audience, templates, brand assets,
     captions' glyphs) and return the plan. Raises an :class:`AdgenError` for the first problem."""
@@ -227,10 +230,17 @@ def assign(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None
 ) -> pd.DataFrame:
     """The customer → variant assignment of a campaign (what ``adgen run`` writes to
-    ``assignments.csv``), without rendering anything."""
+    ``assignments.csv``), without rendering anything. New customers are recorded in the
+    output folder's assignment ledger, so a later run gives them the same variants."""
     state = RefreshState.load(campaign.output_dir)
+    if state.unfinished:
+        raise CampaignError(
+            f"{campaign.output_dir}: refresh {state.refreshes} did not finish; run `adgen "
+            "refresh` (or `adgen run`) again to finish it, then assign")
     plan = make_plan(campaign, audience, generations=state.generations)
-    return assign_customers(plan, weights=state.weights, previous=state.previous_assignments())
+    assignments = assign_customers(plan, state, command="assign")
+    state.commit()
+    return assignments
 
 
 def _write_outputs(out_dir: Path, manifest: pd.DataFrame, assignments: pd.DataFrame) -> None:
