@@ -1,8 +1,9 @@
 """A contact sheet of every example campaign's placements, as one PNG a person can judge.
 
-For each campaign it renders one variant per creative and product (offline, into a scratch
-folder), lays out every placement the campaign uses plus the display sizes that are hardest to
-design for (story, 160x600, 300x600, 320x50, 970x250, 728x90), and draws each ad at a common
+For each campaign it renders one variant per creative and product (offline; ``--rows``, 2 by
+default, per campaign), lays out every placement the campaign uses plus the display sizes
+that are hardest to design for (story, 160x600, 300x600, 320x50, 970x250, 728x90), and
+draws each ad at a common
 height on a grey sheet, labelled with its placement and the layout chosen. Video creatives show
 their first frame's layout (the still ad; the video keeps the same layout).
 
@@ -38,8 +39,9 @@ class Tile:
     label: str
 
 
-def ads_for(path: Path) -> list[tuple[str, list[Tile]]]:
-    """One row of tiles per (creative, product) of the campaign at ``path``."""
+def ads_for(path: Path, limit: int = 2) -> list[tuple[str, list[Tile]]]:
+    """One row of tiles per (creative, product) of the campaign at ``path``, at most
+    ``limit`` rows."""
     campaign = adgen.load_campaign(path, overrides=["variants=1", "experiment.weights=null"])
     plan = adgen.plan(campaign)
     style = brand_style(campaign)
@@ -51,6 +53,8 @@ def ads_for(path: Path) -> list[tuple[str, list[Tile]]]:
         ident = (variant["creative_id"], variant["product"])
         if ident in seen or variant["blocked"]:
             continue
+        if len(rows) == limit:
+            break
         seen.add(ident)
         renders = json.loads(variant["renders"])
         pictures: dict[str, adgen.renderers.Rendered] = {}
@@ -123,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("campaigns", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, default=Path("contact_sheet.png"))
     parser.add_argument("--width", type=int, default=2400)
+    parser.add_argument("--rows", type=int, default=2, help="rows per campaign")
     parser.add_argument("--small", type=Path, default=None,
                         help="also write a 1000 px wide copy here (for the README)")
     args = parser.parse_args(argv)
     paths = args.campaigns or sorted((REPO / "campaigns").glob("*.yaml"))
-    rows = [row for path in paths for row in ads_for(path)]
+    rows = [row for path in paths for row in ads_for(path, args.rows)]
     image = sheet(rows, args.width)
     image.save(args.out, optimize=True)
     print(f"wrote {args.out} ({image.width}x{image.height}, {len(rows)} rows)")
