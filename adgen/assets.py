@@ -39,7 +39,7 @@ from adgen.store import RenderCache, atomic_write_bytes
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
 
-POST_VERSION = "post/v3"
+POST_VERSION = "post/v4"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [
