@@ -52,7 +52,7 @@ def test_example_campaigns_keep_text_and_logo_off_the_product(path: Path) -> Non
     classes = dict(zip([s.placement for s in campaign.placements],
                        placement_classes(campaign), strict=True))
     for row in plan.variants.to_dict("records"):
-        if not row["product"] or row["product"] in seen_products:
+        if not row["product"] or row["product"] in seen_products or row["blocked"]:
             continue
         seen_products.add(row["product"])
         renders = json.loads(row["renders"])
