@@ -9,6 +9,7 @@ It runs on a thread pool (Pillow and ffmpeg release the GIL) and yields manifest
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ from adgen.post.logo import mirrored
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
-from adgen.store import RenderCache, atomic_write_bytes
+from adgen.store import RenderCache, atomic_write_bytes, no_links
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
@@ -49,6 +50,7 @@ MANIFEST_COLUMNS = [
     "sha256", "created_at",
     "asset_key", "checks", "status", "duration_s", "fps", "frames", "aspect", "render",
 ]
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
 
@@ -85,8 +87,10 @@ class AssetMaker:
     releases the GIL), and collects manifest rows in plan order."""
 
     def __init__(self, plan: Plan, cache: RenderCache, style: BrandStyle,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None,
+                 failing: Mapping[tuple[str, int], str] | None = None) -> None:
         self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
+        self.failing = dict(failing or {})  # (variant_id, placement index) -> why, known before
         # each render's placements: (variant row, placement index) by job key
         self.by_job: dict[str, list[tuple[dict[str, Any], int]]] = {}
         classes = placement_classes(plan.campaign)
@@ -112,19 +116,34 @@ class AssetMaker:
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, job_key: str) -> None:
-        """Make the placements that use render ``job_key`` (now in the cache)."""
+    def submit(self, job_key: str, *, render_error: str | None = None) -> None:
+        """Make the placements that use render ``job_key`` (it is cached), or, with
+        ``render_error``, record them all as failed."""
         placements = self.plan.campaign.placements
         for row, index in self.by_job.get(job_key, []):
-            future = self.pool.submit(self._one, row, placements[index], job_key)
+            spec = placements[index]
+            reason = (f"render failed: {render_error}" if render_error is not None
+                      else self.failing.get((row["variant_id"], index)))
+            if reason is None:
+                future = self.pool.submit(self._one, row, spec, job_key)
+            else:
+                future = Future()
+                future.set_result((failed_row(row, self.plan.campaign, spec, reason), False))
             future.add_done_callback(self._tick)
             self.futures[(row["variant_id"], index)] = future
+
+    def needs_render(self, job_key: str) -> bool:
+        """Whether any asset of the job can still be made (preflight failed none or some)."""
+        return any((row["variant_id"], index) not in self.failing
+                   for row, index in self.by_job.get(job_key, []))
 
     def _tick(self, future: Future[tuple[dict[str, Any], bool]]) -> None:
         with self.lock:
             self.done += 1
-            if not future.cancelled() and not future.exception() and not future.result()[1]:
-                self.written += 1
+            if not future.cancelled() and not future.exception():
+                row, reused = future.result()
+                if row["status"] == "ok" and not reused:
+                    self.written += 1
             if self.progress:
                 self.progress("post", self.done, self.total)
 
@@ -136,6 +155,19 @@ class AssetMaker:
 
     def _one(self, row: dict[str, Any], spec: PlacementSpec, job_key: str
              ) -> tuple[dict[str, Any], bool]:
+        """One asset's manifest row and whether its file was reused; a problem of this asset
+        alone makes a ``failed: <reason>`` row and leaves no file."""
+        try:
+            return self._asset(row, spec, job_key)
+        except OSError as exc:
+            if exc.errno in _DISK_ERRORS:
+                raise  # the folder's problem, not this asset's: the run stops, nothing lost
+            return failed_row(row, self.plan.campaign, spec, failure_reason(exc)), False
+        except Exception as exc:  # one asset's problem never costs the others theirs
+            return failed_row(row, self.plan.campaign, spec, failure_reason(exc)), False
+
+    def _asset(self, row: dict[str, Any], spec: PlacementSpec, job_key: str
+               ) -> tuple[dict[str, Any], bool]:
         campaign, style = self.plan.campaign, self.style
         job = self.plan.jobs[job_key]
         row = {**row, "job_key": job_key, "seed": job.seed}
@@ -151,13 +183,17 @@ class AssetMaker:
                                 video.model_dump() if video else None)
         rel = Path("assets") / row["variant_id"] / (
             f"{placement.name}-{asset_key[:8]}.{EXTENSIONS[fmt]}")
-        path = campaign.output_dir / rel
-        reused = path.exists()
+        path = no_links(campaign.output_dir, rel)
+        reused = path.is_file()
         if reused:
             data = path.read_bytes()
             checks = self.checks.get(asset_key, {})
         else:
-            checks = self._make(row, placement, spec, video, path)
+            try:
+                checks = self._make(row, placement, spec, video, path)
+            except BaseException:
+                path.unlink(missing_ok=True)  # e.g. written, then provenance failed
+                raise
             self.checks[asset_key] = checks
             data = path.read_bytes()
         checks["over_subject"] = over_subject(checks)
@@ -184,7 +220,8 @@ class AssetMaker:
         logo = mirrored(style.logo) if style.logo and _direction(row) == "rtl" else style.logo
         cached = self.cache.get(row["job_key"])
         if cached is None:
-            raise AdgenError(f"render {row['job_key']} missing from the cache; run again")
+            raise AdgenError(f"render {row['job_key'][:12]} missing or unreadable in the cache; "
+                             "run again to render it again")
         captions = [Caption(r, t) for r, t in json.loads(row["captions"]).items()]
         if campaign.provenance.visible_label:
             captions.append(Caption("label", campaign.provenance.label))
@@ -236,6 +273,25 @@ def _render_label(job: RenderJob) -> str:
     if job.source_key is not None:
         return f"extend {size} from {job.source_key[:8]}"
     return f"{'crop' if job.aspect == CROP else 'native'} {size}"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one-line reason a manifest row gives for a failed asset."""
+    if isinstance(exc, AdgenError):
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return f"internal error ({type(exc).__name__}: {exc}); please report it"
+
+
+def failed_row(row: Mapping[str, Any], campaign: CampaignSpec, spec: PlacementSpec,
+               reason: str) -> dict[str, Any]:
+    """The manifest row of an asset that could not be made: no file, ``status: failed: …``."""
+    placement = spec.resolve()
+    creative = next(c for c in campaign.creatives if c.id == row["creative_id"])
+    return {**_variant_fields(row, campaign), "placement": placement.name,
+            "width": placement.width, "height": placement.height,
+            "format": "mp4" if creative.kind == "video" else spec.format, "path": "",
+            "bytes": 0, "sha256": "", "created_at": "", "asset_key": "", "checks": "{}",
+            "status": f"failed: {reason}", "aspect": "", "render": ""}
 
 
 def blocked_rows(plan: Plan) -> list[dict[str, Any]]:

@@ -18,9 +18,10 @@ from typing import Any
 from adgen.errors import CampaignError, TemplateError
 from adgen.placements import Placement
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-PHONE = re.compile(r"(?<!\w)(?!\d{4}-\d\d-\d\d(?!\d))\+?\d[\d ().-]{7,}\d(?!\w)")
-"""A phone number: 9+ digits and separators (an ISO date such as 2026-03-01 is not one)."""
+# Linear time: a match can only start at an "@" (the local part is checked by the lookbehind),
+# and the domain's runs cannot overlap, so a long value without an e-mail is one quick pass.
+EMAIL = re.compile(r"(?<=[\w.+-])@[\w-]+(?:\.[\w-]+)+")
+PROMPT_FIELDS = frozenset({"prompt", "negative_prompt"})
 PERSONAL_COLUMN = re.compile(
     r"(^|_)(first|last|full|given|family|sur)?_?name$|e_?mail|phone|mobile|address|street|"
     r"birth|dob|ssn|passport", re.IGNORECASE)
@@ -54,11 +55,31 @@ def check_columns(used: Iterable[str], columns: Sequence[str], allowed: Iterable
         )
 
 
+def has_phone_number(text: str, region: str | None) -> bool:
+    """Whether ``text`` holds a valid phone number (the ``phonenumbers`` parser: dates, prices,
+    decimals and order numbers are not phone numbers). Numbers without a ``+`` country code are
+    read as numbers of ``region``."""
+    import phonenumbers
+
+    if sum(c.isdigit() for c in text) < 7:
+        return False
+    matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
+    return matcher.has_next()
+
+
 def text_problem(
     texts: Mapping[str, str], blocked: Sequence[tuple[str, re.Pattern[str]]], *,
-    allow_pii: bool,
+    allow_pii: bool, max_prompt_chars: int = 2000, max_caption_chars: int = 500,
+    phone_region: str | None = "US",
 ) -> str | None:
-    """Why a variant's text is refused (``"blocked word 'x' in headline"``), or None."""
+    """Why a variant's text is refused (``"blocked word 'x' in headline"``), or None. Lengths
+    are checked first, so patterns only ever run on bounded text."""
+    for field, text in texts.items():
+        limit, name = ((max_prompt_chars, "max_prompt_chars") if field in PROMPT_FIELDS
+                       else (max_caption_chars, "max_caption_chars"))
+        if len(text) > limit:
+            return (f"{field} is {len(text):,} characters, over guardrails.{name} ({limit:,}); "
+                    "shorten the template or the values it uses")
     for field, text in texts.items():
         for label, pattern in blocked:
             if pattern.search(text):
@@ -66,7 +87,7 @@ def text_problem(
         if not allow_pii:
             if EMAIL.search(text):
                 return f"an e-mail address in {field} (personal data; set guardrails.allow_pii)"
-            if PHONE.search(text):
+            if has_phone_number(text, phone_region):
                 return f"a phone number in {field} (personal data; set guardrails.allow_pii)"
     return None
 

@@ -47,7 +47,7 @@ from adgen.placements import Placement, aspect_class, class_size, extend_size, p
 from adgen.product_images import FetchLimits, ProductImages
 from adgen.prompts import TemplateSet
 from adgen.renderers import RUNTIME_OPTIONS, STAGED_RENDERERS, VIDEO_RENDERERS
-from adgen.spec import AudienceSpec, CampaignSpec, Creative
+from adgen.spec import AudienceSpec, CampaignSpec, Creative, GuardrailSpec
 from adgen.store import RenderCache
 
 CACHE_DIR = ".cache"
@@ -197,7 +197,8 @@ def make_plan(
     locale_column = campaign.locale.column
     segments = segment_audience(
         data, audience_spec,
-        row_columns=[*guard.prompt_columns, *([locale_column] if locale_column else [])])
+        row_columns=[*guard.prompt_columns, *([locale_column] if locale_column else [])],
+        secret=campaign.experiment.seed)
     contexts = segments.contexts()
     locales = [_segment_locale(campaign, context) for context in contexts]
     captions_by_locale = compile_captions(
@@ -239,7 +240,7 @@ def make_plan(
                         *(context.get(name) for name in used[creative.id]))
             if text_key not in memo:
                 memo[text_key] = _texts(templates, creative, context, captions_by_locale,
-                                        blocked, guard.allow_pii,
+                                        blocked, guard,
                                         locale_problem or product.problem)
             prompt, negative, captions, captions_json, problem = memo[text_key]
             for index in range(campaign.variants):
@@ -282,7 +283,7 @@ def make_plan(
 
 def _texts(templates: TemplateSet, creative: Creative, context: dict[str, Any],
            captions_by_locale: Mapping[tuple[str, str, str], str],
-           blocked: Sequence[tuple[str, re.Pattern[str]]], allow_pii: bool,
+           blocked: Sequence[tuple[str, re.Pattern[str]]], guard: GuardrailSpec,
            problem: str | None) -> tuple[str, str, dict[str, str], str, str | None]:
     """A variant's prompt, negative prompt, captions (and as JSON), and why it is blocked."""
     if problem is not None:
@@ -294,7 +295,9 @@ def _texts(templates: TemplateSet, creative: Creative, context: dict[str, Any],
     captions = {name: templates.render(captions_by_locale[(creative.id, name, locale)], context)
                 for name in creative.captions}
     problem = text_problem({"prompt": prompt, "negative_prompt": negative, **captions}, blocked,
-                           allow_pii=allow_pii)
+                           allow_pii=guard.allow_pii, max_prompt_chars=guard.max_prompt_chars,
+                           max_caption_chars=guard.max_caption_chars,
+                           phone_region=guard.phone_region)
     return prompt, negative, captions, json.dumps(captions, ensure_ascii=False), problem
 
 

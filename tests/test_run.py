@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import adgen
-from adgen.errors import AssetError, CampaignError, PostProcessError
+from adgen.errors import AssetError, CampaignError
 from adgen.renderers.offline import OfflineRenderer
 from tests.conftest import REPO, write_campaign
 
@@ -190,5 +190,8 @@ def test_corrupt_logo_and_too_long_caption(tmp_path: Path, campaign_data: dict) 
 
     data = base_campaign(tmp2)
     data["creatives"][0]["captions"]["cta"] = "Shop " * 80
-    with pytest.raises(PostProcessError, match=r"caption 'cta'"):
-        run_file(write_campaign(tmp2, data))
+    with pytest.raises(CampaignError, match=r"caption 'cta'"):
+        adgen.validate(adgen.load_campaign(write_campaign(tmp2, data)))
+    result = run_file(write_campaign(tmp2, data))  # every asset fails, each saying why
+    assert result.rendered == 0 and result.failures["status"].str.contains("caption 'cta'").all()
+    assert (result.out / "manifest.csv").exists() and (result.out / "review.html").exists()
