@@ -4,6 +4,7 @@ which renders may go on to post-processing, and the retries of near-duplicate va
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -30,12 +31,18 @@ class QualityStep:
         spec = campaign.quality
         self.plan, self.cache = plan, cache
         self.settings = GateSettings.of(spec, campaign.renderer.name) if spec.enabled else None
-        live = plan.variants[plan.variants["job_key"] != ""]
-        groups = [list(keys) for _, keys in
-                  live.groupby(["segment_id", "creative_id"], sort=False)["job_key"]]
+        # each variant's renders (one per aspect class): twins are sought among the variants
+        # of one segment and creative, class by class
+        self.renders: list[tuple[str, str, str]] = []  # (variant id, class, job key)
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for row in plan.variants[plan.variants["job_key"] != ""].itertuples():
+            for name, key in json.loads(str(row.renders)).items():
+                self.renders.append((str(row.variant_id), name, key))
+                groups.setdefault((str(row.segment_id), str(row.creative_id), name),
+                                  []).append(key)
         distance = spec.max_duplicate_distance if self.settings else None
-        self.twins = TwinFilter(groups, distance, self._phash)
-        self.variant_of = dict(zip(live["job_key"], live["variant_id"], strict=True))
+        self.twins = TwinFilter(groups.values(), distance, self._phash)
+        self.variant_of = {key: variant for variant, _, key in self.renders}
         self.failures: dict[str, list[dict[str, Any]]] = {}
         self._shared: SharedGate | None = None
 
@@ -128,7 +135,8 @@ class QualityStep:
               release: Callable[[str], None]) -> None:
         failed[key] = failure_message(rejected)
         self.failures[key] = rejected
-        self.cache.drop(key)
+        self.cache.discard(key)
+        release(key)  # its placements become failed rows
         for released in self.twins.drop(key):
             release(released)
 
@@ -145,12 +153,13 @@ class QualityStep:
         """For run.json: every variant that had a seed rejected, with the seeds tried, why they
         were rejected and the seed kept (``null`` when the variant failed)."""
         out: dict[str, Any] = {}
-        live = self.plan.variants[self.plan.variants["job_key"] != ""]
-        for key, variant in zip(live["job_key"], live["variant_id"], strict=True):
+        several = {v for v, _, _ in self.renders if sum(x == v for x, _, _ in self.renders) > 1}
+        for variant, name, key in self.renders:
             record = self.record(key) or {}
             rejected = record.get("rejected") or []
             if rejected:
-                out[variant] = {"seed": record.get("seed"), "rejected": rejected}
+                label = f"{variant} ({name})" if variant in several else variant
+                out[label] = {"seed": record.get("seed"), "rejected": rejected}
         return out
 
     def _phash(self, key: str) -> str | None:
