@@ -191,10 +191,11 @@ def _run_locked(
     def on_rendered(result: Rendered) -> None:
         nonlocal rendered
         rendered += 1
+        ready = gate.arrived(result)  # first: it records the seeds a failed job tried
         if result.error is not None:
             failed[result.job_key] = result.error
             post.submit(result.job_key, render_error=result.error)
-        for key in gate.arrived(result):
+        for key in ready:
             release(key)
         if progress:
             progress("render", rendered, len(todo))

@@ -298,7 +298,7 @@ def test_run_retries_twins_and_failures_and_records_every_seed(
     # the variant whose every seed failed is a failed row, with no file and no customers
     failed = manifest.loc[south0_id]
     assert failed["path"] == "" and failed["status"].startswith(
-        f"failed: quality: seed {south0}: text in the scene")
+        f"failed: render failed: quality: seed {south0}: text in the scene")
     assert [r["seed"] for r in json.loads(failed["quality"])["rejected"]] == [
         south0, south0 + 1, south0 + 2]
     assert south0_id not in set(result.assignments["variant_id"])
@@ -435,7 +435,8 @@ def test_the_gate_runs_inside_ray_workers_with_the_same_outcome(
     assert manifest.loc[north1_id, "seed"] == north1 + 1
     assert json.loads(manifest.loc[north1_id, "quality"])["rejected"][0]["seed"] == north1
     assert manifest.loc[south0_id, "status"] == (
-        f"failed: quality: seed {south0}: flat: contrast 0.000 < 0.03, blurred: sharpness "
+        f"failed: render failed: quality: seed {south0}: flat: contrast 0.000 < 0.03, "
+        f"blurred: sharpness "
         f"0.00000 < 0.0002; seed {south0 + 1}: "
         + json.loads(manifest.loc[south0_id, "quality"])["rejected"][1]["reasons"][0])
     assert (manifest.drop(index=south0_id)["status"] == "ok").all()
