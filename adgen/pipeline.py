@@ -27,7 +27,7 @@ from adgen.errors import CampaignError
 from adgen.jobs import RenderJob
 from adgen.planning import CACHE_DIR, Plan, make_plan
 from adgen.post.image import Caption, check_captions_drawable
-from adgen.renderers import create_renderer
+from adgen.renderers import backend_batch_size, create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
@@ -174,7 +174,7 @@ def render_jobs(
 ) -> None:
     """Render ``jobs`` into the cache on the campaign's backend (on Ray, ``progress`` also gets
     one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``)."""
-    batch_size = int(campaign.renderer.options.get("batch_size", 4))
+    batch_size = backend_batch_size(campaign.renderer.options)
     backend = campaign.backend
     if backend.name == "ray":
         from adgen.backends.ray import PoolOptions, WorkerStats, render_ray
