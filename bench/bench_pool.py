@@ -86,13 +86,15 @@ def main() -> None:
     parser.add_argument("--ms", type=float, default=50.0)
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
-    ray.init(address="local", num_cpus=2, num_gpus=args.gpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    # address="local": a cluster of its own, not one another process left running here
+    ray.init(address="local", num_cpus=2, num_gpus=args.gpus, include_dashboard=False,
+             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     try:
         pool_efficiency(args.jobs, args.gpus, args.ms, args.batch)
         scaling(args.jobs, args.gpus, args.ms, args.batch)
         ray.shutdown()
-        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+                 log_to_driver=False)
         local_vs_ray()
     finally:
         ray.shutdown()

@@ -146,6 +146,7 @@ def adgen_row(suite: Suite, arch: str, size: int, steps: int, count: int,
         timing = time_adgen(renderer, jobs)
         row.rate, row.peak_gib = timing.rate(), gib(timing)
         row.batch = str(renderer._chunk_size(jobs[0]))
+        suite.base.setdefault(f"batch/{arch}/{size}/{steps}", renderer._chunk_size(jobs[0]))
         plain = suite.base.get(f"{arch}/{size}/{steps}")
         row.versus = f"{timing.rate() / plain:.2f}x" if plain else ""
         row.note = (f"warm-up {timing.warmup:.1f} s" + (" (compile)" if renderer.static_shapes
@@ -338,12 +339,13 @@ def main() -> int:
                                                                        2 if q else 4))
     suite.run(r("clips", "ltx-video", small, 0), 40, video_row(suite, 2 if q else 3))
     if not q:  # compiling on a CPU takes minutes and proves nothing about GPUs
+        batch = int(suite.base.get(f"batch/{sd}/{small}/1", 16))  # what "auto" chose above
         suite.run(r("adgen compile", sd, small, 1), 120,
-                  adgen_row(suite, sd, small, 1, n512, compile=True, fuse_qkv=True,
-                            channels_last=True))
+                  adgen_row(suite, sd, small, 1, n512, batch_size=batch, compile=True,
+                            fuse_qkv=True, channels_last=True))
         suite.run(r("adgen compile + CUDA graphs", sd, small, 1), 120,
-                  adgen_row(suite, sd, small, 1, n512, cuda_graphs=True, fuse_qkv=True,
-                            channels_last=True))
+                  adgen_row(suite, sd, small, 1, n512, batch_size=batch, cuda_graphs=True,
+                            fuse_qkv=True, channels_last=True))
     print("\nFLOP limit (torch.utils.flop_counter on the meta device, one image):", flush=True)
     try:
         print(flop_report(suite), flush=True)

@@ -159,8 +159,8 @@ class DiffusersRenderer(PipelineRenderer):
     memory, measured on one image, at most :data:`AUTO_BATCH_MAX`), ``attention`` (``"sdpa"``:
     flash/memory-efficient kernels; ``"eager"``, ``"xformers"``), ``fuse_qkv`` (one matmul for
     q, k and v), ``channels_last``, ``compile`` (``torch.compile`` of the UNet/transformer and
-    the VAE decoder with static shapes: chunks are padded to ``batch_size``, so a job renders
-    the same whatever it is batched with), ``cuda_graphs`` (``compile`` replayed as CUDA graphs),
+    the VAE decoder with static shapes: chunks are padded to ``batch_size``, so nothing
+    recompiles), ``cuda_graphs`` (``compile`` replayed as CUDA graphs),
     ``overlap`` (default on CUDA: a chunk's pictures are copied off the GPU, checked and cropped
     on a CPU thread while the next chunk renders), ``vae_slicing`` (auto: on when a call's decode
     would not fit), ``vae_tiling`` (auto: on above 2048x2048), ``tiny_vae`` (an
