@@ -25,7 +25,7 @@ from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import CampaignError
 from adgen.jobs import RenderJob
-from adgen.planning import CACHE_DIR, Plan, make_plan
+from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.post.image import Caption, check_captions_drawable
 from adgen.renderers import backend_batch_size, create_renderer
 from adgen.renderers.base import Rendered, Renderer
@@ -105,16 +105,19 @@ def run(
     ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
-    state = RefreshState.load(campaign.output_dir)
-    return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
-                          progress=progress)
+    state = RefreshState.load(campaign.output_dir)  # finishes a refresh that was killed
+    result = run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
+                            progress=progress)
+    state.commit(rendered=result.rendered)
+    return result
 
 
 def run_with_state(
     campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
-    """:func:`run` with the refresh state given (slot generations, weights, stickiness)."""
+    """:func:`run` with the experiment state given (slot generations, weights, ledger); the
+    caller commits the state afterwards (``state.commit()``)."""
     out_dir = campaign.output_dir
     # 1. plan, 2. check
     plan = validate(campaign, audience=audience, generations=state.generations)
@@ -148,9 +151,8 @@ def run_with_state(
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write
     failed_variants = set(plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"])
-    assignments = assign_customers(plan, exclude=failed_variants | set(plan.blocked),
-                                   weights=state.weights,
-                                   previous=state.previous_assignments())
+    assignments = assign_customers(plan, state, exclude=failed_variants | set(plan.blocked),
+                                   command="refresh" if state.pending else "run")
     _write_outputs(out_dir, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
                        post.written, len(rows) - post.written, failed)
@@ -195,7 +197,7 @@ def render_jobs(
 
 def validate(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None,
-    generations: Mapping[str, int] | None = None,
+    generations: Mapping[SlotKey, int] | None = None,
 ) -> Plan:
     """Check everything a run needs before it renders (spec, audience, templates, brand assets,
     captions' glyphs) and return the plan. Raises an :class:`AdgenError` for the first problem."""
@@ -213,10 +215,17 @@ def assign(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None
 ) -> pd.DataFrame:
     """The customer → variant assignment of a campaign (what ``adgen run`` writes to
-    ``assignments.csv``), without rendering anything."""
+    ``assignments.csv``), without rendering anything. New customers are recorded in the
+    output folder's assignment ledger, so a later run gives them the same variants."""
     state = RefreshState.load(campaign.output_dir)
+    if state.unfinished:
+        raise CampaignError(
+            f"{campaign.output_dir}: refresh {state.refreshes} did not finish; run `adgen "
+            "refresh` (or `adgen run`) again to finish it, then assign")
     plan = make_plan(campaign, audience, generations=state.generations)
-    return assign_customers(plan, weights=state.weights, previous=state.previous_assignments())
+    assignments = assign_customers(plan, state, command="assign")
+    state.commit()
+    return assignments
 
 
 def _write_outputs(out_dir: Path, manifest: pd.DataFrame, assignments: pd.DataFrame) -> None:
