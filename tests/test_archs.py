@@ -94,6 +94,11 @@ def test_random_model_ids() -> None:
         f"random:NAME:tiny with NAME one of {', '.join(ARCHS)}")
     with pytest.raises(RenderError, match="unknown architecture 'flux'"):
         arch_spec("flux")
+    with pytest.raises(RenderError) as info:
+        DiffusersRenderer("random:ltx-video:tiny")
+    assert str(info.value) == (
+        "model 'random:ltx-video:tiny' is a video architecture: render it with the "
+        "diffusers-video renderer, or use random:sd-turbo or random:sdxl-turbo here")
 
 
 def test_weights_depend_only_on_the_seed() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from adgen.archs import build_component, build_pipeline, parse_random_model
+from adgen.archs import arch_spec, build_component, build_pipeline, parse_random_model
 from adgen.errors import AssetError, RenderError
 from adgen.jobs import RenderJob
 from adgen.post.logo import load_brand_image
@@ -469,6 +469,10 @@ class DiffusersRenderer(PipelineRenderer):
                "inpainting": diffusers.AutoPipelineForInpainting}[task]
         build_on = "cpu" if self.cpu_offload else self.device
         random = parse_random_model(model)
+        if random is not None and arch_spec(random[0]).get("video"):
+            raise RenderError(f"model {model!r} is a video architecture: render it with the "
+                              f"diffusers-video renderer, or use random:sd-turbo or "
+                              f"random:sdxl-turbo here")
         if random is not None:
             pipe = build_pipeline(random[0], tiny=random[1], device=build_on, dtype=self.dtype)
             if task == "inpainting":
