@@ -18,12 +18,14 @@ from adgen.errors import (
     AudienceError,
     CampaignError,
     FFmpegError,
+    OutputError,
     PostProcessError,
     RenderError,
     ResultsError,
     TemplateError,
 )
 from adgen.explain import Explanation, explain
+from adgen.export import ExportResult, export
 from adgen.jobs import RenderJob
 from adgen.pipeline import RunResult, assign, run, validate
 from adgen.placements import PRESETS, Placement, resolve_placement
@@ -44,7 +46,9 @@ __all__ = [
     "CampaignError",
     "CampaignSpec",
     "Explanation",
+    "ExportResult",
     "FFmpegError",
+    "OutputError",
     "Placement",
     "Plan",
     "PostProcessError",
@@ -59,6 +63,7 @@ __all__ = [
     "assign",
     "campaign_from_dict",
     "explain",
+    "export",
     "load_campaign",
     "plan",
     "refresh",

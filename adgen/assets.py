@@ -9,6 +9,7 @@ It runs on a thread pool (Pillow and ffmpeg release the GIL) and yields manifest
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,30 +24,33 @@ from typing import Any
 import pandas as pd
 
 from adgen.errors import AdgenError
-from adgen.guardrails import brand_violations
-from adgen.jobs import stable_hash
+from adgen.guardrails import brand_violations, over_subject
+from adgen.jobs import RenderJob, stable_hash
+from adgen.locales import is_rtl
 from adgen.placements import Placement
-from adgen.planning import Plan, file_sha256
+from adgen.planning import CROP, Plan, file_sha256, placement_classes
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
+from adgen.post.logo import mirrored
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
-from adgen.store import RenderCache, atomic_write_bytes
+from adgen.store import RenderCache, atomic_write_bytes, no_links
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
 
-POST_VERSION = "post/v3"
+POST_VERSION = "post/v4"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [
     "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
-    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "renderer",
-    "model", "job_key",
-    "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
-    "asset_key", "checks", "status", "duration_s", "fps", "frames",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
+    "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
+    "sha256", "created_at",
+    "asset_key", "checks", "status", "duration_s", "fps", "frames", "aspect", "render",
 ]
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
 
@@ -83,12 +87,19 @@ class AssetMaker:
     releases the GIL), and collects manifest rows in plan order."""
 
     def __init__(self, plan: Plan, cache: RenderCache, style: BrandStyle,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None,
+                 failing: Mapping[tuple[str, int], str] | None = None) -> None:
         self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
-        self.by_job: dict[str, list[dict[str, Any]]] = {}
+        self.failing = dict(failing or {})  # (variant_id, placement index) -> why, known before
+        # each render's placements: (variant row, placement index) by job key
+        self.by_job: dict[str, list[tuple[dict[str, Any], int]]] = {}
+        classes = placement_classes(plan.campaign)
         for row in plan.variants.to_dict("records"):
             record = {str(k): v for k, v in row.items()}
-            self.by_job.setdefault(record["job_key"], []).append(record)
+            renders = json.loads(record["renders"])
+            for index, name in enumerate(classes):
+                if name in renders:
+                    self.by_job.setdefault(renders[name], []).append((record, index))
         self.total = len(plan.variants) * len(plan.campaign.placements)
         self.futures: dict[tuple[str, int], Future[tuple[dict[str, Any], bool]]] = {}
         self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
@@ -105,18 +116,34 @@ class AssetMaker:
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, job_key: str) -> None:
-        for row in self.by_job.get(job_key, []):
-            for index, spec in enumerate(self.plan.campaign.placements):
-                future = self.pool.submit(self._one, row, spec)
-                future.add_done_callback(self._tick)
-                self.futures[(row["variant_id"], index)] = future
+    def submit(self, job_key: str, *, render_error: str | None = None) -> None:
+        """Make the placements that use render ``job_key`` (it is cached), or, with
+        ``render_error``, record them all as failed."""
+        placements = self.plan.campaign.placements
+        for row, index in self.by_job.get(job_key, []):
+            spec = placements[index]
+            reason = (f"render failed: {render_error}" if render_error is not None
+                      else self.failing.get((row["variant_id"], index)))
+            if reason is None:
+                future = self.pool.submit(self._one, row, spec, job_key)
+            else:
+                future = Future()
+                future.set_result((failed_row(row, self.plan.campaign, spec, reason), False))
+            future.add_done_callback(self._tick)
+            self.futures[(row["variant_id"], index)] = future
+
+    def needs_render(self, job_key: str) -> bool:
+        """Whether any asset of the job can still be made (preflight failed none or some)."""
+        return any((row["variant_id"], index) not in self.failing
+                   for row, index in self.by_job.get(job_key, []))
 
     def _tick(self, future: Future[tuple[dict[str, Any], bool]]) -> None:
         with self.lock:
             self.done += 1
-            if not future.cancelled() and not future.exception() and not future.result()[1]:
-                self.written += 1
+            if not future.cancelled() and not future.exception():
+                row, reused = future.result()
+                if row["status"] == "ok" and not reused:
+                    self.written += 1
             if self.progress:
                 self.progress("post", self.done, self.total)
 
@@ -126,28 +153,50 @@ class AssetMaker:
         keys = sorted(self.futures, key=lambda k: (order[k[0]], k[1]))
         return [self.futures[key].result()[0] for key in keys]
 
-    def _one(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
+    def _one(self, row: dict[str, Any], spec: PlacementSpec, job_key: str
+             ) -> tuple[dict[str, Any], bool]:
+        """One asset's manifest row and whether its file was reused; a problem of this asset
+        alone makes a ``failed: <reason>`` row and leaves no file."""
+        try:
+            return self._asset(row, spec, job_key)
+        except OSError as exc:
+            if exc.errno in _DISK_ERRORS:
+                raise  # the folder's problem, not this asset's: the run stops, nothing lost
+            return failed_row(row, self.plan.campaign, spec, failure_reason(exc)), False
+        except Exception as exc:  # one asset's problem never costs the others theirs
+            return failed_row(row, self.plan.campaign, spec, failure_reason(exc)), False
+
+    def _asset(self, row: dict[str, Any], spec: PlacementSpec, job_key: str
+               ) -> tuple[dict[str, Any], bool]:
         campaign, style = self.plan.campaign, self.style
+        job = self.plan.jobs[job_key]
+        row = {**row, "job_key": job_key, "seed": job.seed}
         placement = spec.resolve()
         creative = self.creatives[row["creative_id"]]
         video = creative.video if creative.kind == "video" else None
         fmt = "mp4" if video else spec.format
         asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
+                                _direction(row),
                                 placement.name, placement.size, placement.safe.box(1000, 1000),
                                 fmt, placement.max_bytes, spec.max_duration, row["variant_id"],
                                 campaign.provenance.model_dump(mode="json"),
                                 video.model_dump() if video else None)
         rel = Path("assets") / row["variant_id"] / (
             f"{placement.name}-{asset_key[:8]}.{EXTENSIONS[fmt]}")
-        path = campaign.output_dir / rel
-        reused = path.exists()
+        path = no_links(campaign.output_dir, rel)
+        reused = path.is_file()
         if reused:
             data = path.read_bytes()
             checks = self.checks.get(asset_key, {})
         else:
-            checks = self._make(row, placement, spec, video, path)
+            try:
+                checks = self._make(row, placement, spec, video, path)
+            except BaseException:
+                path.unlink(missing_ok=True)  # e.g. written, then provenance failed
+                raise
             self.checks[asset_key] = checks
             data = path.read_bytes()
+        checks["over_subject"] = over_subject(checks)
         checks["violations"] = brand_violations(
             checks, placement, has_logo=style.logo is not None,
             min_contrast=campaign.guardrails.min_contrast)
@@ -159,7 +208,8 @@ class AssetMaker:
             "created_at": _mtime(path), "asset_key": asset_key,
             "checks": json.dumps(checks, default=str, sort_keys=True), "status": "ok",
             "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
-            "frames": timing.get("frames"),
+            "frames": timing.get("frames"), "aspect": job.aspect,
+            "render": _render_label(job),
         }
         return manifest_row, reused
 
@@ -167,9 +217,11 @@ class AssetMaker:
               video: VideoOptions | None, path: Path) -> dict[str, Any]:
         """Compose, encode, mark and write one asset; returns its checks."""
         campaign, style = self.plan.campaign, self.style
+        logo = mirrored(style.logo) if style.logo and _direction(row) == "rtl" else style.logo
         cached = self.cache.get(row["job_key"])
         if cached is None:
-            raise AdgenError(f"render {row['job_key']} missing from the cache; run again")
+            raise AdgenError(f"render {row['job_key'][:12]} missing or unreadable in the cache; "
+                             "run again to render it again")
         captions = [Caption(r, t) for r, t in json.loads(row["captions"]).items()]
         if campaign.provenance.visible_label:
             captions.append(Caption("label", campaign.provenance.label))
@@ -185,11 +237,11 @@ class AssetMaker:
             if cached.frames:
                 clip = frames_to_video(
                     cached.load_frames(), round(cached.fps or video.fps), placement,
-                    subject_box=cached.subject_box, logo=style.logo, captions=captions,
+                    subject_box=cached.subject_box, logo=logo, captions=captions,
                     colors=style.colors, font=style.font, spec=settings)
             else:
                 clip = still_to_video(
-                    cached.load(), placement, subject_box=cached.subject_box, logo=style.logo,
+                    cached.load(), placement, subject_box=cached.subject_box, logo=logo,
                     captions=captions, colors=style.colors, font=style.font, spec=settings)
             atomic_write_bytes(path, clip.data)
             embed_mp4(path, prov)
@@ -198,7 +250,7 @@ class AssetMaker:
                                "frames": clip.frames}
         else:
             composed = compose(cached.load(), placement, subject_box=cached.subject_box,
-                               logo=style.logo, captions=captions, colors=style.colors,
+                               logo=logo, captions=captions, colors=style.colors,
                                font=style.font)
             budget = placement.max_bytes
             if budget is not None:
@@ -214,18 +266,52 @@ class AssetMaker:
         return checks
 
 
+def _render_label(job: RenderJob) -> str:
+    """How the asset's picture was made: ``native 576x1024``, ``extend 768x1368 from
+    <key8>``, or ``crop 1024x1024`` (one render for every placement)."""
+    size = f"{job.width}x{job.height}"
+    if job.source_key is not None:
+        return f"extend {size} from {job.source_key[:8]}"
+    return f"{'crop' if job.aspect == CROP else 'native'} {size}"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one-line reason a manifest row gives for a failed asset."""
+    if isinstance(exc, AdgenError):
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return f"internal error ({type(exc).__name__}: {exc}); please report it"
+
+
+def failed_row(row: Mapping[str, Any], campaign: CampaignSpec, spec: PlacementSpec,
+               reason: str) -> dict[str, Any]:
+    """The manifest row of an asset that could not be made: no file, ``status: failed: …``."""
+    placement = spec.resolve()
+    creative = next(c for c in campaign.creatives if c.id == row["creative_id"])
+    return {**_variant_fields(row, campaign), "placement": placement.name,
+            "width": placement.width, "height": placement.height,
+            "format": "mp4" if creative.kind == "video" else spec.format, "path": "",
+            "bytes": 0, "sha256": "", "created_at": "", "asset_key": "", "checks": "{}",
+            "status": f"failed: {reason}", "aspect": "", "render": ""}
+
+
 def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
     """One manifest row per variant the guardrails refused (no file: ``path`` is empty)."""
     rows = plan.variants[plan.variants["blocked"] != ""]
     return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
              "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
-             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}"}
+             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}",
+             "aspect": "", "render": ""}
             for row in rows.to_dict("records")]
 
 
 _VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index",
                    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions",
-                   "job_key")
+                   "locale", "job_key")
+
+
+def _direction(row: Mapping[str, Any]) -> str:
+    """``rtl`` for a variant in a right-to-left locale (its layout is mirrored), else ``ltr``."""
+    return "rtl" if is_rtl(str(row.get("locale") or "en")) else "ltr"
 
 
 def _variant_fields(row: Mapping[Any, Any], campaign: CampaignSpec) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from adgen.analysis import (
 from adgen.assignment import RefreshState, arm_list
 from adgen.audience import AudienceSource
 from adgen.errors import ResultsError
+from adgen.lock import output_lock
 from adgen.pipeline import Progress, RunResult, run_with_state
 from adgen.spec import CampaignSpec
 
@@ -49,13 +50,19 @@ def analyze(
 ) -> Analysis:
     """Analyse experiment results against a campaign's last run: ``target`` is the campaign
     or its output folder (whose ``run.json`` holds the experiment settings of that run)."""
+    out_dir = target.output_dir if isinstance(target, CampaignSpec) else Path(target)
+    with output_lock(out_dir, "analyze", create=False):
+        return _analyze(target, out_dir, results)
+
+
+def _analyze(
+    target: CampaignSpec | str | Path, out_dir: Path, results: str | Path | pd.DataFrame,
+) -> Analysis:
     if isinstance(target, CampaignSpec):
-        out_dir = target.output_dir
         state = RefreshState.load(out_dir)
         settings = {"weights": state.weights or target.experiment.weights,
                     "holdout": target.experiment.holdout, **target.refresh.model_dump()}
     else:
-        out_dir = Path(target)
         state = RefreshState.load(out_dir)
         settings = _run_settings(out_dir)
     if state.unfinished:
@@ -121,7 +128,16 @@ def refresh(
     audience: AudienceSource | None = None, progress: Progress | None = None,
 ) -> RefreshResult:
     """Retire losers, re-weight, render replacements and re-assign. See the module doc. After
-    an interrupted refresh, finishes that one (its decision stands) instead of deciding anew."""
+    an interrupted refresh, finishes that one (its decision stands) instead of deciding anew.
+    Holds the output folder's lock (:func:`adgen.lock.output_lock`) throughout."""
+    with output_lock(campaign.output_dir, "refresh"):
+        return _refresh(campaign, results, audience=audience, progress=progress)
+
+
+def _refresh(
+    campaign: CampaignSpec, results: str | Path | pd.DataFrame, *,
+    audience: AudienceSource | None = None, progress: Progress | None = None,
+) -> RefreshResult:
     out_dir = campaign.output_dir
     state = RefreshState.load(out_dir)
     analysis = None

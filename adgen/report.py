@@ -37,6 +37,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from adgen.errors import AssetError, ResultsError
+from adgen.lock import output_lock
 from adgen.store import atomic_write_bytes, atomic_write_text, read_safe_csv, unguard
 
 REPORT_NAME = "review.html"
@@ -52,8 +53,14 @@ _MIME = {"mp4": "video/mp4", "m4v": "video/mp4", "mov": "video/quicktime", "webm
 
 def write_report(out_dir: Path, *, title: str | None = None, thumb_size: int = 320) -> Path:
     """Write ``out_dir/review.html`` (and missing thumbnails under ``out_dir/thumbs/``) and
-    return its path. ``thumb_size`` is the longest side of a thumbnail in pixels."""
+    return its path. ``thumb_size`` is the longest side of a thumbnail in pixels. Holds the
+    folder's lock (:func:`adgen.lock.output_lock`)."""
     out_dir = Path(out_dir)
+    with output_lock(out_dir, "report", create=False):
+        return _write_report(out_dir, title, thumb_size)
+
+
+def _write_report(out_dir: Path, title: str | None, thumb_size: int) -> Path:
     if thumb_size < 16:
         raise AssetError(f"thumb_size {thumb_size} is too small: use at least 16 pixels")
     # 1. read what the run (and the analysis, if any) wrote
@@ -97,7 +104,7 @@ def read_manifest(out_dir: Path) -> pd.DataFrame:
     defaults = {"campaign": "", "segment": "{}", "variant_index": "", "seed": "", "prompt": "",
                 "negative_prompt": "", "captions": "{}", "renderer": "", "model": "",
                 "width": "", "height": "", "format": "", "bytes": "", "sha256": "",
-                "asset_key": "", "checks": "{}", "created_at": ""}
+                "asset_key": "", "checks": "{}", "created_at": "", "status": "ok"}
     for column, value in defaults.items():
         if column not in frame.columns:
             frame[column] = value
@@ -213,6 +220,9 @@ def _make_thumbs(out_dir: Path, manifest: pd.DataFrame, size: int) -> list[_Thum
 
 
 def _thumb(out_dir: Path, row: dict[str, Any], size: int) -> _Thumb:
+    status = str(row.get("status") or "ok")
+    if status != "ok":  # failed or blocked: no file, the card says why
+        return _Thumb(problem=status)
     source = _asset_path(out_dir, str(row["path"]))
     if source is None:
         return _Thumb(problem="invalid path in the manifest")
@@ -583,11 +593,15 @@ class _Page:
         values = _parse_json(checks)
         if not isinstance(values, dict):
             return ""
+        notes = []
         omitted = values.get("omitted")
-        if not omitted:
-            return ""
-        names = omitted if isinstance(omitted, list) else [omitted]
-        return f'<span class="check">{_e("omitted: " + ", ".join(map(str, names)))}</span>'
+        if omitted:
+            names = omitted if isinstance(omitted, list) else [omitted]
+            notes.append("omitted: " + ", ".join(map(str, names)))
+        violations = values.get("violations")
+        if isinstance(violations, list):
+            notes += [str(v) for v in violations]
+        return "".join(f'<span class="check">{_e(note)}</span>' for note in notes)
 
 
 _CSS = """
