@@ -34,7 +34,7 @@ from adgen.lock import output_lock
 from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.preflight import preflight
 from adgen.quality import QualityStep
-from adgen.renderers import create_renderer
+from adgen.renderers import backend_batch_size, create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
@@ -262,7 +262,7 @@ def render_jobs(
     one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``)."""
     if not jobs:
         return
-    batch_size = int(campaign.renderer.options.get("batch_size", 4))
+    batch_size = backend_batch_size(campaign.renderer.options)
     backend = campaign.backend
     if backend.name == "ray":
         from adgen.backends.ray import PoolOptions, WorkerStats, render_ray
