@@ -39,6 +39,8 @@ from adgen.store import RenderCache, atomic_write_bytes, no_links
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
+QualityOf = Callable[[str], "dict[str, Any] | None"]
+"""The quality gate's record of a job's render, by job key (:mod:`adgen.quality`)."""
 
 POST_VERSION = "post/v4"
 """Bump when post-processing changes its output, so cached assets are redone."""
@@ -48,7 +50,8 @@ MANIFEST_COLUMNS = [
     "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
     "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
     "sha256", "created_at",
-    "asset_key", "checks", "status", "duration_s", "fps", "frames", "aspect", "render",
+    "asset_key", "checks", "quality", "status", "duration_s", "fps", "frames", "aspect",
+    "render",
 ]
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
@@ -88,8 +91,10 @@ class AssetMaker:
 
     def __init__(self, plan: Plan, cache: RenderCache, style: BrandStyle,
                  progress: Progress | None,
-                 failing: Mapping[tuple[str, int], str] | None = None) -> None:
+                 failing: Mapping[tuple[str, int], str] | None = None, *,
+                 quality: QualityOf | None = None) -> None:
         self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
+        self.quality: QualityOf = quality or (lambda key: None)
         self.failing = dict(failing or {})  # (variant_id, placement index) -> why, known before
         # each render's placements: (variant row, placement index) by job key
         self.by_job: dict[str, list[tuple[dict[str, Any], int]]] = {}
@@ -128,7 +133,9 @@ class AssetMaker:
                 future = self.pool.submit(self._one, row, spec, job_key)
             else:
                 future = Future()
-                future.set_result((failed_row(row, self.plan.campaign, spec, reason), False))
+                failed = failed_row(row, self.plan.campaign, spec, reason)
+                failed["quality"] = _quality_json(self.quality(job_key) or {})
+                future.set_result((failed, False))
             future.add_done_callback(self._tick)
             self.futures[(row["variant_id"], index)] = future
 
@@ -170,12 +177,15 @@ class AssetMaker:
                ) -> tuple[dict[str, Any], bool]:
         campaign, style = self.plan.campaign, self.style
         job = self.plan.jobs[job_key]
-        row = {**row, "job_key": job_key, "seed": job.seed}
+        quality = self.quality(job_key) or {}
+        seed = quality.get("seed", job.seed)  # a render the quality gate retried kept a later seed
+        row = {**row, "job_key": job_key, "seed": seed}
         placement = spec.resolve()
         creative = self.creatives[row["creative_id"]]
         video = creative.video if creative.kind == "video" else None
         fmt = "mp4" if video else spec.format
-        asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
+        render_id = job_key if seed == job.seed else (job_key, seed)
+        asset_key = stable_hash(POST_VERSION, render_id, row["captions"], style.key,
                                 _direction(row),
                                 placement.name, placement.size, placement.safe.box(1000, 1000),
                                 fmt, placement.max_bytes, spec.max_duration, row["variant_id"],
@@ -206,7 +216,8 @@ class AssetMaker:
             "width": placement.width, "height": placement.height, "format": fmt,
             "path": rel.as_posix(), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": _mtime(path), "asset_key": asset_key,
-            "checks": json.dumps(checks, default=str, sort_keys=True), "status": "ok",
+            "checks": json.dumps(checks, default=str, sort_keys=True),
+            "quality": _quality_json(quality), "status": "ok",
             "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
             "frames": timing.get("frames"), "aspect": job.aspect,
             "render": _render_label(job),
@@ -291,7 +302,7 @@ def failed_row(row: Mapping[str, Any], campaign: CampaignSpec, spec: PlacementSp
             "width": placement.width, "height": placement.height,
             "format": "mp4" if creative.kind == "video" else spec.format, "path": "",
             "bytes": 0, "sha256": "", "created_at": "", "asset_key": "", "checks": "{}",
-            "status": f"failed: {reason}", "aspect": "", "render": ""}
+            "quality": "{}", "status": f"failed: {reason}", "aspect": "", "render": ""}
 
 
 def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -299,9 +310,16 @@ def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
     rows = plan.variants[plan.variants["blocked"] != ""]
     return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
              "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
-             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}",
+             "asset_key": "", "checks": "{}", "quality": "{}",
+             "status": f"blocked: {row['blocked']}",
              "aspect": "", "render": ""}
             for row in rows.to_dict("records")]
+
+
+def _quality_json(record: Mapping[str, Any]) -> str:
+    """The manifest's ``quality`` cell: scores, the seed kept, the seeds rejected and why."""
+    keep = ("scores", "seed", "rejected", "phash")
+    return json.dumps({k: record[k] for k in keep if k in record}, sort_keys=True)
 
 
 _VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index",

@@ -33,6 +33,7 @@ from adgen.jobs import RenderJob
 from adgen.lock import output_lock
 from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.preflight import preflight
+from adgen.quality import QualityStep
 from adgen.renderers import backend_batch_size, create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
@@ -172,27 +173,47 @@ def _run_locked(
     cache = RenderCache(out_dir / CACHE_DIR)
     # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as its
     #    render is in the cache
-    post = AssetMaker(plan, cache, style, progress, checked.failing)
+    # the quality gate scores every render; only the ones it releases are post-processed
+    gate = QualityStep(plan, cache)
+    stale = {key for key in plan.cached if gate.stale(key)}
+    post = AssetMaker(plan, cache, style, progress, checked.failing, quality=gate.record)
     failed: dict[str, str] = {}
-    todo = [job for job in plan.to_render if post.needs_render(job.key)]
+    todo = [job for job in plan.to_render + [plan.jobs[key] for key in sorted(stale)]
+            if post.needs_render(job.key)]
     rendered = 0
+
+    def release(key: str) -> None:
+        if key in failed:
+            post.submit(key, render_error=failed[key])
+        else:
+            post.submit(key)
 
     def on_rendered(result: Rendered) -> None:
         nonlocal rendered
         rendered += 1
+        ready = gate.arrived(result)  # first: it records the seeds a failed job tried
         if result.error is not None:
             failed[result.job_key] = result.error
-        post.submit(result.job_key, render_error=result.error)
+            post.submit(result.job_key, render_error=result.error)
+        for key in ready:
+            release(key)
         if progress:
             progress("render", rendered, len(todo))
 
+    def render(make: Callable[[], Renderer], jobs: list[RenderJob],
+               done: Callable[[Rendered], None]) -> None:
+        render_jobs(campaign, make, jobs, cache, done, progress)
+
     spec = campaign.renderer
-    factory = make_renderer or functools.partial(
-        create_renderer, spec.name, spec.model, **spec.options)
+    factory = gate.wrap(make_renderer or functools.partial(
+        create_renderer, spec.name, spec.model, **spec.options))
     with post:
         for key in plan.jobs:
+            if key in stale and post.needs_render(key):
+                continue
             if key in plan.cached or not post.needs_render(key):
-                post.submit(key)
+                for ready in gate.arrived(Rendered(key, None)):
+                    post.submit(ready)
         # extend jobs outpaint other renders: those go first, and a failed one fails them
         later = [job for job in todo if job.source_key is not None]
         render_jobs(campaign, factory, todo[:len(todo) - len(later)], cache, on_rendered,
@@ -203,6 +224,7 @@ def _run_locked(
                                                           f"{failed[job.source_key]}"))
         render_jobs(campaign, factory, [j for j in later if j.source_key not in failed], cache,
                     on_rendered, progress)
+        gate.retry_twins(render, release, failed)
         rows = post.results()
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write: manifest, assignments, run.json and the review sheet, always
@@ -221,7 +243,8 @@ def _run_locked(
     }
     atomic_write_text(out_dir / "run.json", json.dumps(
         {**result.summary(), "failed": failed, "failures": result.failure_reasons(),
-         "blocked": plan.blocked, "products_left_out": plan.products_left_out, **settings,
+         "blocked": plan.blocked, "products_left_out": plan.products_left_out,
+         "quality": gate.summary(), **settings,
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(out_dir, title=campaign.name)

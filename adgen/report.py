@@ -104,7 +104,8 @@ def read_manifest(out_dir: Path) -> pd.DataFrame:
     defaults = {"campaign": "", "segment": "{}", "variant_index": "", "seed": "", "prompt": "",
                 "negative_prompt": "", "captions": "{}", "renderer": "", "model": "",
                 "width": "", "height": "", "format": "", "bytes": "", "sha256": "",
-                "asset_key": "", "checks": "{}", "created_at": "", "status": "ok"}
+                "asset_key": "", "checks": "{}", "quality": "{}", "created_at": "",
+                "status": "ok"}
     for column, value in defaults.items():
         if column not in frame.columns:
             frame[column] = value
@@ -387,7 +388,7 @@ class _Page:
             f"{self._analysis_section()}{body}</main>\n"
             "<footer>Made with adgen. The pictures on this page were generated with AI: "
             "review them before publishing.</footer>\n"
-            f"<script nonce=\"{self.nonce}\">{_JS}</script>\n</body>\n</html>\n"
+            f"<script nonce=\"{self.nonce}\">{_script()}</script>\n</body>\n</html>\n"
         )
 
     # header and filters
@@ -400,7 +401,8 @@ class _Page:
         if self.extras.per_segment is not None:
             facts.append(f"{sum(self.extras.per_segment.values()):,} customers")
         stamp = self.extras.finished_at or datetime.now(tz=UTC).isoformat(timespec="seconds")
-        problems = sum(1 for t in self.thumbs if t.problem)
+        problems = sum(1 for t, path in zip(self.thumbs, self.manifest["path"], strict=True)
+                       if t.problem and str(path))
         notes = [f"{problems} asset{'s' * (problems != 1)} could not be shown (see the cards "
                  "marked in red)"] if problems else []
         notes += list(self.extras.warnings)
@@ -427,6 +429,14 @@ class _Page:
             f"{seg_options}</select></label>"
             '<label>Placement <select id="placement-filter"><option value="">All placements'
             f"</option>{place_options}</select></label>"
+            '<label>Quality <select id="quality-filter"><option value="">All variants</option>'
+            '<option value="passed">Passed first time</option>'
+            '<option value="retried">Retried</option>'
+            '<option value="rejected">Rejected</option></select></label>'
+            '<label>Sort <select id="quality-sort"><option value="">Plan order</option>'
+            + "".join(f'<option value="{key}">{_e(label)}</option>'
+                      for key, (label, _) in _SORTS.items())
+            + "</select></label>"
             f'<span id="visible-count" class="count">{len(self.manifest)} assets</span></nav>\n'
         )
 
@@ -523,13 +533,17 @@ class _Page:
         dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
         figures = "".join(self._asset(int(i), row)
                           for i, row in zip(rows.index, _records(rows), strict=True))
+        quality = _Quality.of(first)
         return (
-            f'<article class="variant verdict-{verdict}" data-variant="{_e(variant_id)}">'
-            f'<div class="info"><div class="title"><h4>{_e(index)}</h4>{badge}</div>'
+            f'<article class="variant verdict-{verdict}" '
+            f'data-variant="{_e(variant_id)}" data-quality="{quality.state}"'
+            f"{quality.data_attributes()}>"
+            f'<div class="info"><div class="title"><h4>{_e(index)}</h4>{badge}'
+            f"{quality.badge()}</div>"
             f"{self._captions(first['captions'])}"
             f'<dl class="facts">{dl}</dl>'
             f"{self._prompt(first['prompt'], first['negative_prompt'])}"
-            f"{self._metrics(metrics)}</div>"
+            f"{quality.panel()}{self._metrics(metrics)}</div>"
             f'<div class="placements">{figures}</div></article>'
         )
 
@@ -602,6 +616,79 @@ class _Page:
         if isinstance(violations, list):
             notes += [str(v) for v in violations]
         return "".join(f'<span class="check">{_e(note)}</span>' for note in notes)
+
+
+_SORTS: dict[str, tuple[str, str]] = {
+    "alignment": ("Prompt alignment, lowest first", "asc"),
+    "unsafe": ("Safety score, highest first", "desc"),
+    "text_area": ("Text in the scene, most first", "desc"),
+    "sharpness": ("Sharpness, lowest first", "asc"),
+    "contrast": ("Contrast, lowest first", "asc"),
+    "retries": ("Seeds rejected, most first", "desc"),
+}
+"""Sort keys of the toolbar: the quality score, its label, and which end is worst."""
+
+_SCORE_LABELS = {"alignment": "Alignment", "unsafe": "Safety", "text_area": "Text",
+                 "sharpness": "Sharpness", "brightness": "Brightness", "contrast": "Contrast"}
+
+
+@dataclass(frozen=True)
+class _Quality:
+    """A variant's quality record from the manifest: scores, seeds rejected, passed or not."""
+
+    scores: dict[str, float]
+    rejected: list[dict[str, Any]]
+    state: str  # passed, retried, rejected or unchecked
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> _Quality:
+        record = _parse_json(row.get("quality"))
+        record = record if isinstance(record, dict) else {}
+        scores = {str(k): n for k, v in (record.get("scores") or {}).items()
+                  if (n := _number(v)) is not None}
+        rejected = [r for r in record.get("rejected") or [] if isinstance(r, dict)]
+        if str(row.get("status", "ok")).startswith("failed"):
+            state = "rejected"
+        elif rejected:
+            state = "retried"
+        else:
+            state = "passed" if scores else "unchecked"
+        return cls(scores, rejected, state)
+
+    def data_attributes(self) -> str:
+        values = {**self.scores, "retries": float(len(self.rejected))}
+        return "".join(f' data-q-{key.replace("_", "-")}="{values[key]:.6g}"'
+                       for key in _SORTS if key in values)
+
+    def badge(self) -> str:
+        if self.state == "rejected":
+            return '<span class="badge rejected">rejected</span>'
+        if self.state == "retried":
+            count = len(self.rejected)
+            return (f'<span class="badge retried">retried · {count} seed'
+                    f'{"s" * (count != 1)} rejected</span>')
+        return ""
+
+    def panel(self) -> str:
+        if self.state == "unchecked":
+            return ""
+        cells = "".join(
+            f"<div><dt>{_e(label)}</dt><dd>{_e(self._format(key, self.scores[key]))}</dd></div>"
+            for key, label in _SCORE_LABELS.items() if key in self.scores)
+        seeds = "".join(
+            f"<li><code>{_e(r.get('seed'))}</code> "
+            f"{_e(', '.join(map(str, r.get('reasons') or [])))}</li>" for r in self.rejected)
+        rejected = (f'<div class="rejections"><b>Seeds rejected</b><ul>{seeds}</ul></div>'
+                    if seeds else "")
+        return f'<div class="quality"><dl class="scores">{cells}</dl>{rejected}</div>'
+
+    @staticmethod
+    def _format(key: str, value: float) -> str:
+        if key == "text_area":
+            return f"{value:.2%}"
+        if key == "sharpness":
+            return f"{value:.4f}"
+        return f"{value:.3f}"
 
 
 _CSS = """
@@ -678,6 +765,16 @@ min-width:160px;text-align:center;align-self:stretch}
 figcaption{display:flex;flex-wrap:wrap;gap:2px 8px;font-size:12px;color:var(--muted)}
 figcaption b{color:var(--ink)}
 .check{color:var(--lose)}
+.badge.rejected{background:var(--lose-bg);color:var(--lose)}
+.badge.retried{background:#fff4e0;color:#8a5300}
+article[data-quality="rejected"]{border-color:#f0b3ad;background:#fffafa}
+.quality{margin-top:10px;font-size:12px}
+dl.scores{display:grid;grid-template-columns:repeat(auto-fill,minmax(78px,1fr));gap:6px;margin:0}
+dl.scores div{background:var(--gray-bg);border-radius:8px;padding:4px 8px}
+dl.scores dt{color:var(--muted);font-size:11px}
+dl.scores dd{margin:0;font-weight:600}
+.rejections{margin-top:8px;color:#8a5300}
+.rejections ul{margin:4px 0 0;padding-left:18px}
 .analysis-body{display:grid;grid-template-columns:minmax(0,1fr);gap:16px;margin-top:12px}
 img.plot{max-width:min(100%,760px);height:auto;background:#fff;border:1px solid var(--line);
 border-radius:12px}
@@ -717,8 +814,48 @@ _JS = """
     count.textContent = shown === figures.length
       ? figures.length + ' assets' : shown + ' of ' + figures.length + ' assets';
   };
-  segment.addEventListener('change', apply);
-  placement.addEventListener('change', apply);
-  apply();
+  const quality = document.getElementById('quality-filter');
+  const sort = document.getElementById('quality-sort');
+  const worst = {SORTS};
+  const original = new Map();
+  document.querySelectorAll('article.variant').forEach((card, i) => original.set(card, i));
+  const order = () => {
+    const key = sort.value;
+    const camel = key.replace(/_([a-z])/g, (m, c) => c.toUpperCase());
+    const attr = 'q' + camel.charAt(0).toUpperCase() + camel.slice(1);
+    document.querySelectorAll('div.creative').forEach((group) => {
+      const cards = Array.from(group.querySelectorAll(':scope > article.variant'));
+      const value = (card) => {
+        const v = parseFloat(card.dataset[attr]);
+        if (Number.isNaN(v)) return Infinity;
+        return worst[key] === 'desc' ? -v : v;
+      };
+      cards.sort((a, b) => key === '' ? original.get(a) - original.get(b)
+        : (value(a) - value(b)) || (original.get(a) - original.get(b)));
+      cards.forEach((card) => group.appendChild(card));
+    });
+  };
+  const filterQuality = () => {
+    const q = quality.value;
+    document.querySelectorAll('article.variant').forEach((card) => {
+      if (q !== '' && card.dataset.quality !== q) card.hidden = true;
+    });
+  };
+  const update = () => { apply(); filterQuality(); order(); recount(); };
+  const recount = () => {
+    const shown = figures.filter((fig) => !fig.hidden && !fig.closest('[hidden]')).length;
+    count.textContent = shown === figures.length
+      ? figures.length + ' assets' : shown + ' of ' + figures.length + ' assets';
+  };
+  segment.addEventListener('change', update);
+  placement.addEventListener('change', update);
+  quality.addEventListener('change', update);
+  sort.addEventListener('change', update);
+  update();
 })();
 """
+
+
+def _script() -> str:
+    worst = json.dumps({key: end for key, (_, end) in _SORTS.items()})
+    return _JS.replace("{SORTS}", worst)

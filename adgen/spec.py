@@ -362,6 +362,29 @@ class GuardrailSpec(_Model):
     min_contrast: float = Field(4.5, ge=1.0, le=21.0)
 
 
+class QualitySpec(_Model):
+    """The quality gate run on every render (see :mod:`adgen.quality`). A threshold set to
+    ``null`` turns its check off; ``safety`` and ``text`` default to ``auto``: on for the
+    generative renderers (diffusers, diffusers-video), off for the offline one. A render that
+    fails a check is rendered again with the next seed, up to ``retries`` times."""
+
+    enabled: bool = True
+    retries: int = Field(2, ge=0, le=20)
+    clip_model: str | None = None
+    min_alignment: float | None = Field(0.2, ge=-1.0, le=1.0)
+    safety: bool | Literal["auto"] = "auto"
+    safety_model: str = "CompVis/stable-diffusion-safety-checker"
+    max_unsafe: float = Field(0.0, ge=-1.0, le=1.0)
+    text: bool | Literal["auto"] = "auto"
+    max_text_area: float = Field(0.002, ge=0.0, le=1.0)
+    max_duplicate_distance: int | None = Field(6, ge=0, le=63)
+    min_brightness: float | None = Field(0.04, ge=0.0, le=1.0)
+    max_brightness: float | None = Field(0.96, ge=0.0, le=1.0)
+    min_contrast: float | None = Field(0.03, ge=0.0, le=1.0)
+    min_sharpness: float | None = Field(0.0002, ge=0.0)
+    device: str | None = None
+
+
 META_CTA_TYPES = (
     "SHOP_NOW", "LEARN_MORE", "SIGN_UP", "BOOK_NOW", "BUY_NOW", "GET_OFFER", "ORDER_NOW",
     "CONTACT_US", "DOWNLOAD", "SUBSCRIBE", "APPLY_NOW", "GET_QUOTE", "SEE_MORE", "WATCH_MORE",
@@ -446,6 +469,7 @@ class CampaignSpec(_Model):
     export: ExportSpec = Field(default_factory=ExportSpec)
     catalog: CatalogSpec | None = None
     locale: LocaleSpec = Field(default_factory=LocaleSpec)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
     report: bool = Field(True, description="write review.html after each run")
     source: Path | None = Field(None, description="the YAML file this spec was loaded from")
 

@@ -114,9 +114,11 @@ def encode_render(result: Rendered) -> tuple[bytes, dict[str, Any]]:
         strip = Image.new("RGB", (width, height * len(frames)))
         for index, frame in enumerate(frames):
             strip.paste(frame.convert("RGB"), (0, index * height))
-    info = {"subject_box": list(result.subject_box) if result.subject_box else None,
+    info: dict[str, Any] = {"subject_box": list(result.subject_box) if result.subject_box else None,
             "composite": result.composite, "frames": len(frames) if result.frames else 0,
             "fps": result.fps}
+    if result.quality is not None:
+        info["quality"] = result.quality
     return encode_png(strip), info
 
 
@@ -139,6 +141,7 @@ class CachedRender:
     composite: bool
     frames: int = 0
     fps: float | None = None
+    quality: dict[str, Any] | None = None
 
     def load(self) -> Image.Image:
         """The still, or a clip's first frame."""
@@ -186,7 +189,7 @@ class RenderCache:
             box = info.get("subject_box")
             entry = CachedRender(image, tuple(box) if box else None,
                                  bool(info.get("composite")), int(info.get("frames") or 0),
-                                 info.get("fps"))
+                                 info.get("fps"), info.get("quality"))
             with Image.open(image) as picture:
                 picture.verify()  # chunk CRCs and the end of the PNG: catches truncation
         except Exception:  # any decoding problem means: render it again
@@ -199,6 +202,21 @@ class RenderCache:
         for path in reversed(self._paths(key)):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+    def info(self, key: str) -> dict[str, Any] | None:
+        """What the renderer knew of a cached render (its JSON), or ``None`` when not cached."""
+        _, meta = self._paths(key)
+        try:
+            value = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def move(self, source: str, target: str, info: dict[str, Any]) -> None:
+        """Store ``source``'s picture under ``target`` with ``info``, then discard ``source``."""
+        image, _ = self._paths(source)
+        self.put_encoded(target, image.read_bytes(), info)
+        self.discard(source)
 
     def put(self, result: Rendered) -> None:
         """Store a successful render."""

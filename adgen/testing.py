@@ -14,6 +14,10 @@ Their pictures are noise, but they are exactly reproducible, which is what tests
     renderer = DiffusersVideoRenderer(str(folder), num_frames=4)
 
 and ``make_tiny_ltx_pipeline`` for LTX-Video, text-to-video or image-to-video.
+
+The quality gate's models come the same way: ``make_tiny_clip`` (a ``CLIPModel`` with its
+tokenizer and image processor) and ``make_tiny_safety_checker`` (diffusers'
+``StableDiffusionSafetyChecker``, whose concepts can be set to given pictures' embeddings).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import Any
 
 from adgen.archs import offline_tokenizer
 
-__all__ = ["make_tiny_animatediff_pipeline", "make_tiny_ltx_pipeline", "make_tiny_sd_pipeline"]
+__all__ = ["make_tiny_animatediff_pipeline", "make_tiny_clip", "make_tiny_ltx_pipeline",
+           "make_tiny_safety_checker", "make_tiny_sd_pipeline"]
 
 _MAX_TOKENS = 77
 
@@ -189,4 +194,73 @@ def make_tiny_ltx_pipeline(path: Path, *, image_to_video: bool = False, seed: in
     pipe: Any = cls(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
                     text_encoder=text_encoder, tokenizer=tokenizer)
     pipe.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def _tiny_clip_config(tokenizer: Any, vocab_size: int) -> Any:
+    from transformers import CLIPConfig
+
+    return CLIPConfig(
+        text_config={"bos_token_id": tokenizer.bos_token_id,
+                     "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id, "vocab_size": vocab_size,
+                     "hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
+                     "num_hidden_layers": 2, "max_position_embeddings": _MAX_TOKENS},
+        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 16,
+                       "intermediate_size": 32, "num_attention_heads": 2,
+                       "num_hidden_layers": 2},
+        projection_dim=8,
+    )
+
+
+def _tiny_image_processor() -> Any:
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+
+
+def make_tiny_clip(path: Path, *, seed: int = 0) -> Path:
+    """Build a tiny random ``CLIPModel`` (32 px pictures, 8-d embeddings) with its tokenizer
+    and image processor, saved as safetensors in ``path``; returns ``path``."""
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    path = Path(path)
+    tokenizer, vocab_size = _tiny_tokenizer()
+    torch.manual_seed(seed)
+    CLIPModel(_tiny_clip_config(tokenizer, vocab_size)).save_pretrained(
+        path, safe_serialization=True)
+    CLIPProcessor(image_processor=_tiny_image_processor(), tokenizer=tokenizer).save_pretrained(
+        path)
+    return path
+
+
+def make_tiny_safety_checker(path: Path, *, unsafe: list[Any] | None = None,
+                             seed: int = 0) -> Path:
+    """Build a tiny random ``StableDiffusionSafetyChecker`` saved in ``path``; returns it.
+
+    Its concepts are set to the embeddings of the ``unsafe`` pictures (PIL images) with a
+    threshold of 0.9, so those pictures and close copies score above 0 (unsafe) while
+    unrelated ones score below."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import (
+        StableDiffusionSafetyChecker,
+    )
+
+    path = Path(path)
+    tokenizer, vocab_size = _tiny_tokenizer()
+    torch.manual_seed(seed)
+    checker = StableDiffusionSafetyChecker(_tiny_clip_config(tokenizer, vocab_size)).eval()
+    processor = _tiny_image_processor()
+    with torch.no_grad():
+        checker.special_care_embeds.copy_(torch.randn_like(checker.special_care_embeds))
+        checker.concept_embeds.copy_(torch.randn_like(checker.concept_embeds))
+        if unsafe:
+            pixels = processor(images=unsafe, return_tensors="pt")["pixel_values"]
+            embeds = checker.visual_projection(checker.vision_model(pixels)[1])
+            checker.concept_embeds[: len(unsafe)] = embeds
+        checker.concept_embeds_weights.fill_(0.9)
+        checker.special_care_embeds_weights.fill_(1.0)
+    checker.save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)
     return path

@@ -70,6 +70,10 @@ def test_failed_jobs_are_reported_and_the_rest_is_written(campaign_file: Path) -
     assert set(result.failures["variant_id"]) == set(failed_variants["variant_id"])
     for path in ok["path"]:
         assert (result.out / path).is_file()
+    # each failed variant is one row, no file, with why (every seed the quality gate tried)
+    lost = result.manifest[result.manifest["status"] != "ok"]
+    assert set(lost["variant_id"]) == set(failed_variants["variant_id"])
+    assert (lost["path"] == "").all() and lost["status"].str.contains("NaN image").all()
     again = adgen.run(campaign, make_renderer=SeedRenderer)
     assert again.rendered == 8 and len(again.manifest) == 30
 

@@ -34,7 +34,7 @@ def test_campaign_renders_what_plain_diffusers_renders(
     campaign = adgen.load_campaign(campaign_file, overrides=[
         "renderer.name=diffusers", f"renderer.model={tiny}", "renderer.width=64",
         "renderer.height=64", "renderer.steps=2", "renderer.guidance=0", "variants=1",
-        "creatives.0.product=null", "placements=[300x250]",
+        "creatives.0.product=null", "placements=[300x250]", "quality.enabled=false",
     ])
     result = adgen.run(campaign)
     assert result.rendered == 5 and len(result.manifest) == 5
@@ -55,6 +55,7 @@ def test_product_scene_keeps_the_product_pixels(tiny: Path, campaign_file: Path)
     campaign = adgen.load_campaign(campaign_file, overrides=[
         "renderer.name=diffusers", f"renderer.model={tiny}", "renderer.width=64",
         "renderer.height=64", "renderer.steps=2", "variants=1", "placements=[300x250]",
+        "quality.enabled=false",
     ])
     result = adgen.run(campaign)
     cache = RenderCache(campaign.output_dir / ".cache")
@@ -76,7 +77,7 @@ def test_cli_renderer_and_model_override(tiny: Path, campaign_file: Path) -> Non
         [sys.executable, "-m", "adgen", "run", str(campaign_file), "--renderer", "diffusers",
          "--model", str(tiny), "--set", "renderer.width=64", "--set", "renderer.height=64",
          "--set", "renderer.steps=1", "--set", "variants=1", "--set", "placements=[300x250]",
-         "--set", "creatives.0.product=null"],
+         "--set", "creatives.0.product=null", "--set", "quality.enabled=false"],
         capture_output=True, text=True, cwd=REPO, timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )

@@ -67,7 +67,7 @@ def test_text_to_video_campaign_with_a_diffusers_video_model(
         "renderer.height=64", "renderer.steps=2", "renderer.guidance=0",
         "renderer.options={num_frames: 8, fps: 8}", "variants=1", "creatives.0.product=null",
         "creatives.0.kind=video", "creatives.0.video={duration: 1, fps: 8, end_card: 0}",
-        "placements=[240x240]",
+        "placements=[240x240]", "quality.enabled=false",
     ])
     result = adgen.run(campaign)
     assert result.rendered == 5 and set(result.manifest["format"]) == {"mp4"}

@@ -111,7 +111,7 @@ class _RenderWorker:
             elif result.error is None:
                 result.error = "renderer returned no image"
             records.append({"job_key": result.job_key, "png": png, "info": info,
-                            "error": result.error})
+                            "error": result.error, "quality": result.quality})
         return records
 
 
@@ -120,7 +120,8 @@ def _store(cache: RenderCache, record: dict[str, Any]) -> Rendered:
     result carries no image: the picture is in the cache."""
     if record["png"] is not None:
         cache.put_encoded(record["job_key"], record["png"], record["info"])
-    return Rendered(record["job_key"], None, error=record["error"])
+    return Rendered(record["job_key"], None, error=record["error"],
+                    quality=record.get("quality"))
 
 
 def render_ray(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -24,6 +24,7 @@ class Rendered:
     crops keep it in frame. ``composite`` is True when real pixels (a product photo) were
     composed into the generated scene (provenance: a composite source type).
     Video renderers also return ``frames`` (``image`` is then the first one) and their ``fps``.
+    ``quality`` is the quality gate's record of the render (:mod:`adgen.quality`), if gated.
     """
 
     job_key: str
@@ -33,6 +34,7 @@ class Rendered:
     error: str | None = None
     frames: list[Image.Image] | None = None
     fps: float | None = None
+    quality: dict[str, Any] | None = None
 
 
 @runtime_checkable
