@@ -170,7 +170,7 @@ def test_too_long_caption_error_names_role_length_placement_and_fix():
 
 def test_too_wide_word_error_names_the_word():
     with pytest.raises(PostProcessError, match="the word 'Donaudampfschifffahrt' alone is"):
-        t.fit_text("Donaudampfschifffahrt", (0, 0, 60, 60), t.TextStyle(min_size=12),
+        t.fit_text("Donaudampfschifffahrt", (0, 0, 8, 60), t.TextStyle(min_size=12),
                    role="cta", where="placement 'x'")
 
 

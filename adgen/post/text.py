@@ -8,8 +8,12 @@ it (Arabic shaping, right-to-left order); without it, right-to-left runs are rev
 their order is right.
 
 :func:`fit_text` finds, by binary search on the font size, the largest size at which the text,
-greedily word-wrapped, fits a box: every glyph's ink stays inside the box, or a
-:class:`~adgen.errors.PostProcessError` says which caption is too long and how to fix it.
+greedily word-wrapped, fits a box: every glyph's ink stays inside the box. When no size fits
+because a word is wider than the box, the search runs again with such words hyphenated (pyphen's
+dictionary for the caption's language, English rules by default) or, where the dictionary has no
+break that fits, broken between characters; ``TextBlock.hyphenated`` says so. Only when even that
+fails does a :class:`~adgen.errors.PostProcessError` say which caption is too long and how to fix
+it.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import ImageDraw, ImageFont, features
 
 from adgen.errors import AssetError, PostProcessError
+
+if TYPE_CHECKING:
+    import pyphen
 
 Box = tuple[int, int, int, int]
 
@@ -94,6 +101,8 @@ class TextBlock:
     ink: Box
     rtl: bool = False
     faces: list[Face] = field(default_factory=list)
+    hyphenated: bool = False
+    """A word too wide for the box was broken over lines (with a hyphen)."""
 
 
 # -- fonts -----------------------------------------------------------------------------------
@@ -268,18 +277,87 @@ def _tokens(paragraph: str) -> list[tuple[str, str]]:
     return out
 
 
-def wrap(text: str, chain: tuple[Face, ...], size: int, width: float) -> list[str] | None:
-    """Greedy word wrap of ``text`` (explicit newlines kept) into lines no wider than ``width``
-    at ``size`` px; None when a single word is wider than ``width``."""
+HYPHEN = "-"
+
+
+@lru_cache(maxsize=32)
+def _dictionary(lang: str) -> pyphen.Pyphen | None:
+    """pyphen's hyphenation dictionary for a locale (``de_DE``, ``de``, ``en``), falling back
+    to English rules for languages pyphen lacks; None for scripts without hyphenation."""
+    import pyphen
+
+    if _is_cjk_locale(lang):
+        return None
+    name = pyphen.language_fallback(lang.replace("-", "_")) or "en_US"
+    return pyphen.Pyphen(lang=name)
+
+
+def _is_cjk_locale(lang: str) -> bool:
+    return lang.replace("-", "_").split("_")[0].lower() in ("ja", "zh", "ko")
+
+
+def _break_word(word: str, chain: tuple[Face, ...], size: int, first: float, width: float,
+                lang: str) -> list[str] | None:
+    """``word`` cut into pieces, each but the last ending in a hyphen, the first no wider than
+    ``first`` and the others than ``width``: at the dictionary's last hyphenation point that
+    fits when it fills most of the line, else between characters (never inside a combining
+    sequence). None when not even one character and a hyphen fit."""
+    dictionary = _dictionary(lang)
+    points = set(dictionary.positions(word)) if dictionary is not None else set()
+    chars = {i for i in range(1, len(word))
+             if unicodedata.category(word[i])[0] != "M" and not _ignorable(word[i])}
+    pieces: list[str] = []
+    start, limit = 0, first
+    while measure(word[start:], chain, size) > limit:
+        def fits(end: int) -> bool:
+            return measure(word[start:end] + HYPHEN, chain, size) <= limit  # noqa: B023
+
+        candidates = [i for i in sorted(chars) if i > start]
+        dict_ok = [i for i in candidates if i in points and fits(i)]
+        char_ok = [i for i in candidates if fits(i)]
+        end = max(char_ok) if char_ok else None
+        if dict_ok and end is not None and max(dict_ok) - start >= 0.6 * (end - start):
+            end = max(dict_ok)  # a dictionary break, unless it leaves the line half empty
+        if end is None:
+            if pieces or limit == width:
+                return None
+            pieces.append("")  # nothing fits on the current line: start on the next one
+            limit = width
+            continue
+        pieces.append(word[start:end] + HYPHEN)
+        start, limit = end, width
+    pieces.append(word[start:])
+    return pieces
+
+
+def _wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None
+          ) -> tuple[list[str], bool] | None:
+    """Lines, and whether a word was broken; see :func:`wrap`."""
     lines: list[str] = []
+    broke = False
     space = measure(" ", chain, size)
     for paragraph in text.split("\n"):
         line, line_width = "", 0.0
         for separator, piece in _tokens(paragraph):
             piece_width = measure(piece, chain, size)
-            if piece_width > width:
-                return None
             gap = space if separator and line else 0.0
+            if piece_width > width:
+                if lang is None:
+                    return None
+                room = width - line_width - gap if line else width
+                pieces = _break_word(piece, chain, size, room, width, lang)
+                if pieces is None:
+                    return None
+                broke = True
+                head, *rest = pieces
+                if head:
+                    line = f"{line}{separator if line else ''}{head}"
+                if line:
+                    lines.append(line)
+                lines.extend(rest[:-1])
+                line = rest[-1]
+                line_width = measure(line, chain, size)
+                continue
             if line and line_width + gap + piece_width > width:
                 lines.append(line)
                 line, line_width = piece, piece_width
@@ -288,14 +366,24 @@ def wrap(text: str, chain: tuple[Face, ...], size: int, width: float) -> list[st
                 line_width += gap + piece_width
         if line:
             lines.append(line)
-    return lines
+    return lines, broke
 
 
-def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float
-                  ) -> list[str] | None:
+def wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None = None
+         ) -> list[str] | None:
+    """Greedy word wrap of ``text`` (explicit newlines kept) into lines no wider than ``width``
+    at ``size`` px. A single word wider than ``width`` makes it None, unless ``lang`` (a locale
+    such as ``de_DE``) is given: then the word is hyphenated (see :func:`_break_word`)."""
+    result = _wrap(text, chain, size, width, lang)
+    return None if result is None else result[0]
+
+
+def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float,
+                  lang: str | None = None) -> list[str] | None:
     """:func:`wrap`, then the narrowest width that keeps the same number of lines, so lines
-    come out even ("Summer hydration, / zero plastic" rather than a lone last word)."""
-    lines = wrap(text, chain, size, width)
+    come out even ("Summer hydration, / zero plastic" rather than a lone last word). Text
+    with a hyphenated word is not evened out (it fills the box)."""
+    lines = wrap(text, chain, size, width, lang)
     if lines is None or len(lines) < 2:
         return lines
     low, high = int(widest_word(text, chain, size)[1]) + 1, int(width)
@@ -306,7 +394,7 @@ def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float
             high = mid
         else:
             low = mid + 1
-    return wrap(text, chain, size, high) or lines
+    return wrap(text, chain, size, high, lang) or lines
 
 
 def widest_word(text: str, chain: tuple[Face, ...], size: int) -> tuple[str, float]:
@@ -327,16 +415,17 @@ def _metrics(faces: list[Face], size: int) -> tuple[int, int]:
     return ascent, descent
 
 
-def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextStyle
-           ) -> TextBlock | None:
+def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextStyle,
+           lang: str | None = None) -> TextBlock | None:
     """Set ``text`` at ``size`` px inside ``box``; None when it does not fit (too wide, too
-    many lines, too tall, or any glyph's ink outside the box)."""
+    many lines, too tall, or any glyph's ink outside the box). With ``lang``, words wider
+    than the box are hyphenated (see :func:`wrap`)."""
     pad_x, pad_y = round(style.pad_em[0] * size), round(style.pad_em[1] * size)
     inner = (box[0] + pad_x, box[1] + pad_y, box[2] - pad_x, box[3] - pad_y)
     width, height = inner[2] - inner[0], inner[3] - inner[1]
     if width <= 0 or height <= 0:
         return None
-    lines = balanced_wrap(text, chain, size, width)
+    lines = balanced_wrap(text, chain, size, width, lang)
     if not lines or (style.max_lines is not None and len(lines) > style.max_lines):
         return None
     line_runs = [split_runs(line, chain) for line in lines]
@@ -385,7 +474,9 @@ def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextS
     if ink[0] < inner[0] or ink[1] < inner[1] or ink[2] > inner[2] or ink[3] > inner[3]:
         return None
     frame = (left_edge - pad_x, top - pad_y, right_edge + pad_x, top + block_height + pad_y)
-    return TextBlock(placed, size, len(lines), frame, (ink[0], ink[1], ink[2], ink[3]), rtl, faces)
+    hyphenated = lang is not None and wrap(text, chain, size, width) is None
+    return TextBlock(placed, size, len(lines), frame, (ink[0], ink[1], ink[2], ink[3]), rtl, faces,
+                     hyphenated)
 
 
 def _grow(acc: list[int], box: Box) -> None:
@@ -405,10 +496,12 @@ def run_ink(run: Run, size: int) -> Box:
 
 
 def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
-             role: str = "caption", where: str = "") -> TextBlock:
+             role: str = "caption", where: str = "", lang: str = "en") -> TextBlock:
     """The largest size in ``[style.min_size, style.max_size]`` at which ``text`` fits ``box``
-    (binary search). Raises :class:`PostProcessError` naming ``role``, the text's length and
-    ``where`` (the placement), with a fix, when it does not fit even at the minimum size."""
+    (binary search). When it fits at no size, the search is repeated with words too wide for
+    the box hyphenated by the rules of ``lang`` (a locale: ``de_DE``, ``en``), or broken
+    between characters. Raises :class:`PostProcessError` naming ``role``, the text's length
+    and ``where`` (the placement), with a fix, when even that does not fit."""
     chain = font_chain(font, bold=style.bold)
     if style.one_line_first and style.max_lines != 1:
         single = _largest_fit(text, chain, box, replace(style, max_lines=1))
@@ -416,19 +509,21 @@ def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
             return single
     best = _largest_fit(text, chain, box, style)
     if best is None:
+        best = _largest_fit(text, chain, box, style, lang)
+    if best is None:
         raise PostProcessError(_too_long(text, chain, box, style, role, where))
     return best
 
 
-def _largest_fit(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle
-                 ) -> TextBlock | None:
+def _largest_fit(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle,
+                 lang: str | None = None) -> TextBlock | None:
     low, high = style.min_size, max(style.min_size, style.max_size)
-    best = layout(text, chain, low, box, style)
+    best = layout(text, chain, low, box, style, lang)
     if best is None:
         return None
     while low < high:
         mid = (low + high + 1) // 2
-        block = layout(text, chain, mid, box, style)
+        block = layout(text, chain, mid, box, style, lang)
         if block is None:
             high = mid - 1
         else:
@@ -466,8 +561,8 @@ def _too_long(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle, ro
     word, word_width = widest_word(text, chain, size)
     if word_width > width:
         return (
-            f"{head}: the word {word!r} alone is {round(word_width)} px wide; shorten or "
-            f"hyphenate it, or drop this placement for this caption"
+            f"{head}: the word {word!r} alone is {round(word_width)} px wide and even broken "
+            f"over lines it does not fit; shorten it, or drop this placement for this caption"
         )
     ascent, descent = _metrics(list(chain), size)
     per_line = max(1, round((ascent + descent) * style.line_spacing))
