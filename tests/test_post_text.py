@@ -35,7 +35,11 @@ def test_bundled_fonts_and_licences_are_shipped():
     for path in (t.REGULAR, t.BOLD, t.CJK):
         assert path.is_file()
     licences = {p.name for p in t.FONTS_DIR.glob("LICENSE-*")}
-    assert licences == {"LICENSE-DejaVu.txt", "LICENSE-WenQuanYi.txt"}
+    assert licences == {"LICENSE-DejaVu.txt", "LICENSE-WenQuanYi.txt",
+                        "LICENSE-NotoColorEmoji.txt"}
+    assert t.EMOJI.is_file()
+    assert "SIL OPEN FONT LICENSE Version 1.1" in (
+        t.FONTS_DIR / "LICENSE-NotoColorEmoji.txt").read_text()
     assert "Bitstream" in (t.FONTS_DIR / "LICENSE-DejaVu.txt").read_text()
     assert "Apache License" in (t.FONTS_DIR / "LICENSE-WenQuanYi.txt").read_text()
 

@@ -212,6 +212,7 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
             behind = color.region_pixels(canvas, _measure_box(canvas, block, others))
             fill, value = color.best_text_color(color.luminance(behind))
         textmod.draw_text(draw, block, fill)
+        textmod.paste_color_runs(canvas, block)
         layer = own[item.role]
         if layer is not None:
             _text_layer(layer, block, fill)
@@ -236,6 +237,7 @@ def _text_layer(layer: Image.Image, block: textmod.TextBlock, fill: color.RGB) -
     ink = Image.new("RGBA", layer.size, (*fill, 0))
     ink.putalpha(mask)
     layer.alpha_composite(ink)
+    textmod.paste_color_runs(layer, block)
 
 
 def _draw_plate(canvas: Image.Image, draw: ImageDraw.ImageDraw, frame: Box, plate: color.RGB,

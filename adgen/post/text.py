@@ -2,7 +2,10 @@
 
 Pillow draws one font at a time and has no fallback of its own, so a caption is split into runs
 by which font of a chain (brand font, then the bundled DejaVu Sans, then WenQuanYi Micro Hei for
-CJK) covers each character, read from the fonts' cmaps with fontTools. Characters that no font
+CJK, then Noto Color Emoji) covers each character, read from the fonts' cmaps with fontTools.
+Emoji (characters shown as emoji by default, or followed by U+FE0F) go to the colour emoji font,
+a bitmap font that FreeType draws only at its strike size: its runs are measured and drawn at
+that size and scaled to the text's size (:func:`paste_color_runs`). Characters that no font
 covers are reported, never drawn as empty boxes. Lines are laid out with libraqm when Pillow has
 it (Arabic shaping, right-to-left order); without it, right-to-left runs are reversed so at least
 their order is right.
@@ -18,6 +21,7 @@ it.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -25,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from PIL import ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw, ImageFont, features
 
 from adgen.errors import AssetError, PostProcessError
 
@@ -38,6 +42,9 @@ FONTS_DIR = Path(__file__).resolve().parent.parent / "fonts"
 REGULAR = FONTS_DIR / "DejaVuSans.ttf"
 BOLD = FONTS_DIR / "DejaVuSans-Bold.ttf"
 CJK = FONTS_DIR / "wqy-microhei.ttc"
+EMOJI = FONTS_DIR / "NotoColorEmoji.ttf"
+EMOJI_STRIKE = 109
+"""The one pixel size at which the bitmap colour emoji font can be loaded."""
 
 RAQM = bool(features.check("raqm"))
 """Whether Pillow has libraqm (complex text layout); checked once."""
@@ -50,6 +57,13 @@ _CJK_CLOSE = "\u3001\u3002\u300d\u300f\u3011\uff01\uff09\uff0c\uff0e\uff1a\uff1b
 _PIECES = re.compile(rf"[{_CJK}][{_CJK_CLOSE}]*|[^{_CJK}]+?(?=[{_CJK}]|$)")
 _BREAKING_SPACE = re.compile(r"[ \t\u1680\u2000-\u2006\u2008-\u200a\u205f\u3000]+")
 _COMMON = ("Z", "P", "N", "S")  # categories that stay in the current run's font when covered
+# Characters below U+1F000 that are emoji by default (Unicode's Emoji_Presentation); the others
+# there are text unless followed by U+FE0F. Everything the emoji font has from U+1F000 is emoji.
+_EMOJI_DEFAULT = re.compile(
+    "[\u231a\u231b\u23e9-\u23ec\u23f0\u23f3\u25fd\u25fe\u2614\u2615\u2648-\u2653"
+    "\u267f\u2693\u26a1\u26aa\u26ab\u26bd\u26be\u26c4\u26c5\u26ce\u26d4\u26ea"
+    "\u26f2\u26f3\u26f5\u26fa\u26fd\u2705\u270a\u270b\u2728\u274c\u274e"
+    "\u2753-\u2755\u2757\u2795-\u2797\u27b0\u27bf\u2b1b\u2b1c\u2b50\u2b55]")
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,8 @@ class Face:
     path: Path
     index: int = 0
     embolden: bool = False
+    color: bool = False
+    """A bitmap colour font (emoji): loaded at :data:`EMOJI_STRIKE` px and scaled."""
 
 
 @dataclass(frozen=True)
@@ -144,11 +160,28 @@ def coverage(path: Path, index: int = 0) -> frozenset[int]:
 
 
 def font_chain(brand: Path | None = None, *, bold: bool = False) -> tuple[Face, ...]:
-    """The fallback chain for a caption: the brand font (if any), DejaVu Sans (Bold), then
-    WenQuanYi Micro Hei for CJK (emboldened when ``bold``, as it has no bold face)."""
+    """The fallback chain for a caption: the brand font (if any), DejaVu Sans (Bold),
+    WenQuanYi Micro Hei for CJK (emboldened when ``bold``, as it has no bold face), then Noto
+    Color Emoji."""
     faces = [Face(brand)] if brand is not None else []
-    faces += [Face(BOLD if bold else REGULAR), Face(CJK, 0, embolden=bold)]
+    faces += [Face(BOLD if bold else REGULAR), Face(CJK, 0, embolden=bold),
+              Face(EMOJI, color=True)]
     return tuple(faces)
+
+
+def _font(face: Face, size: int) -> tuple[ImageFont.FreeTypeFont, float]:
+    """The loaded font for ``face`` and the factor from its pixels to ``size`` px (1 except for
+    colour bitmap fonts, which load only at their strike size)."""
+    if face.color:
+        return load_font(face.path, face.index, EMOJI_STRIKE), size / EMOJI_STRIKE
+    return load_font(face.path, face.index, size), 1.0
+
+
+def _is_emoji(text: str, i: int) -> bool:
+    """Whether ``text[i]`` is shown as an emoji (by default, or asked for with U+FE0F)."""
+    code = ord(text[i])
+    return (code >= 0x1F000 or _EMOJI_DEFAULT.match(text[i]) is not None
+            or text[i + 1:i + 2] == "\ufe0f")
 
 
 def check_font(path: Path) -> None:
@@ -204,23 +237,31 @@ def is_rtl(text: str) -> bool:
 @lru_cache(maxsize=4096)
 def split_runs(text: str, chain: tuple[Face, ...]) -> tuple[tuple[str, Face], ...]:
     """Split ``text`` into ``(text, face)`` runs: letters go to the first font that covers them;
-    spaces, digits and punctuation stay in the current font when it covers them; invisible
-    characters stay with their neighbours. Raises :class:`PostProcessError` on a character no
-    font covers (callers check captions first, so this is a safeguard)."""
+    emoji to the first colour font that covers them; spaces, digits and punctuation stay in the
+    current font when it covers them; invisible characters stay with their neighbours. Raises
+    :class:`PostProcessError` on a character no font covers (callers check captions first, so
+    this is a safeguard)."""
     covers = [coverage(face.path, face.index) for face in chain]
     runs: list[tuple[str, Face]] = []
     current: int | None = None
     buffer: list[str] = []
-    for char in text:
+    for position, char in enumerate(text):
         code = ord(char)
+        emoji = next((i for i, c in enumerate(covers) if chain[i].color and code in c), None)
+        if emoji is not None and not _is_emoji(text, position):
+            emoji = None
         if _ignorable(char) or (
-            current is not None
+            emoji is None
+            and current is not None
             and code in covers[current]
             and unicodedata.category(char)[0] in (*_COMMON, "M")
         ):
             buffer.append(char)
             continue
-        choice = next((i for i, c in enumerate(covers) if code in c), None)
+        choice = emoji if emoji is not None else next(
+            (i for i, c in enumerate(covers) if code in c and not chain[i].color), None)
+        if choice is None:
+            choice = next((i for i, c in enumerate(covers) if code in c), None)
         if choice is None:
             raise PostProcessError(f"no font can draw {describe_char(char)} in {text!r}")
         if choice != current and current is not None and buffer:
@@ -252,7 +293,8 @@ def _shape(text: str, rtl: bool) -> tuple[str, str | None]:
 
 def _width(text: str, face: Face, size: int) -> float:
     shaped, direction = _shape(text, _has_rtl(text))
-    return float(load_font(face.path, face.index, size).getlength(shaped, direction=direction))
+    font, scale = _font(face, size)
+    return float(font.getlength(shaped, direction=direction)) * scale
 
 
 def _has_rtl(text: str) -> bool:
@@ -410,8 +452,9 @@ def widest_word(text: str, chain: tuple[Face, ...], size: int) -> tuple[str, flo
 def _metrics(faces: list[Face], size: int) -> tuple[int, int]:
     ascent, descent = 0, 0
     for face in faces:
-        a, d = load_font(face.path, face.index, size).getmetrics()
-        ascent, descent = max(ascent, a), max(descent, d)
+        font, scale = _font(face, size)
+        a, d = font.getmetrics()
+        ascent, descent = max(ascent, round(a * scale)), max(descent, round(d * scale))
     return ascent, descent
 
 
@@ -486,13 +529,13 @@ def _grow(acc: list[int], box: Box) -> None:
 
 def run_ink(run: Run, size: int) -> Box:
     """The pixel box a run's glyphs cover when drawn."""
-    font = load_font(run.face.path, run.face.index, size)
+    font, scale = _font(run.face, size)
     shaped, direction = _shape(run.text, run.rtl)
     left, top, right, bottom = font.getbbox(
         shaped, anchor="ls", stroke_width=_stroke(run.face, size), direction=direction
     )
-    return (run.x + int(left), run.baseline + int(top),
-            run.x + int(-(-right // 1)), run.baseline + int(-(-bottom // 1)))
+    return (run.x + math.floor(left * scale), run.baseline + math.floor(top * scale),
+            run.x + math.ceil(right * scale), run.baseline + math.ceil(bottom * scale))
 
 
 def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
@@ -564,7 +607,7 @@ def _too_long(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle, ro
             f"{head}: the word {word!r} alone is {round(word_width)} px wide and even broken "
             f"over lines it does not fit; shorten it, or drop this placement for this caption"
         )
-    ascent, descent = _metrics(list(chain), size)
+    ascent, descent = _metrics([face for face in chain if not face.color], size)
     per_line = max(1, round((ascent + descent) * style.line_spacing))
     fit_lines = max(1, (height - (ascent + descent)) // per_line + 1)
     if style.max_lines is not None:
@@ -581,8 +624,11 @@ def _too_long(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle, ro
 
 def draw_text(draw: ImageDraw.ImageDraw, block: TextBlock, fill: int | tuple[int, int, int]
               ) -> None:
-    """Draw a fitted block, run by run, in ``fill`` (an RGB triple, or a level on "L")."""
+    """Draw a fitted block, run by run, in ``fill`` (an RGB triple, or a level on "L"). Colour
+    (emoji) runs are left out: :func:`paste_color_runs` lays them on the image."""
     for run in block.runs:
+        if run.face.color:
+            continue
         font = load_font(run.face.path, run.face.index, block.size)
         shaped, direction = _shape(run.text, run.rtl)
         stroke = _stroke(run.face, block.size)
@@ -590,3 +636,30 @@ def draw_text(draw: ImageDraw.ImageDraw, block: TextBlock, fill: int | tuple[int
             (run.x, run.baseline), shaped, font=font, fill=fill, anchor="ls",
             stroke_width=stroke, stroke_fill=fill if stroke else None, direction=direction,
         )
+
+
+def paste_color_runs(image: Image.Image, block: TextBlock) -> None:
+    """Lay ``block``'s colour (emoji) runs on ``image``: drawn at the font's strike size with
+    their own colours and scaled to the block's size. On an "L" image (a text mask) their
+    coverage is drawn instead, so masks and layers keep them."""
+    for run in block.runs:
+        if not run.face.color:
+            continue
+        font, scale = _font(run.face, block.size)
+        shaped, direction = _shape(run.text, run.rtl)
+        left, top, right, bottom = (int(v) for v in font.getbbox(
+            shaped, anchor="ls", direction=direction))
+        if right <= left or bottom <= top:
+            continue
+        strike = Image.new("RGBA", (right - left, bottom - top), (0, 0, 0, 0))
+        ImageDraw.Draw(strike).text((-left, -top), shaped, font=font, anchor="ls",
+                                    embedded_color=True, direction=direction)
+        x0, y0 = run.x + math.floor(left * scale), run.baseline + math.floor(top * scale)
+        x1, y1 = run.x + math.ceil(right * scale), run.baseline + math.ceil(bottom * scale)
+        glyphs = strike.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
+        if image.mode == "L":
+            image.paste(255, (x0, y0), glyphs.getchannel("A"))
+        elif image.mode == "RGBA":
+            image.alpha_composite(glyphs, (x0, y0))
+        else:
+            image.paste(glyphs.convert(image.mode), (x0, y0), glyphs)

@@ -424,6 +424,7 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
                                radius=max(2, round((frame[3] - frame[1]) * 0.22)), fill=button)
         ink = color.best_on(button)
         textmod.draw_text(draw, block, ink)
+        textmod.paste_color_runs(card, block)
         checks.update({"end_card_cta_box": frame, "end_card_button": color.to_hex(button),
                        "end_card_cta_color": color.to_hex(ink)})
     return card, checks
