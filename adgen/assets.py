@@ -24,11 +24,11 @@ from typing import Any
 import pandas as pd
 
 from adgen.errors import AdgenError
-from adgen.guardrails import brand_violations
-from adgen.jobs import stable_hash
+from adgen.guardrails import brand_violations, over_subject
+from adgen.jobs import RenderJob, stable_hash
 from adgen.locales import is_rtl
 from adgen.placements import Placement
-from adgen.planning import Plan, file_sha256
+from adgen.planning import CROP, Plan, file_sha256, placement_classes
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
 from adgen.post.logo import mirrored
@@ -40,7 +40,7 @@ from adgen.store import RenderCache, atomic_write_bytes, no_links
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
 
-POST_VERSION = "post/v3"
+POST_VERSION = "post/v4"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [
@@ -48,7 +48,7 @@ MANIFEST_COLUMNS = [
     "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
     "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
     "sha256", "created_at",
-    "asset_key", "checks", "status", "duration_s", "fps", "frames",
+    "asset_key", "checks", "status", "duration_s", "fps", "frames", "aspect", "render",
 ]
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
@@ -91,10 +91,15 @@ class AssetMaker:
                  failing: Mapping[tuple[str, int], str] | None = None) -> None:
         self.plan, self.cache, self.style, self.progress = plan, cache, style, progress
         self.failing = dict(failing or {})  # (variant_id, placement index) -> why, known before
-        self.by_job: dict[str, list[dict[str, Any]]] = {}
+        # each render's placements: (variant row, placement index) by job key
+        self.by_job: dict[str, list[tuple[dict[str, Any], int]]] = {}
+        classes = placement_classes(plan.campaign)
         for row in plan.variants.to_dict("records"):
             record = {str(k): v for k, v in row.items()}
-            self.by_job.setdefault(record["job_key"], []).append(record)
+            renders = json.loads(record["renders"])
+            for index, name in enumerate(classes):
+                if name in renders:
+                    self.by_job.setdefault(renders[name], []).append((record, index))
         self.total = len(plan.variants) * len(plan.campaign.placements)
         self.futures: dict[tuple[str, int], Future[tuple[dict[str, Any], bool]]] = {}
         self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
@@ -112,25 +117,25 @@ class AssetMaker:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, job_key: str, *, render_error: str | None = None) -> None:
-        """Make every placement of the job's variants (its render is cached), or, with
+        """Make the placements that use render ``job_key`` (it is cached), or, with
         ``render_error``, record them all as failed."""
-        for row in self.by_job.get(job_key, []):
-            for index, spec in enumerate(self.plan.campaign.placements):
-                reason = (f"render failed: {render_error}" if render_error is not None
-                          else self.failing.get((row["variant_id"], index)))
-                if reason is None:
-                    future = self.pool.submit(self._one, row, spec)
-                else:
-                    future = Future()
-                    future.set_result((failed_row(row, self.plan.campaign, spec, reason), False))
-                future.add_done_callback(self._tick)
-                self.futures[(row["variant_id"], index)] = future
+        placements = self.plan.campaign.placements
+        for row, index in self.by_job.get(job_key, []):
+            spec = placements[index]
+            reason = (f"render failed: {render_error}" if render_error is not None
+                      else self.failing.get((row["variant_id"], index)))
+            if reason is None:
+                future = self.pool.submit(self._one, row, spec, job_key)
+            else:
+                future = Future()
+                future.set_result((failed_row(row, self.plan.campaign, spec, reason), False))
+            future.add_done_callback(self._tick)
+            self.futures[(row["variant_id"], index)] = future
 
     def needs_render(self, job_key: str) -> bool:
         """Whether any asset of the job can still be made (preflight failed none or some)."""
-        count = len(self.plan.campaign.placements)
-        return any((row["variant_id"], i) not in self.failing
-                   for row in self.by_job.get(job_key, []) for i in range(count))
+        return any((row["variant_id"], index) not in self.failing
+                   for row, index in self.by_job.get(job_key, []))
 
     def _tick(self, future: Future[tuple[dict[str, Any], bool]]) -> None:
         with self.lock:
@@ -148,11 +153,12 @@ class AssetMaker:
         keys = sorted(self.futures, key=lambda k: (order[k[0]], k[1]))
         return [self.futures[key].result()[0] for key in keys]
 
-    def _one(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
+    def _one(self, row: dict[str, Any], spec: PlacementSpec, job_key: str
+             ) -> tuple[dict[str, Any], bool]:
         """One asset's manifest row and whether its file was reused; a problem of this asset
         alone makes a ``failed: <reason>`` row and leaves no file."""
         try:
-            return self._asset(row, spec)
+            return self._asset(row, spec, job_key)
         except OSError as exc:
             if exc.errno in _DISK_ERRORS:
                 raise  # the folder's problem, not this asset's: the run stops, nothing lost
@@ -160,8 +166,11 @@ class AssetMaker:
         except Exception as exc:  # one asset's problem never costs the others theirs
             return failed_row(row, self.plan.campaign, spec, failure_reason(exc)), False
 
-    def _asset(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
+    def _asset(self, row: dict[str, Any], spec: PlacementSpec, job_key: str
+               ) -> tuple[dict[str, Any], bool]:
         campaign, style = self.plan.campaign, self.style
+        job = self.plan.jobs[job_key]
+        row = {**row, "job_key": job_key, "seed": job.seed}
         placement = spec.resolve()
         creative = self.creatives[row["creative_id"]]
         video = creative.video if creative.kind == "video" else None
@@ -187,6 +196,7 @@ class AssetMaker:
                 raise
             self.checks[asset_key] = checks
             data = path.read_bytes()
+        checks["over_subject"] = over_subject(checks)
         checks["violations"] = brand_violations(
             checks, placement, has_logo=style.logo is not None,
             min_contrast=campaign.guardrails.min_contrast)
@@ -198,7 +208,8 @@ class AssetMaker:
             "created_at": _mtime(path), "asset_key": asset_key,
             "checks": json.dumps(checks, default=str, sort_keys=True), "status": "ok",
             "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
-            "frames": timing.get("frames"),
+            "frames": timing.get("frames"), "aspect": job.aspect,
+            "render": _render_label(job),
         }
         return manifest_row, reused
 
@@ -256,6 +267,15 @@ class AssetMaker:
         return checks
 
 
+def _render_label(job: RenderJob) -> str:
+    """How the asset's picture was made: ``native 576x1024``, ``extend 768x1368 from
+    <key8>``, or ``crop 1024x1024`` (one render for every placement)."""
+    size = f"{job.width}x{job.height}"
+    if job.source_key is not None:
+        return f"extend {size} from {job.source_key[:8]}"
+    return f"{'crop' if job.aspect == CROP else 'native'} {size}"
+
+
 def failure_reason(exc: BaseException) -> str:
     """The one-line reason a manifest row gives for a failed asset."""
     if isinstance(exc, AdgenError):
@@ -272,7 +292,7 @@ def failed_row(row: Mapping[str, Any], campaign: CampaignSpec, spec: PlacementSp
             "width": placement.width, "height": placement.height,
             "format": "mp4" if creative.kind == "video" else spec.format, "path": "",
             "bytes": 0, "sha256": "", "created_at": "", "asset_key": "", "checks": "{}",
-            "status": f"failed: {reason}"}
+            "status": f"failed: {reason}", "aspect": "", "render": ""}
 
 
 def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -280,7 +300,8 @@ def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
     rows = plan.variants[plan.variants["blocked"] != ""]
     return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
              "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
-             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}"}
+             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}",
+             "aspect": "", "render": ""}
             for row in rows.to_dict("records")]
 
 

@@ -92,10 +92,42 @@ def text_problem(
     return None
 
 
+OVER_SUBJECT = 0.02
+"""Share of the product's box that text or the logo may cover before it is a violation."""
+
+
+def over_subject(checks: Mapping[str, Any]) -> dict[str, float]:
+    """How much of the product's box (``subject_box``) each caption (its button plate, for
+    buttons) and the logo (its plate, if any) cover, as shares of that box; only those that
+    cover some of it. Empty when the subject is unknown."""
+    subject = checks.get("subject_box")
+    if not subject:
+        return {}
+    area = max(1, (subject[2] - subject[0]) * (subject[3] - subject[1]))
+    boxes = {role: checks.get(f"plate_{role}") or box
+             for role, box in dict(checks.get("caption_boxes") or {}).items()}
+    if checks.get("logo_box"):
+        boxes["logo"] = checks["logo_box"]
+    out = {}
+    for role, box in boxes.items():
+        width = min(box[2], subject[2]) - max(box[0], subject[0])
+        height = min(box[3], subject[3]) - max(box[1], subject[1])
+        if width > 0 and height > 0:
+            out[role] = round(width * height / area, 4)
+    return out
+
+
 def brand_violations(checks: Mapping[str, Any], placement: Placement, *, has_logo: bool,
                      min_contrast: float) -> list[str]:
-    """Brand-rule violations of one asset, from what post-processing recorded in ``checks``."""
+    """Brand-rule violations of one asset, from what post-processing recorded in ``checks``:
+    logo missing, caption contrast below ``min_contrast``, captions outside the safe area or
+    on the logo, and text or the logo over the product (more than :data:`OVER_SUBJECT` of
+    its box, measured by :func:`over_subject`)."""
     problems = []
+    for role, share in over_subject(checks).items():
+        if share > OVER_SUBJECT:
+            what = "logo" if role == "logo" else f"{role} text"
+            problems.append(f"{what} over the product ({share:.0%} of it covered)")
     logo = checks.get("logo_box")
     if has_logo and not logo:
         problems.append("logo missing")

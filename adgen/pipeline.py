@@ -33,7 +33,7 @@ from adgen.jobs import RenderJob
 from adgen.lock import output_lock
 from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.preflight import preflight
-from adgen.renderers import create_renderer
+from adgen.renderers import backend_batch_size, create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
@@ -193,7 +193,16 @@ def _run_locked(
         for key in plan.jobs:
             if key in plan.cached or not post.needs_render(key):
                 post.submit(key)
-        render_jobs(campaign, factory, todo, cache, on_rendered, progress)
+        # extend jobs outpaint other renders: those go first, and a failed one fails them
+        later = [job for job in todo if job.source_key is not None]
+        render_jobs(campaign, factory, todo[:len(todo) - len(later)], cache, on_rendered,
+                    progress)
+        for job in later:
+            if job.source_key in failed:
+                on_rendered(Rendered(job.key, None, error=f"the render it extends failed: "
+                                                          f"{failed[job.source_key]}"))
+        render_jobs(campaign, factory, [j for j in later if j.source_key not in failed], cache,
+                    on_rendered, progress)
         rows = post.results()
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write: manifest, assignments, run.json and the review sheet, always
@@ -228,7 +237,9 @@ def render_jobs(
 ) -> None:
     """Render ``jobs`` into the cache on the campaign's backend (on Ray, ``progress`` also gets
     one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``)."""
-    batch_size = int(campaign.renderer.options.get("batch_size", 4))
+    if not jobs:
+        return
+    batch_size = backend_batch_size(campaign.renderer.options)
     backend = campaign.backend
     if backend.name == "ray":
         from adgen.backends.ray import PoolOptions, WorkerStats, render_ray

@@ -593,11 +593,15 @@ class _Page:
         values = _parse_json(checks)
         if not isinstance(values, dict):
             return ""
+        notes = []
         omitted = values.get("omitted")
-        if not omitted:
-            return ""
-        names = omitted if isinstance(omitted, list) else [omitted]
-        return f'<span class="check">{_e("omitted: " + ", ".join(map(str, names)))}</span>'
+        if omitted:
+            names = omitted if isinstance(omitted, list) else [omitted]
+            notes.append("omitted: " + ", ".join(map(str, names)))
+        violations = values.get("violations")
+        if isinstance(violations, list):
+            notes += [str(v) for v in violations]
+        return "".join(f'<span class="check">{_e(note)}</span>' for note in notes)
 
 
 _CSS = """

@@ -249,6 +249,10 @@ class RendererSpec(_Model):
     width: int = Field(1024, ge=64, le=4096)
     height: int = Field(1024, ge=64, le=4096)
     guidance: float = Field(0.0, ge=0.0, le=50.0)
+    aspect: Literal["native", "extend", "crop"] = "native"
+    """How placements of other shapes get their picture: ``native`` renders each aspect class
+    at its own shape, ``extend`` outpaints the ``width`` x ``height`` render to each shape,
+    ``crop`` cuts every placement from that one render."""
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("width", "height")

@@ -167,6 +167,10 @@ class RenderCache:
         folder = self.root / "renders" / key[:2]
         return folder / f"{key}.png", folder / f"{key}.json"
 
+    def image_path(self, key: str) -> Path:
+        """Where the render of job ``key`` is (or will be) stored."""
+        return self._paths(key)[0]
+
     def has(self, key: str) -> bool:
         """Whether a complete, decodable entry exists; a truncated or garbled one is removed
         (so its job renders again)."""

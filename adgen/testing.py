@@ -18,57 +18,19 @@ and ``make_tiny_ltx_pipeline`` for LTX-Video, text-to-video or image-to-video.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from adgen.archs import offline_tokenizer
+
 __all__ = ["make_tiny_animatediff_pipeline", "make_tiny_ltx_pipeline", "make_tiny_sd_pipeline"]
 
-_BOS = "<|startoftext|>"
-_EOS = "<|endoftext|>"
-_MERGES = ("t h", "th e</w>", "a n", "o n", "e r", "i n", "a r", "o r", "e n", "a t")
 _MAX_TOKENS = 77
-
-
-def _byte_chars() -> list[str]:
-    """The 256 printable characters byte-level BPE uses for the bytes 0..255 (GPT-2's table)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-            *range(ord("®"), ord("ÿ") + 1)]
-    chars, extra = [], 0
-    for byte in range(256):
-        if byte in keep:
-            chars.append(chr(byte))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    return chars
-
-
-def _write_tokenizer_files(folder: Path) -> int:
-    """Write a small CLIP vocab.json + merges.txt into ``folder``; return the vocabulary size."""
-    tokens = _byte_chars()
-    tokens += [c + "</w>" for c in tokens]
-    tokens += [m.replace(" ", "") for m in _MERGES]
-    tokens += [_BOS, _EOS]
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    merges = "#version: 0.2\n" + "\n".join(_MERGES) + "\n"
-    (folder / "merges.txt").write_text(merges, encoding="utf-8")
-    config = {"model_max_length": _MAX_TOKENS, "bos_token": _BOS, "eos_token": _EOS,
-              "pad_token": _EOS, "unk_token": _EOS}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    return len(vocab)
 
 
 def _tiny_tokenizer() -> tuple[Any, int]:
     """The offline CLIP tokenizer of the tiny pipelines, and its vocabulary size."""
-    from transformers import CLIPTokenizer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_size = _write_tokenizer_files(Path(tmp))
-        return CLIPTokenizer.from_pretrained(tmp), vocab_size
+    return offline_tokenizer()
 
 
 def _tiny_vae(seed: int) -> Any:

@@ -2,7 +2,8 @@
 
 1. A renderer that sleeps a fixed time per image (simulated GPU work) renders N jobs on G
    simulated GPUs: prints ideal time (N × t / G) / measured time, and the overhead per job.
-2. The same small campaign on the local backend and on the Ray backend with one worker.
+2. Scaling: images/s on G simulated GPUs against G × images/s on one (target: >= 0.9).
+3. The same small campaign on the local backend and on the Ray backend with one worker.
 
     .venv/bin/python bench/bench_pool.py [--jobs 1000] [--gpus 8] [--ms 50] [--batch 4]
 
@@ -24,19 +25,33 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import adgen  # noqa: E402
-from adgen.backends.ray import PoolOptions, render_ray  # noqa: E402
+from adgen.backends.ray import PoolOptions, PoolReport, render_ray  # noqa: E402
 from adgen.jobs import RenderJob  # noqa: E402
 from adgen.store import RenderCache  # noqa: E402
 from tests.conftest import base_campaign  # noqa: E402
 from tests.fakes import SeedRenderer  # noqa: E402
 
 
-def pool_efficiency(jobs: int, gpus: int, ms: float, batch: int) -> None:
+def pool_run(jobs: int, ms: float, batch: int, gpus: int | None = None) -> PoolReport:
     work = [RenderJob("seed", None, f"p{i}", "", i, 64, 64, 1, 0.0) for i in range(jobs)]
     with tempfile.TemporaryDirectory() as tmp:
         factory = functools.partial(SeedRenderer, sleep=ms / 1000)
-        report = render_ray(factory, work, RenderCache(Path(tmp) / "c"), batch_size=batch,
-                            options=PoolOptions(in_flight=2))
+        return render_ray(factory, work, RenderCache(Path(tmp) / "c"), batch_size=batch,
+                          options=PoolOptions(gpus=gpus, in_flight=2))
+
+
+def scaling(jobs: int, gpus: int, ms: float, batch: int) -> None:
+    count_one = max(jobs // gpus, 50)
+    one = pool_run(count_one, ms, batch, gpus=1)
+    many = pool_run(jobs, ms, batch, gpus=gpus)
+    rate_one, rate_many = count_one / one.seconds, jobs / many.seconds
+    print(f"scaling: 1 simulated GPU {rate_one:.1f} images/s, {gpus} simulated GPUs "
+          f"{rate_many:.1f} images/s = {rate_many / (gpus * rate_one):.3f} of {gpus} x one "
+          f"(target >= 0.9)")
+
+
+def pool_efficiency(jobs: int, gpus: int, ms: float, batch: int) -> None:
+    report = pool_run(jobs, ms, batch)
     measured = report.seconds  # from the moment every actor has loaded its renderer
     ideal = jobs * ms / 1000 / gpus
     print(f"pool: {jobs} jobs x {ms:.0f} ms on {gpus} simulated GPUs, batch {batch}")
@@ -71,12 +86,15 @@ def main() -> None:
     parser.add_argument("--ms", type=float, default=50.0)
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
-    ray.init(num_cpus=2, num_gpus=args.gpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    # address="local": a cluster of its own, not one another process left running here
+    ray.init(address="local", num_cpus=2, num_gpus=args.gpus, include_dashboard=False,
+             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     try:
         pool_efficiency(args.jobs, args.gpus, args.ms, args.batch)
+        scaling(args.jobs, args.gpus, args.ms, args.batch)
         ray.shutdown()
-        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+                 log_to_driver=False)
         local_vs_ray()
     finally:
         ray.shutdown()

@@ -276,8 +276,9 @@ def test_missing_model_and_unknown_options(tiny: Path) -> None:
         DiffusersRenderer(str(tiny), batchsize=8, steps=3)
     assert str(info.value) == (
         "unknown diffusers renderer option(s) batchsize, steps; the known options are: "
-        "attention, batch_invariant, batch_size, channels_last, compile, cpu_offload, device, "
-        "dtype, inpaint_model, model, retry_blank, tiny_vae, vae_slicing, vae_tiling, variant")
+        "attention, batch_invariant, batch_size, channels_last, compile, cpu_offload, cuda_graphs, "
+        "device, dtype, fuse_qkv, inpaint_model, model, overlap, retry_blank, tiny_vae, "
+        "vae_slicing, vae_tiling, variant")
     with pytest.raises(RenderError, match="attention must be one of sdpa, eager, xformers"):
         DiffusersRenderer(str(tiny), attention="flash")
 

@@ -191,7 +191,7 @@ def test_missing_model_and_unknown_options(tiny: Path) -> None:
         DiffusersVideoRenderer(str(tiny), frames=8, steps=3)
     assert str(info.value) == (
         "unknown diffusers-video renderer option(s) frames, steps; the known options are: "
-        "batch_size, device, dtype, fps, model, num_frames, variant")
+        "batch_size, compile, device, dtype, fps, model, num_frames, variant")
     with pytest.raises(RenderError) as info:
         DiffusersVideoRenderer(str(tiny), num_frames=0)
     assert str(info.value) == "num_frames must be a whole number of 1 or more, not 0"

@@ -404,7 +404,7 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
                                   one_line_first=True, pad_em=(0.9, 0.42))
         box = (left + width // 10, 0, right - width // 10, round(0.22 * height))
         block = textmod.fit_text(cta.text, box, style, font=font, role="cta", where=where,
-                                   lang=cta.lang)
+                                 lang=cta.lang)
     max_w, max_h = 0.6 * width, (0.3 if block else 0.45) * height
     logo_h = resized(logo.path, "logo", max_w, max_h).height if logo is not None else 0
     block_h = block.frame[3] - block.frame[1] if block is not None else 0

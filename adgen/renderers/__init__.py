@@ -11,11 +11,25 @@ RENDERERS = ("offline", "diffusers", "diffusers-video")
 VIDEO_RENDERERS = frozenset({"diffusers-video"})
 """Renderers that make clips (frames) for ``kind: video`` creatives, not stills."""
 
+STAGED_RENDERERS = frozenset({"offline"})
+"""Renderers that take a ``stage`` option: where the product goes in the frame, which the
+planner sets per aspect class so that captions have room around it."""
+
 RUNTIME_OPTIONS = frozenset({
     "batch_size", "batch_invariant", "compile", "cpu_offload", "vae_slicing", "vae_tiling",
-    "attention", "channels_last", "retry_blank",
+    "attention", "channels_last", "retry_blank", "fuse_qkv", "cuda_graphs", "overlap",
 })
 """Renderer options that change speed or memory, not the picture: left out of job keys."""
+
+AUTO_BACKEND_BATCH = 128
+"""Jobs handed to a renderer per call when its ``batch_size`` is ``"auto"`` (it cuts them into
+chunks that fit in memory)."""
+
+
+def backend_batch_size(options: dict[str, Any]) -> int:
+    """How many jobs the backends hand a renderer per call, from its ``batch_size`` option."""
+    value = options.get("batch_size", 4)
+    return AUTO_BACKEND_BATCH if value == "auto" else int(value)
 
 
 def create_renderer(name: str, model: str | None = None, **options: Any) -> Renderer:
@@ -36,5 +50,5 @@ def create_renderer(name: str, model: str | None = None, **options: Any) -> Rend
     raise CampaignError(f"unknown renderer {name!r}: use one of {', '.join(RENDERERS)}")
 
 
-__all__ = ["RENDERERS", "RUNTIME_OPTIONS", "VIDEO_RENDERERS", "Rendered", "Renderer",
-           "create_renderer"]
+__all__ = ["AUTO_BACKEND_BATCH", "RENDERERS", "RUNTIME_OPTIONS", "STAGED_RENDERERS",
+           "VIDEO_RENDERERS", "Rendered", "Renderer", "backend_batch_size", "create_renderer"]

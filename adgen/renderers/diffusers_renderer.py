@@ -14,22 +14,27 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from adgen.archs import arch_spec, build_component, build_pipeline, parse_random_model
 from adgen.errors import AssetError, RenderError
 from adgen.jobs import RenderJob
 from adgen.post.logo import load_brand_image
-from adgen.renderers.base import Box, Rendered
+from adgen.renderers.base import Box, Rendered, load_source, source_offset
 
 __all__ = ["DiffusersRenderer"]
 
 ATTENTION = ("sdpa", "eager", "xformers")
 """Attention implementations: PyTorch's fused SDPA (default), plain math, or xformers."""
+
+AUTO_BATCH_MAX = 32
+"""The largest chunk ``batch_size="auto"`` picks (larger batches no longer speed a GPU up)."""
 
 PRODUCT_SCALE = 0.6
 """Default share of the canvas width and height the product may fill (``product_scale``)."""
@@ -42,6 +47,8 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16"
            "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 _TILING_PIXELS = 2048 * 2048
 _SLICING_PIXELS = 2 * 1024 * 1024
+_DECODE_BYTES_PER_PIXEL = 1536  # VAE decode working memory per output pixel in 16-bit (estimate)
+_AUTO_MEMORY_SHARE = 0.8  # share of the free GPU memory batch_size="auto" plans to use
 _BACKGROUND = (127, 127, 127)
 
 
@@ -53,6 +60,8 @@ class _Scene:
     mask: Image.Image
     product: Image.Image
     box: Box
+    subject: Box | None = None
+    """Where the subject is, when it is not ``box`` (extend jobs: the source's subject)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,40 @@ class _Output:
 
     pixels: np.ndarray
     nsfw: bool
+
+
+@dataclass
+class _Raw:
+    """One pipeline call's images on their way to the host: bytes (N, H, W, 3), whether each is
+    finite and its brightest value, copied without blocking; ``done`` is set when they are."""
+
+    pixels: Any
+    finite: Any
+    peak: Any
+    nsfw: list[bool]
+    done: Any = None
+
+    def images(self) -> list[tuple[np.ndarray, str | None]]:
+        """Wait for the copy; each image's pixels and why it is unusable (None: usable)."""
+        if self.done is not None:
+            self.done.synchronize()
+        pixels, finite, peak = self.pixels.numpy(), self.finite.numpy(), self.peak.numpy()
+        return [(pixels[i], _problem_text(self.nsfw[i], not finite[i], float(peak[i]) * 255 < 0.5))
+                for i in range(len(pixels))]
+
+
+@dataclass
+class _Attempt:
+    """A chunk on its way through the GPU: its jobs, product scenes, the results known so far,
+    and the pending jobs' first pipeline calls."""
+
+    pipe: Any
+    jobs: list[RenderJob]
+    size: int
+    scenes: dict[int, _Scene]
+    results: dict[int, Rendered]
+    pending: list[int]
+    raws: list[_Raw] = field(default_factory=list)
 
 
 def _rebuild(cls: type[PipelineRenderer], kwargs: dict[str, Any]) -> PipelineRenderer:
@@ -111,11 +154,20 @@ class DiffusersRenderer(PipelineRenderer):
     ``batch_invariant`` (default: on CPU only): then each job is its own pipeline call, so its
     image is bit-identical whatever batch it came in (batched kernels round differently).
 
-    Speed options, all off unless asked or clearly safe: ``attention`` (``"sdpa"``, ``"eager"``,
-    ``"xformers"``), ``channels_last``, ``compile`` (``torch.compile`` of the UNet/transformer),
-    ``vae_slicing`` (auto: on when a call decodes more than 2 megapixels), ``vae_tiling`` (auto: on
-    above 2048x2048), ``tiny_vae`` (an ``AutoencoderTiny`` id or folder, for previews) and
-    ``cpu_offload`` (model CPU offload for small cards; needs ``accelerate``).
+    ``model`` may also be ``random:sd-turbo``, ``random:sdxl-turbo`` (or ``random:NAME:tiny``):
+    a bundled architecture with random weights (:mod:`adgen.archs`), for benchmarks offline.
+
+    Speed options, each switchable: ``batch_size="auto"`` (the chunk that fits in free GPU
+    memory, measured on one image, at most :data:`AUTO_BATCH_MAX`), ``attention`` (``"sdpa"``:
+    flash/memory-efficient kernels; ``"eager"``, ``"xformers"``), ``fuse_qkv`` (one matmul for
+    q, k and v), ``channels_last``, ``compile`` (``torch.compile`` of the UNet/transformer and
+    the VAE decoder with static shapes: chunks are padded to ``batch_size``, so nothing
+    recompiles), ``cuda_graphs`` (``compile`` replayed as CUDA graphs),
+    ``overlap`` (default on CUDA: a chunk's pictures are copied off the GPU, checked and cropped
+    on a CPU thread while the next chunk renders), ``vae_slicing`` (auto: on when a call's decode
+    would not fit), ``vae_tiling`` (auto: on above 2048x2048), ``tiny_vae`` (an
+    ``AutoencoderTiny`` id or folder, or ``random:taesd``, for drafts) and ``cpu_offload`` (model
+    CPU offload for small cards; needs ``accelerate``).
 
     An all-black or NaN image is never returned: its job gets ``Rendered(error=...)``, or, with
     ``retry_blank=N``, is rendered again with seeds ``seed+1`` .. ``seed+N`` first.
@@ -131,11 +183,14 @@ class DiffusersRenderer(PipelineRenderer):
         device: str | None = None,
         dtype: str | None = None,
         variant: str | None = None,
-        batch_size: int = 4,
+        batch_size: int | str = 4,
         batch_invariant: bool | None = None,
         attention: str = "sdpa",
+        fuse_qkv: bool = False,
         channels_last: bool = False,
         compile: bool = False,
+        cuda_graphs: bool = False,
+        overlap: bool | None = None,
         vae_slicing: bool | None = None,
         vae_tiling: bool | None = None,
         tiny_vae: str | None = None,
@@ -156,8 +211,12 @@ class DiffusersRenderer(PipelineRenderer):
         self.model = _require_model(model)
         self.device = _pick_device(device)
         self.dtype = _pick_dtype(dtype, self.device)
-        self.batch_size = batch_size
+        self.batch_size: int = 4 if batch_size == "auto" else int(batch_size)
+        self.auto_batch = batch_size == "auto"
         self.batch_invariant = self.device == "cpu" if batch_invariant is None else batch_invariant
+        self.overlap = self.device.startswith("cuda") if overlap is None else overlap
+        self.static_shapes = compile or cuda_graphs
+        self._auto_sizes: dict[tuple[Any, ...], int] = {}
         self.retry_blank = retry_blank
         self.vae_slicing = vae_slicing
         self.vae_tiling = vae_tiling
@@ -165,8 +224,9 @@ class DiffusersRenderer(PipelineRenderer):
         if cpu_offload and self.device == "cpu":
             raise RenderError("cpu_offload moves models between the CPU and a GPU; it needs "
                               "device cuda (or leave cpu_offload off on the CPU)")
-        self._speed: dict[str, Any] = {"attention": attention, "channels_last": channels_last,
-                                       "compile": compile, "tiny_vae": tiny_vae}
+        self._speed: dict[str, Any] = {
+            "attention": attention, "fuse_qkv": fuse_qkv, "channels_last": channels_last,
+            "compile": compile or cuda_graphs, "cuda_graphs": cuda_graphs, "tiny_vae": tiny_vae}
         self._variant = variant
         self._t2i = self._load("text2image", self.model)
         self._inpaint: Any = self._load("inpainting", inpaint_model) if inpaint_model else None
@@ -185,57 +245,119 @@ class DiffusersRenderer(PipelineRenderer):
                 raise RenderError(f"the diffusers renderer renders images, not {job.kind!r}; "
                                   f"use a video renderer for this creative")
 
-    def _render_chunk(self, jobs: list[RenderJob]) -> list[Rendered]:
+    def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
+        """Render ``jobs`` (sharing one ``batch_key``) chunk by chunk; with ``overlap``, each
+        chunk's pictures are finished on a CPU thread while the next chunk renders."""
+        # 1. check the batch and cut it into chunks (sized from free memory with "auto")
+        jobs = list(jobs)
+        self._check_batch(jobs)
+        if not jobs:
+            return []
+        size = self._chunk_size(jobs[0])
+        chunks = [jobs[s:s + size] for s in range(0, len(jobs), size)]
+        if not self.overlap or len(chunks) == 1:
+            return [r for chunk in chunks for r in self._render_chunk(chunk, size)]
+        # 2. start chunk k+1 on the GPU before finishing chunk k
+        results: list[Rendered] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="adgen-finish") as pool:
+            previous: tuple[_Attempt, Future[None]] | None = None
+            for chunk in chunks:
+                attempt = self._start(chunk, size)
+                current = (attempt, pool.submit(self._collect, attempt))
+                if previous is not None:
+                    results.extend(self._complete(*previous))
+                previous = current
+            assert previous is not None
+            results.extend(self._complete(*previous))
+        return results
+
+    def _render_chunk(self, jobs: list[RenderJob], size: int | None = None) -> list[Rendered]:
         """Render jobs of one chunk, retrying blank ones with the next seeds."""
-        # 1. lay out the products (product jobs only); a bad product image fails its job only
-        pipe = self._inpainting_pipe() if jobs[0].product_image is not None else self._t2i_pipe()
-        results: dict[int, Rendered] = {}
-        scenes: dict[int, _Scene] = {}
-        if jobs[0].product_image is not None:
+        attempt = self._start(jobs, size or len(jobs))
+        collected: Future[None] = Future()
+        self._collect(attempt)
+        collected.set_result(None)
+        return self._complete(attempt, collected)
+
+    def _start(self, jobs: list[RenderJob], size: int) -> _Attempt:
+        """Lay out the products (a bad product image fails its job only) and launch the
+        first pipeline call(s) of the chunk's other jobs."""
+        inpaint = jobs[0].product_image is not None or jobs[0].source_key is not None
+        pipe = self._inpainting_pipe() if inpaint else self._t2i_pipe()
+        attempt = _Attempt(pipe, jobs, size, {}, {}, [])
+        if inpaint:  # products, or the source render of extend jobs
             for i, job in enumerate(jobs):
                 try:
-                    scenes[i] = _layout_product(job, _render_size(job, pipe), pipe.vae_scale_factor)
-                except (RenderError, AssetError) as exc:
-                    results[i] = Rendered(job.key, None, error=str(exc))
-        # 2. generate, check, and retry the unusable ones with the next seeds
-        pending = [i for i in range(len(jobs)) if i not in results]
-        problems: dict[int, list[str]] = {i: [] for i in pending}
-        for attempt in range(self.retry_blank + 1):
+                    layout = _extend_scene if job.source_key is not None else _layout_product
+                    attempt.scenes[i] = layout(job, _render_size(job, pipe), pipe.vae_scale_factor)
+                except (RenderError, AssetError, OSError) as exc:
+                    attempt.results[i] = Rendered(job.key, None, error=str(exc))
+        attempt.pending = [i for i in range(len(jobs)) if i not in attempt.results]
+        if attempt.pending:
+            attempt.raws = self._generate(pipe, [jobs[i] for i in attempt.pending],
+                                          [jobs[i].seed for i in attempt.pending],
+                                          [attempt.scenes.get(i) for i in attempt.pending], size)
+        return attempt
+
+    def _collect(self, attempt: _Attempt) -> None:
+        """Wait for the first call's pictures and finish the usable ones (CPU work only)."""
+        images = [image for raw in attempt.raws for image in raw.images()]
+        attempt.raws = []
+        still = []
+        for i, (pixels, problem) in zip(attempt.pending, images, strict=True):
+            if problem is None:
+                attempt.results[i] = self._finish(attempt.jobs[i], pixels, attempt.scenes.get(i))
+            else:
+                attempt.results[i] = Rendered(attempt.jobs[i].key, None,
+                                              error=f"seed {attempt.jobs[i].seed}: {problem}")
+                still.append(i)
+        attempt.pending = still
+
+    def _complete(self, attempt: _Attempt, collected: Future[None]) -> list[Rendered]:
+        """Retry the unusable pictures with the next seeds; report what never worked."""
+        collected.result()
+        jobs, pending = attempt.jobs, attempt.pending
+        problems = {i: [str(attempt.results[i].error)] for i in pending}
+        for offset in range(1, self.retry_blank + 1):
             if not pending:
                 break
-            outputs = self._generate(pipe, [jobs[i] for i in pending],
-                                     [jobs[i].seed + attempt for i in pending],
-                                     [scenes.get(i) for i in pending])
+            raws = self._generate(attempt.pipe, [jobs[i] for i in pending],
+                                  [jobs[i].seed + offset for i in pending],
+                                  [attempt.scenes.get(i) for i in pending], attempt.size)
+            images = [image for raw in raws for image in raw.images()]
             still = []
-            for i, out in zip(pending, outputs, strict=True):
-                problem = _problem(out)
+            for i, (pixels, problem) in zip(pending, images, strict=True):
                 if problem is None:
-                    results[i] = self._finish(pipe, jobs[i], out, scenes.get(i))
+                    attempt.results[i] = self._finish(jobs[i], pixels, attempt.scenes.get(i))
                 else:
-                    problems[i].append(f"seed {jobs[i].seed + attempt}: {problem}")
+                    problems[i].append(f"seed {jobs[i].seed + offset}: {problem}")
                     still.append(i)
             pending = still
-        # 3. report what never worked
         for i in pending:
-            results[i] = Rendered(jobs[i].key, None, error=_blank_message(problems[i], self))
-        return [results[i] for i in range(len(jobs))]
+            attempt.results[i] = Rendered(jobs[i].key, None,
+                                          error=_blank_message(problems[i], self))
+        return [attempt.results[i] for i in range(len(jobs))]
 
     def _generate(self, pipe: Any, jobs: list[RenderJob], seeds: list[int],
-                  scenes: list[_Scene | None]) -> list[_Output]:
+                  scenes: list[_Scene | None], size: int) -> list[_Raw]:
         """Run the pipeline on ``jobs`` (one call, or one per job when batch invariant)."""
         everyone = list(range(len(jobs)))
-        groups = [[i] for i in everyone] if self.batch_invariant else [everyone]
-        outputs: list[_Output] = []
-        for group in groups:
-            outputs.extend(self._call_pipe(pipe, [jobs[i] for i in group],
-                                           [seeds[i] for i in group], [scenes[i] for i in group]))
-        return outputs
+        if self.batch_invariant:
+            return [self._call_pipe(pipe, [jobs[i]], [seeds[i]], [scenes[i]], 1)
+                    for i in everyone]
+        return [self._call_pipe(pipe, jobs, seeds, scenes, size)]
 
     def _call_pipe(self, pipe: Any, jobs: list[RenderJob], seeds: list[int],
-                   scenes: list[_Scene | None]) -> list[_Output]:
-        """One pipeline call: a list of prompts and one CPU generator per image."""
+                   scenes: list[_Scene | None], size: int) -> _Raw:
+        """One pipeline call: a list of prompts and one CPU generator per image. With static
+        shapes the call is padded to ``size`` images (copies of the last job, dropped after)."""
         import torch
 
+        count = len(jobs)
+        if self.static_shapes and count < size:
+            extra = size - count
+            jobs, seeds, scenes = ([*jobs, *[jobs[-1]] * extra], [*seeds, *[seeds[-1]] * extra],
+                                   [*scenes, *[scenes[-1]] * extra])
         job = jobs[0]
         width, height = _render_size(job, pipe)
         self._configure_vae(pipe, len(jobs), width, height)
@@ -243,22 +365,21 @@ class DiffusersRenderer(PipelineRenderer):
             "prompt": [j.prompt for j in jobs],
             "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
             "num_inference_steps": job.steps, "guidance_scale": job.guidance,
-            "height": height, "width": width, "output_type": "np",
+            "height": height, "width": width, "output_type": "pt",
         }
         if "negative_prompt" in inspect.signature(pipe.__call__).parameters:
             kwargs["negative_prompt"] = [j.negative_prompt for j in jobs]
-        if job.product_image is not None:
+        if scenes[0] is not None:
             kwargs["image"] = [s.canvas for s in scenes if s is not None]
             kwargs["mask_image"] = [s.mask for s in scenes if s is not None]
             kwargs["strength"] = 1.0
         output = pipe(**kwargs)
-        images = np.asarray(output.images, dtype=np.float32)
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(jobs)
-        return [_Output(images[i], bool(nsfw[i])) for i in range(len(jobs))]
+        return _to_host(output.images[:count], [bool(flag) for flag in nsfw[:count]])
 
-    def _finish(self, pipe: Any, job: RenderJob, out: _Output, scene: _Scene | None) -> Rendered:
-        """Convert to RGB at the job's size and paste the product back, pixel for pixel."""
-        image = pipe.image_processor.numpy_to_pil(out.pixels[None])[0].convert("RGB")
+    def _finish(self, job: RenderJob, pixels: np.ndarray, scene: _Scene | None) -> Rendered:
+        """Crop to the job's size and paste the product back, pixel for pixel."""
+        image = Image.fromarray(pixels, "RGB")
         left = (image.width - job.width) // 2
         top = (image.height - job.height) // 2
         if scene is not None:
@@ -266,14 +387,41 @@ class DiffusersRenderer(PipelineRenderer):
         image = image.crop((left, top, left + job.width, top + job.height))
         if scene is None:
             return Rendered(job.key, image)
-        box = (scene.box[0] - left, scene.box[1] - top, scene.box[2] - left, scene.box[3] - top)
-        return Rendered(job.key, image, subject_box=box, composite=True)
+        subject = scene.subject or scene.box
+        box = (subject[0] - left, subject[1] - top, subject[2] - left, subject[3] - top)
+        return Rendered(job.key, image, subject_box=box, composite=job.product_image is not None)
+
+    def _chunk_size(self, job: RenderJob) -> int:
+        """``batch_size``, or with "auto" the chunk that fits in free GPU memory (probed once
+        per size with one image; 4 off CUDA)."""
+        if not self.auto_batch:
+            return self.batch_size
+        if not self.device.startswith("cuda"):
+            return self.batch_size
+        key = (job.width, job.height, job.steps, job.guidance, job.product_image is not None)
+        if key not in self._auto_sizes:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            before = torch.cuda.memory_allocated(self.device)
+            self._render_chunk([job], 1)
+            torch.cuda.synchronize(self.device)
+            per_image = max(1, torch.cuda.max_memory_allocated(self.device) - before)
+            free = _free_memory(self.device)
+            self._auto_sizes[key] = max(1, min(AUTO_BATCH_MAX,
+                                               int(free * _AUTO_MEMORY_SHARE // per_image)))
+        return self._auto_sizes[key]
 
     def _configure_vae(self, pipe: Any, count: int, width: int, height: int) -> None:
         """Slice the VAE decode for big batches and tile it for huge images (or as asked)."""
         vae = pipe.vae
         slicing = self.vae_slicing
-        if slicing is None:
+        if slicing is None and self.device.startswith("cuda"):
+            need = count * width * height * _DECODE_BYTES_PER_PIXEL
+            slicing = count > 1 and need * (2 if self.dtype == "float32" else 1) > _free_memory(
+                self.device)
+        elif slicing is None:
             slicing = count > 1 and count * width * height > _SLICING_PIXELS
         tiling = self.vae_tiling if self.vae_tiling is not None else width * height > _TILING_PIXELS
         if hasattr(vae, "use_slicing"):
@@ -323,10 +471,25 @@ class DiffusersRenderer(PipelineRenderer):
 
         cls = {"text2image": diffusers.AutoPipelineForText2Image,
                "inpainting": diffusers.AutoPipelineForInpainting}[task]
-        pipe = _from_pretrained(cls, model, self.dtype, self._variant)
-        if self._speed["tiny_vae"]:
-            pipe.vae = _from_pretrained(diffusers.AutoencoderTiny, self._speed["tiny_vae"],
-                                        self.dtype, None)
+        build_on = "cpu" if self.cpu_offload else self.device
+        random = parse_random_model(model)
+        if random is not None and arch_spec(random[0]).get("video"):
+            raise RenderError(f"model {model!r} is a video architecture: render it with the "
+                              f"diffusers-video renderer, or use random:sd-turbo or "
+                              f"random:sdxl-turbo here")
+        if random is not None:
+            pipe = build_pipeline(random[0], tiny=random[1], device=build_on, dtype=self.dtype)
+            if task == "inpainting":
+                pipe = cls.from_pipe(pipe)
+        else:
+            pipe = _from_pretrained(cls, model, self.dtype, self._variant)
+        tiny_vae = self._speed["tiny_vae"]
+        random_vae = parse_random_model(tiny_vae) if tiny_vae else None
+        if random_vae is not None:
+            pipe.vae = build_component(random_vae[0], "vae", tiny=random_vae[1], device=build_on,
+                                       dtype=self.dtype)
+        elif tiny_vae:
+            pipe.vae = _from_pretrained(diffusers.AutoencoderTiny, tiny_vae, self.dtype, None)
         _apply_speed_options(pipe, self._speed)
         if not self.cpu_offload:
             pipe.to(self.device)
@@ -337,9 +500,11 @@ class DiffusersRenderer(PipelineRenderer):
 # -- options, devices, loading ------------------------------------------------------------------
 
 
-def _check_options(batch_size: int, retry_blank: int, attention: str) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise RenderError(f"batch_size must be a whole number of 1 or more, not {batch_size!r}")
+def _check_options(batch_size: int | str, retry_blank: int, attention: str) -> None:
+    if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool)
+                                 or batch_size < 1):
+        raise RenderError(f"batch_size must be a whole number of 1 or more, or 'auto', not "
+                          f"{batch_size!r}")
     if not isinstance(retry_blank, int) or retry_blank < 0:
         raise RenderError(f"retry_blank must be a whole number of 0 or more, not {retry_blank!r}")
     if attention not in ATTENTION:
@@ -476,12 +641,21 @@ def _apply_speed_options(pipe: Any, speed: dict[str, Any]) -> None:
         except (ImportError, ModuleNotFoundError, ValueError) as exc:
             raise RenderError(f"attention 'xformers' is not available ({exc}); install xformers "
                               f"or use attention 'sdpa'") from exc
+    if speed["fuse_qkv"]:
+        if not hasattr(pipe, "fuse_qkv_projections"):
+            raise RenderError(f"fuse_qkv is not available for {type(pipe).__name__}; set "
+                              f"fuse_qkv to false")
+        pipe.fuse_qkv_projections()
     if speed["channels_last"]:
         for module in (denoiser, pipe.vae):
             if module is not None:
                 module.to(memory_format=torch.channels_last)
-    if speed["compile"] and denoiser is not None:
-        denoiser.compile()
+    if speed["compile"]:
+        mode = "reduce-overhead" if speed["cuda_graphs"] else None
+        decoder = getattr(pipe.vae, "decoder", None)
+        for module in (denoiser, decoder):
+            if module is not None:
+                module.compile(dynamic=False, mode=mode)
 
 
 # -- jobs, products and checks ------------------------------------------------------------------
@@ -542,6 +716,41 @@ def _layout_product(job: RenderJob, size: tuple[int, int], vae_scale: int) -> _S
     return _Scene(canvas, mask, product, box)
 
 
+def _extend_scene(job: RenderJob, size: tuple[int, int], vae_scale: int) -> _Scene:
+    """Outpainting inputs of an extend job: its source render in the middle of the canvas,
+    the mask open everywhere else and over a band at the source's edges that face the new
+    space (where the new scene blends in). The source is pasted back with that band feathered,
+    so its inside (the product) keeps its pixels."""
+    if job.source_image is None:
+        raise RenderError(f"extend job {job.key[:8]} has no source render to extend")
+    source, subject = load_source(job.source_image)
+    width, height = size
+    x, y = source_offset(size, source.size)
+    band = max(vae_scale, round(0.06 * min(source.size)))
+    if subject is not None:
+        band = max(1, min(band, subject[0], subject[1], source.width - subject[2],
+                          source.height - subject[3]))
+    alpha = np.full((source.height, source.width), 255.0, np.float32)
+    ramp = np.arange(1, band + 1, dtype=np.float32) / band * 255.0
+    if y > 0:
+        alpha[:band] = np.minimum(alpha[:band], ramp[:, None])
+        alpha[-band:] = np.minimum(alpha[-band:], ramp[::-1, None])
+    if x > 0:
+        alpha[:, :band] = np.minimum(alpha[:, :band], ramp[None, :])
+        alpha[:, -band:] = np.minimum(alpha[:, -band:], ramp[None, ::-1])
+    product = source.convert("RGBA")
+    product.putalpha(Image.fromarray((alpha + 0.5).astype(np.uint8), "L"))
+    canvas = Image.new("RGB", size, _BACKGROUND)
+    canvas.paste(source, (x, y))
+    keep = np.zeros((height, width), bool)
+    keep[y:y + source.height, x:x + source.width] = alpha >= 255
+    mask = Image.fromarray(np.where(_whole_cells(keep, vae_scale), 0, 255).astype(np.uint8))
+    box = (x, y, x + source.width, y + source.height)
+    moved = None if subject is None else (subject[0] + x, subject[1] + y, subject[2] + x,
+                                          subject[3] + y)
+    return _Scene(canvas, mask, product, box, moved)
+
+
 def _whole_cells(opaque: np.ndarray, cell: int) -> np.ndarray:
     """Pixels of the latent cells (``cell`` px squares) that are wholly opaque.
 
@@ -558,13 +767,45 @@ def _whole_cells(opaque: np.ndarray, cell: int) -> np.ndarray:
 
 def _problem(out: _Output) -> str | None:
     """Why an output cannot be shipped (NaN, all black, blanked by the safety checker), if so."""
-    if out.nsfw:
+    finite = bool(np.isfinite(out.pixels).all())
+    return _problem_text(out.nsfw, not finite, finite and float(out.pixels.max()) * 255 < 0.5)
+
+
+def _problem_text(nsfw: bool, nan: bool, black: bool) -> str | None:
+    if nsfw:
         return "blanked by the safety checker"
-    if not np.isfinite(out.pixels).all():
+    if nan:
         return "NaN pixels"
-    if float(out.pixels.max()) * 255 < 0.5:
+    if black:
         return "all black"
     return None
+
+
+def _to_host(images: Any, nsfw: list[bool]) -> _Raw:
+    """Start copying a batch of pictures (N, 3, H, W) in [0, 1] to the host as bytes, rounded as
+    diffusers' ``numpy_to_pil`` does, with each one's NaN and brightness checks done on the
+    device. On CUDA the copy goes to pinned memory without blocking; ``_Raw.images`` waits."""
+    import torch
+
+    finite = torch.isfinite(images).flatten(1).all(dim=1)
+    peak = torch.nan_to_num(images.float(), nan=0.0).flatten(1).amax(dim=1)
+    pixels = (images.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    if images.device.type != "cuda":
+        return _Raw(pixels.cpu().contiguous(), finite.cpu(), peak.cpu(), nsfw)
+    host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in (pixels, finite, peak)]
+    for target, source in zip(host, (pixels, finite, peak), strict=True):
+        target.copy_(source, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return _Raw(host[0], host[1], host[2], nsfw, done)
+
+
+def _free_memory(device: str) -> int:
+    """Bytes a CUDA device can still give: free on the card plus what torch holds unused."""
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
 
 def _blank_message(problems: list[str], renderer: DiffusersRenderer) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from adgen.archs import build_pipeline, parse_random_model
 from adgen.errors import AssetError, RenderError
 from adgen.jobs import RenderJob
 from adgen.renderers.base import Box, Rendered
@@ -58,7 +59,10 @@ class DiffusersVideoRenderer(PipelineRenderer):
     Each video has ``num_frames`` frames (the job option ``num_frames`` wins) played at ``fps``
     (job option ``fps``); models may round the frame count to what they support (Wan, LTX and
     CogVideoX take 4k+1 or 8k+1). Jobs go through the pipeline ``batch_size`` at a time; keep 1
-    for videos that are bit-identical whatever batch they came in.
+    for videos that are bit-identical whatever batch they came in. ``compile`` runs the
+    transformer/UNet and the VAE decoder through ``torch.compile`` with static shapes.
+    ``model`` may be ``random:ltx-video`` (or ``random:ltx-video:tiny``): the bundled LTX-Video
+    architecture with random weights (:mod:`adgen.archs`), for benchmarks offline.
 
     The result's ``frames`` are RGB images of the job's size, ``image`` is the first one.
     A video with NaN pixels or only black frames is never returned: its job gets
@@ -78,6 +82,7 @@ class DiffusersVideoRenderer(PipelineRenderer):
         num_frames: int = 16,
         fps: int = 8,
         batch_size: int = 1,
+        compile: bool = False,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -99,6 +104,7 @@ class DiffusersVideoRenderer(PipelineRenderer):
         self.num_frames = num_frames
         self.fps = fps
         self.batch_size = batch_size
+        self.compile = compile
         self._variant = variant
         self._pipe = self._load()
         self._call_parameters = inspect.signature(self._pipe.__call__).parameters
@@ -222,8 +228,12 @@ class DiffusersVideoRenderer(PipelineRenderer):
         """Load the pipeline once, check it renders videos from prompts, move it to the device."""
         import diffusers
 
-        pipe = _from_pretrained(diffusers.DiffusionPipeline, self.model, self.dtype,
-                                self._variant, example=EXAMPLE_MODEL)
+        random = parse_random_model(self.model)
+        if random is not None:
+            pipe = build_pipeline(random[0], tiny=random[1], device=self.device, dtype=self.dtype)
+        else:
+            pipe = _from_pretrained(diffusers.DiffusionPipeline, self.model, self.dtype,
+                                    self._variant, example=EXAMPLE_MODEL)
         takes = inspect.signature(pipe.__call__).parameters
         missing = [name for name in _CALL_PARAMETERS if name not in takes]
         if missing == ["num_frames"]:
@@ -238,6 +248,11 @@ class DiffusersVideoRenderer(PipelineRenderer):
                 f"pipeline (AnimateDiff, CogVideoX, LTX-Video, Wan, ...) such as "
                 f"{EXAMPLE_MODEL!r}")
         pipe.to(self.device)
+        if self.compile:
+            denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+            for module in (denoiser, getattr(pipe.vae, "decoder", None)):
+                if module is not None:
+                    module.compile(dynamic=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
