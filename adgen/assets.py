@@ -233,7 +233,8 @@ class AssetMaker:
         if cached is None:
             raise AdgenError(f"render {row['job_key'][:12]} missing or unreadable in the cache; "
                              "run again to render it again")
-        captions = [Caption(r, t) for r, t in json.loads(row["captions"]).items()]
+        lang = str(row.get("locale") or "en")
+        captions = [Caption(r, t, lang) for r, t in json.loads(row["captions"]).items()]
         if campaign.provenance.visible_label:
             captions.append(Caption("label", campaign.provenance.label))
         prov = Provenance(campaign.name, row["variant_id"], campaign.renderer.model or "",

@@ -67,14 +67,15 @@ def preflight(plan: object, style: object) -> Preflight:
             f"the guardrails block every variant ({len(variants)}), so nothing would be made: "
             f"{reasons}; change the templates or guardrails.blocked")
     creatives = {c.id: c for c in campaign.creatives}
-    tried: dict[tuple[str, str, int], str | None] = {}
+    tried: dict[tuple[str, str, int, str], str | None] = {}
     for row in variants[variants["blocked"] == ""].to_dict("records"):
         creative = creatives[str(row["creative_id"])]
         for index, spec in enumerate(campaign.placements):
-            key = (creative.id, str(row["captions"]), index)
+            lang = str(row.get("locale") or "en")
+            key = (creative.id, str(row["captions"]), index, lang)
             if key not in tried:
                 tried[key] = _asset_problem(campaign, style, creative.kind, spec,
-                                            creative.video, str(row["captions"]))
+                                            creative.video, str(row["captions"]), lang)
             if tried[key] is not None:
                 result.failing[(str(row["variant_id"]), index)] = str(tried[key])
     return result
@@ -127,14 +128,14 @@ def known_options(renderer: str) -> set[str]:
 
 
 def _asset_problem(campaign: CampaignSpec, style: object, kind: str, spec: object,
-                   video: object, captions_json: str) -> str | None:
+                   video: object, captions_json: str, lang: str = "en") -> str | None:
     """Why one creative's captions cannot make an asset for one placement, or None."""
     from adgen.assets import BrandStyle
     from adgen.spec import PlacementSpec, VideoOptions
 
     assert isinstance(style, BrandStyle) and isinstance(spec, PlacementSpec)
     placement = spec.resolve()
-    captions = [Caption(r, t) for r, t in json.loads(captions_json).items()]
+    captions = [Caption(r, t, lang) for r, t in json.loads(captions_json).items()]
     if campaign.provenance.visible_label:
         captions.append(Caption("label", campaign.provenance.label))
     flat = Image.new("RGB", (campaign.renderer.width, campaign.renderer.height),

@@ -35,7 +35,11 @@ def test_bundled_fonts_and_licences_are_shipped():
     for path in (t.REGULAR, t.BOLD, t.CJK):
         assert path.is_file()
     licences = {p.name for p in t.FONTS_DIR.glob("LICENSE-*")}
-    assert licences == {"LICENSE-DejaVu.txt", "LICENSE-WenQuanYi.txt"}
+    assert licences == {"LICENSE-DejaVu.txt", "LICENSE-WenQuanYi.txt",
+                        "LICENSE-NotoColorEmoji.txt"}
+    assert t.EMOJI.is_file()
+    assert "SIL OPEN FONT LICENSE Version 1.1" in (
+        t.FONTS_DIR / "LICENSE-NotoColorEmoji.txt").read_text()
     assert "Bitstream" in (t.FONTS_DIR / "LICENSE-DejaVu.txt").read_text()
     assert "Apache License" in (t.FONTS_DIR / "LICENSE-WenQuanYi.txt").read_text()
 
@@ -170,7 +174,7 @@ def test_too_long_caption_error_names_role_length_placement_and_fix():
 
 def test_too_wide_word_error_names_the_word():
     with pytest.raises(PostProcessError, match="the word 'Donaudampfschifffahrt' alone is"):
-        t.fit_text("Donaudampfschifffahrt", (0, 0, 60, 60), t.TextStyle(min_size=12),
+        t.fit_text("Donaudampfschifffahrt", (0, 0, 8, 60), t.TextStyle(min_size=12),
                    role="cta", where="placement 'x'")
 
 

@@ -63,10 +63,12 @@ BRAND_SCRIM = 0.85
 
 @dataclass(frozen=True)
 class Caption:
-    """A caption to draw: ``role`` is "headline", "cta" or any other template name."""
+    """A caption to draw: ``role`` is "headline", "cta" or any other template name; ``lang``
+    (a locale such as ``de_DE``) picks the hyphenation rules for words too long for the box."""
 
     role: str
     text: str
+    lang: str = "en"
 
 
 @dataclass
@@ -165,7 +167,7 @@ class _Context:
 
     def fit(self, caption: Caption, box: Box, style: textmod.TextStyle) -> textmod.TextBlock:
         return textmod.fit_text(caption.text, box, style, font=self.font, role=caption.role,
-                                where=self.where)
+                                where=self.where, lang=caption.lang)
 
     def split(self) -> tuple[Caption | None, list[Caption], Caption | None]:
         headline = next((c for c in self.captions if c.role == "headline"), None)
@@ -217,6 +219,7 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
             behind = color.region_pixels(canvas, _measure_box(canvas, block, others))
             fill, value = color.best_text_color(color.luminance(behind))
         textmod.draw_text(draw, block, fill)
+        textmod.paste_color_runs(canvas, block)
         layer = own[item.role]
         if layer is not None:
             _text_layer(layer, block, fill)
@@ -228,6 +231,9 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
             f"scrim_{item.role}": item.role in scrims,
         })
     checks["scrim"] = bool(scrims)
+    hyphenated = [item.role for item in texts if item.block.hyphenated]
+    if hyphenated:
+        checks["hyphenated"] = hyphenated
     return boxes, checks
 
 
@@ -238,6 +244,7 @@ def _text_layer(layer: Image.Image, block: textmod.TextBlock, fill: color.RGB) -
     ink = Image.new("RGBA", layer.size, (*fill, 0))
     ink.putalpha(mask)
     layer.alpha_composite(ink)
+    textmod.paste_color_runs(layer, block)
 
 
 def _draw_plate(canvas: Image.Image, draw: ImageDraw.ImageDraw, frame: Box, plate: color.RGB,
@@ -436,7 +443,7 @@ def _captions(captions: Sequence[Caption]) -> list[Caption]:
         seen.add(caption.role)
         text = caption.text.strip()
         if text:
-            out.append(Caption(caption.role, text))
+            out.append(Caption(caption.role, text, caption.lang))
     return out
 
 

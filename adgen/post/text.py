@@ -2,28 +2,39 @@
 
 Pillow draws one font at a time and has no fallback of its own, so a caption is split into runs
 by which font of a chain (brand font, then the bundled DejaVu Sans, then WenQuanYi Micro Hei for
-CJK) covers each character, read from the fonts' cmaps with fontTools. Characters that no font
+CJK, then Noto Color Emoji) covers each character, read from the fonts' cmaps with fontTools.
+Emoji (characters shown as emoji by default, or followed by U+FE0F) go to the colour emoji font,
+a bitmap font that FreeType draws only at its strike size: its runs are measured and drawn at
+that size and scaled to the text's size (:func:`paste_color_runs`). Characters that no font
 covers are reported, never drawn as empty boxes. Lines are laid out with libraqm when Pillow has
 it (Arabic shaping, right-to-left order); without it, right-to-left runs are reversed so at least
 their order is right.
 
 :func:`fit_text` finds, by binary search on the font size, the largest size at which the text,
-greedily word-wrapped, fits a box: every glyph's ink stays inside the box, or a
-:class:`~adgen.errors.PostProcessError` says which caption is too long and how to fix it.
+greedily word-wrapped, fits a box: every glyph's ink stays inside the box. When no size fits
+because a word is wider than the box, the search runs again with such words hyphenated (pyphen's
+dictionary for the caption's language, English rules by default) or, where the dictionary has no
+break that fits, broken between characters; ``TextBlock.hyphenated`` says so. Only when even that
+fails does a :class:`~adgen.errors.PostProcessError` say which caption is too long and how to fix
+it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from PIL import ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw, ImageFont, features
 
 from adgen.errors import AssetError, PostProcessError
+
+if TYPE_CHECKING:
+    import pyphen
 
 Box = tuple[int, int, int, int]
 
@@ -31,6 +42,9 @@ FONTS_DIR = Path(__file__).resolve().parent.parent / "fonts"
 REGULAR = FONTS_DIR / "DejaVuSans.ttf"
 BOLD = FONTS_DIR / "DejaVuSans-Bold.ttf"
 CJK = FONTS_DIR / "wqy-microhei.ttc"
+EMOJI = FONTS_DIR / "NotoColorEmoji.ttf"
+EMOJI_STRIKE = 109
+"""The one pixel size at which the bitmap colour emoji font can be loaded."""
 
 RAQM = bool(features.check("raqm"))
 """Whether Pillow has libraqm (complex text layout); checked once."""
@@ -43,6 +57,13 @@ _CJK_CLOSE = "\u3001\u3002\u300d\u300f\u3011\uff01\uff09\uff0c\uff0e\uff1a\uff1b
 _PIECES = re.compile(rf"[{_CJK}][{_CJK_CLOSE}]*|[^{_CJK}]+?(?=[{_CJK}]|$)")
 _BREAKING_SPACE = re.compile(r"[ \t\u1680\u2000-\u2006\u2008-\u200a\u205f\u3000]+")
 _COMMON = ("Z", "P", "N", "S")  # categories that stay in the current run's font when covered
+# Characters below U+1F000 that are emoji by default (Unicode's Emoji_Presentation); the others
+# there are text unless followed by U+FE0F. Everything the emoji font has from U+1F000 is emoji.
+_EMOJI_DEFAULT = re.compile(
+    "[\u231a\u231b\u23e9-\u23ec\u23f0\u23f3\u25fd\u25fe\u2614\u2615\u2648-\u2653"
+    "\u267f\u2693\u26a1\u26aa\u26ab\u26bd\u26be\u26c4\u26c5\u26ce\u26d4\u26ea"
+    "\u26f2\u26f3\u26f5\u26fa\u26fd\u2705\u270a\u270b\u2728\u274c\u274e"
+    "\u2753-\u2755\u2757\u2795-\u2797\u27b0\u27bf\u2b1b\u2b1c\u2b50\u2b55]")
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,8 @@ class Face:
     path: Path
     index: int = 0
     embolden: bool = False
+    color: bool = False
+    """A bitmap colour font (emoji): loaded at :data:`EMOJI_STRIKE` px and scaled."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,8 @@ class TextBlock:
     ink: Box
     rtl: bool = False
     faces: list[Face] = field(default_factory=list)
+    hyphenated: bool = False
+    """A word too wide for the box was broken over lines (with a hyphen)."""
 
 
 # -- fonts -----------------------------------------------------------------------------------
@@ -135,11 +160,28 @@ def coverage(path: Path, index: int = 0) -> frozenset[int]:
 
 
 def font_chain(brand: Path | None = None, *, bold: bool = False) -> tuple[Face, ...]:
-    """The fallback chain for a caption: the brand font (if any), DejaVu Sans (Bold), then
-    WenQuanYi Micro Hei for CJK (emboldened when ``bold``, as it has no bold face)."""
+    """The fallback chain for a caption: the brand font (if any), DejaVu Sans (Bold),
+    WenQuanYi Micro Hei for CJK (emboldened when ``bold``, as it has no bold face), then Noto
+    Color Emoji."""
     faces = [Face(brand)] if brand is not None else []
-    faces += [Face(BOLD if bold else REGULAR), Face(CJK, 0, embolden=bold)]
+    faces += [Face(BOLD if bold else REGULAR), Face(CJK, 0, embolden=bold),
+              Face(EMOJI, color=True)]
     return tuple(faces)
+
+
+def _font(face: Face, size: int) -> tuple[ImageFont.FreeTypeFont, float]:
+    """The loaded font for ``face`` and the factor from its pixels to ``size`` px (1 except for
+    colour bitmap fonts, which load only at their strike size)."""
+    if face.color:
+        return load_font(face.path, face.index, EMOJI_STRIKE), size / EMOJI_STRIKE
+    return load_font(face.path, face.index, size), 1.0
+
+
+def _is_emoji(text: str, i: int) -> bool:
+    """Whether ``text[i]`` is shown as an emoji (by default, or asked for with U+FE0F)."""
+    code = ord(text[i])
+    return (code >= 0x1F000 or _EMOJI_DEFAULT.match(text[i]) is not None
+            or text[i + 1:i + 2] == "\ufe0f")
 
 
 def check_font(path: Path) -> None:
@@ -195,23 +237,31 @@ def is_rtl(text: str) -> bool:
 @lru_cache(maxsize=4096)
 def split_runs(text: str, chain: tuple[Face, ...]) -> tuple[tuple[str, Face], ...]:
     """Split ``text`` into ``(text, face)`` runs: letters go to the first font that covers them;
-    spaces, digits and punctuation stay in the current font when it covers them; invisible
-    characters stay with their neighbours. Raises :class:`PostProcessError` on a character no
-    font covers (callers check captions first, so this is a safeguard)."""
+    emoji to the first colour font that covers them; spaces, digits and punctuation stay in the
+    current font when it covers them; invisible characters stay with their neighbours. Raises
+    :class:`PostProcessError` on a character no font covers (callers check captions first, so
+    this is a safeguard)."""
     covers = [coverage(face.path, face.index) for face in chain]
     runs: list[tuple[str, Face]] = []
     current: int | None = None
     buffer: list[str] = []
-    for char in text:
+    for position, char in enumerate(text):
         code = ord(char)
+        emoji = next((i for i, c in enumerate(covers) if chain[i].color and code in c), None)
+        if emoji is not None and not _is_emoji(text, position):
+            emoji = None
         if _ignorable(char) or (
-            current is not None
+            emoji is None
+            and current is not None
             and code in covers[current]
             and unicodedata.category(char)[0] in (*_COMMON, "M")
         ):
             buffer.append(char)
             continue
-        choice = next((i for i, c in enumerate(covers) if code in c), None)
+        choice = emoji if emoji is not None else next(
+            (i for i, c in enumerate(covers) if code in c and not chain[i].color), None)
+        if choice is None:
+            choice = next((i for i, c in enumerate(covers) if code in c), None)
         if choice is None:
             raise PostProcessError(f"no font can draw {describe_char(char)} in {text!r}")
         if choice != current and current is not None and buffer:
@@ -243,7 +293,8 @@ def _shape(text: str, rtl: bool) -> tuple[str, str | None]:
 
 def _width(text: str, face: Face, size: int) -> float:
     shaped, direction = _shape(text, _has_rtl(text))
-    return float(load_font(face.path, face.index, size).getlength(shaped, direction=direction))
+    font, scale = _font(face, size)
+    return float(font.getlength(shaped, direction=direction)) * scale
 
 
 def _has_rtl(text: str) -> bool:
@@ -268,18 +319,87 @@ def _tokens(paragraph: str) -> list[tuple[str, str]]:
     return out
 
 
-def wrap(text: str, chain: tuple[Face, ...], size: int, width: float) -> list[str] | None:
-    """Greedy word wrap of ``text`` (explicit newlines kept) into lines no wider than ``width``
-    at ``size`` px; None when a single word is wider than ``width``."""
+HYPHEN = "-"
+
+
+@lru_cache(maxsize=32)
+def _dictionary(lang: str) -> pyphen.Pyphen | None:
+    """pyphen's hyphenation dictionary for a locale (``de_DE``, ``de``, ``en``), falling back
+    to English rules for languages pyphen lacks; None for scripts without hyphenation."""
+    import pyphen
+
+    if _is_cjk_locale(lang):
+        return None
+    name = pyphen.language_fallback(lang.replace("-", "_")) or "en_US"
+    return pyphen.Pyphen(lang=name)
+
+
+def _is_cjk_locale(lang: str) -> bool:
+    return lang.replace("-", "_").split("_")[0].lower() in ("ja", "zh", "ko")
+
+
+def _break_word(word: str, chain: tuple[Face, ...], size: int, first: float, width: float,
+                lang: str) -> list[str] | None:
+    """``word`` cut into pieces, each but the last ending in a hyphen, the first no wider than
+    ``first`` and the others than ``width``: at the dictionary's last hyphenation point that
+    fits when it fills most of the line, else between characters (never inside a combining
+    sequence). None when not even one character and a hyphen fit."""
+    dictionary = _dictionary(lang)
+    points = set(dictionary.positions(word)) if dictionary is not None else set()
+    chars = {i for i in range(1, len(word))
+             if unicodedata.category(word[i])[0] != "M" and not _ignorable(word[i])}
+    pieces: list[str] = []
+    start, limit = 0, first
+    while measure(word[start:], chain, size) > limit:
+        def fits(end: int) -> bool:
+            return measure(word[start:end] + HYPHEN, chain, size) <= limit  # noqa: B023
+
+        candidates = [i for i in sorted(chars) if i > start]
+        dict_ok = [i for i in candidates if i in points and fits(i)]
+        char_ok = [i for i in candidates if fits(i)]
+        end = max(char_ok) if char_ok else None
+        if dict_ok and end is not None and max(dict_ok) - start >= 0.6 * (end - start):
+            end = max(dict_ok)  # a dictionary break, unless it leaves the line half empty
+        if end is None:
+            if pieces or limit == width:
+                return None
+            pieces.append("")  # nothing fits on the current line: start on the next one
+            limit = width
+            continue
+        pieces.append(word[start:end] + HYPHEN)
+        start, limit = end, width
+    pieces.append(word[start:])
+    return pieces
+
+
+def _wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None
+          ) -> tuple[list[str], bool] | None:
+    """Lines, and whether a word was broken; see :func:`wrap`."""
     lines: list[str] = []
+    broke = False
     space = measure(" ", chain, size)
     for paragraph in text.split("\n"):
         line, line_width = "", 0.0
         for separator, piece in _tokens(paragraph):
             piece_width = measure(piece, chain, size)
-            if piece_width > width:
-                return None
             gap = space if separator and line else 0.0
+            if piece_width > width:
+                if lang is None:
+                    return None
+                room = width - line_width - gap if line else width
+                pieces = _break_word(piece, chain, size, room, width, lang)
+                if pieces is None:
+                    return None
+                broke = True
+                head, *rest = pieces
+                if head:
+                    line = f"{line}{separator if line else ''}{head}"
+                if line:
+                    lines.append(line)
+                lines.extend(rest[:-1])
+                line = rest[-1]
+                line_width = measure(line, chain, size)
+                continue
             if line and line_width + gap + piece_width > width:
                 lines.append(line)
                 line, line_width = piece, piece_width
@@ -288,14 +408,24 @@ def wrap(text: str, chain: tuple[Face, ...], size: int, width: float) -> list[st
                 line_width += gap + piece_width
         if line:
             lines.append(line)
-    return lines
+    return lines, broke
 
 
-def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float
-                  ) -> list[str] | None:
+def wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None = None
+         ) -> list[str] | None:
+    """Greedy word wrap of ``text`` (explicit newlines kept) into lines no wider than ``width``
+    at ``size`` px. A single word wider than ``width`` makes it None, unless ``lang`` (a locale
+    such as ``de_DE``) is given: then the word is hyphenated (see :func:`_break_word`)."""
+    result = _wrap(text, chain, size, width, lang)
+    return None if result is None else result[0]
+
+
+def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float,
+                  lang: str | None = None) -> list[str] | None:
     """:func:`wrap`, then the narrowest width that keeps the same number of lines, so lines
-    come out even ("Summer hydration, / zero plastic" rather than a lone last word)."""
-    lines = wrap(text, chain, size, width)
+    come out even ("Summer hydration, / zero plastic" rather than a lone last word). Text
+    with a hyphenated word is not evened out (it fills the box)."""
+    lines = wrap(text, chain, size, width, lang)
     if lines is None or len(lines) < 2:
         return lines
     low, high = int(widest_word(text, chain, size)[1]) + 1, int(width)
@@ -306,7 +436,7 @@ def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float
             high = mid
         else:
             low = mid + 1
-    return wrap(text, chain, size, high) or lines
+    return wrap(text, chain, size, high, lang) or lines
 
 
 def widest_word(text: str, chain: tuple[Face, ...], size: int) -> tuple[str, float]:
@@ -322,21 +452,23 @@ def widest_word(text: str, chain: tuple[Face, ...], size: int) -> tuple[str, flo
 def _metrics(faces: list[Face], size: int) -> tuple[int, int]:
     ascent, descent = 0, 0
     for face in faces:
-        a, d = load_font(face.path, face.index, size).getmetrics()
-        ascent, descent = max(ascent, a), max(descent, d)
+        font, scale = _font(face, size)
+        a, d = font.getmetrics()
+        ascent, descent = max(ascent, round(a * scale)), max(descent, round(d * scale))
     return ascent, descent
 
 
-def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextStyle
-           ) -> TextBlock | None:
+def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextStyle,
+           lang: str | None = None) -> TextBlock | None:
     """Set ``text`` at ``size`` px inside ``box``; None when it does not fit (too wide, too
-    many lines, too tall, or any glyph's ink outside the box)."""
+    many lines, too tall, or any glyph's ink outside the box). With ``lang``, words wider
+    than the box are hyphenated (see :func:`wrap`)."""
     pad_x, pad_y = round(style.pad_em[0] * size), round(style.pad_em[1] * size)
     inner = (box[0] + pad_x, box[1] + pad_y, box[2] - pad_x, box[3] - pad_y)
     width, height = inner[2] - inner[0], inner[3] - inner[1]
     if width <= 0 or height <= 0:
         return None
-    lines = balanced_wrap(text, chain, size, width)
+    lines = balanced_wrap(text, chain, size, width, lang)
     if not lines or (style.max_lines is not None and len(lines) > style.max_lines):
         return None
     line_runs = [split_runs(line, chain) for line in lines]
@@ -385,7 +517,9 @@ def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextS
     if ink[0] < inner[0] or ink[1] < inner[1] or ink[2] > inner[2] or ink[3] > inner[3]:
         return None
     frame = (left_edge - pad_x, top - pad_y, right_edge + pad_x, top + block_height + pad_y)
-    return TextBlock(placed, size, len(lines), frame, (ink[0], ink[1], ink[2], ink[3]), rtl, faces)
+    hyphenated = lang is not None and wrap(text, chain, size, width) is None
+    return TextBlock(placed, size, len(lines), frame, (ink[0], ink[1], ink[2], ink[3]), rtl, faces,
+                     hyphenated)
 
 
 def _grow(acc: list[int], box: Box) -> None:
@@ -395,20 +529,22 @@ def _grow(acc: list[int], box: Box) -> None:
 
 def run_ink(run: Run, size: int) -> Box:
     """The pixel box a run's glyphs cover when drawn."""
-    font = load_font(run.face.path, run.face.index, size)
+    font, scale = _font(run.face, size)
     shaped, direction = _shape(run.text, run.rtl)
     left, top, right, bottom = font.getbbox(
         shaped, anchor="ls", stroke_width=_stroke(run.face, size), direction=direction
     )
-    return (run.x + int(left), run.baseline + int(top),
-            run.x + int(-(-right // 1)), run.baseline + int(-(-bottom // 1)))
+    return (run.x + math.floor(left * scale), run.baseline + math.floor(top * scale),
+            run.x + math.ceil(right * scale), run.baseline + math.ceil(bottom * scale))
 
 
 def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
-             role: str = "caption", where: str = "") -> TextBlock:
+             role: str = "caption", where: str = "", lang: str = "en") -> TextBlock:
     """The largest size in ``[style.min_size, style.max_size]`` at which ``text`` fits ``box``
-    (binary search). Raises :class:`PostProcessError` naming ``role``, the text's length and
-    ``where`` (the placement), with a fix, when it does not fit even at the minimum size."""
+    (binary search). When it fits at no size, the search is repeated with words too wide for
+    the box hyphenated by the rules of ``lang`` (a locale: ``de_DE``, ``en``), or broken
+    between characters. Raises :class:`PostProcessError` naming ``role``, the text's length
+    and ``where`` (the placement), with a fix, when even that does not fit."""
     chain = font_chain(font, bold=style.bold)
     if style.one_line_first and style.max_lines != 1:
         single = _largest_fit(text, chain, box, replace(style, max_lines=1))
@@ -416,19 +552,21 @@ def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
             return single
     best = _largest_fit(text, chain, box, style)
     if best is None:
+        best = _largest_fit(text, chain, box, style, lang)
+    if best is None:
         raise PostProcessError(_too_long(text, chain, box, style, role, where))
     return best
 
 
-def _largest_fit(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle
-                 ) -> TextBlock | None:
+def _largest_fit(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle,
+                 lang: str | None = None) -> TextBlock | None:
     low, high = style.min_size, max(style.min_size, style.max_size)
-    best = layout(text, chain, low, box, style)
+    best = layout(text, chain, low, box, style, lang)
     if best is None:
         return None
     while low < high:
         mid = (low + high + 1) // 2
-        block = layout(text, chain, mid, box, style)
+        block = layout(text, chain, mid, box, style, lang)
         if block is None:
             high = mid - 1
         else:
@@ -466,10 +604,10 @@ def _too_long(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle, ro
     word, word_width = widest_word(text, chain, size)
     if word_width > width:
         return (
-            f"{head}: the word {word!r} alone is {round(word_width)} px wide; shorten or "
-            f"hyphenate it, or drop this placement for this caption"
+            f"{head}: the word {word!r} alone is {round(word_width)} px wide and even broken "
+            f"over lines it does not fit; shorten it, or drop this placement for this caption"
         )
-    ascent, descent = _metrics(list(chain), size)
+    ascent, descent = _metrics([face for face in chain if not face.color], size)
     per_line = max(1, round((ascent + descent) * style.line_spacing))
     fit_lines = max(1, (height - (ascent + descent)) // per_line + 1)
     if style.max_lines is not None:
@@ -486,8 +624,11 @@ def _too_long(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle, ro
 
 def draw_text(draw: ImageDraw.ImageDraw, block: TextBlock, fill: int | tuple[int, int, int]
               ) -> None:
-    """Draw a fitted block, run by run, in ``fill`` (an RGB triple, or a level on "L")."""
+    """Draw a fitted block, run by run, in ``fill`` (an RGB triple, or a level on "L"). Colour
+    (emoji) runs are left out: :func:`paste_color_runs` lays them on the image."""
     for run in block.runs:
+        if run.face.color:
+            continue
         font = load_font(run.face.path, run.face.index, block.size)
         shaped, direction = _shape(run.text, run.rtl)
         stroke = _stroke(run.face, block.size)
@@ -495,3 +636,30 @@ def draw_text(draw: ImageDraw.ImageDraw, block: TextBlock, fill: int | tuple[int
             (run.x, run.baseline), shaped, font=font, fill=fill, anchor="ls",
             stroke_width=stroke, stroke_fill=fill if stroke else None, direction=direction,
         )
+
+
+def paste_color_runs(image: Image.Image, block: TextBlock) -> None:
+    """Lay ``block``'s colour (emoji) runs on ``image``: drawn at the font's strike size with
+    their own colours and scaled to the block's size. On an "L" image (a text mask) their
+    coverage is drawn instead, so masks and layers keep them."""
+    for run in block.runs:
+        if not run.face.color:
+            continue
+        font, scale = _font(run.face, block.size)
+        shaped, direction = _shape(run.text, run.rtl)
+        left, top, right, bottom = (int(v) for v in font.getbbox(
+            shaped, anchor="ls", direction=direction))
+        if right <= left or bottom <= top:
+            continue
+        strike = Image.new("RGBA", (right - left, bottom - top), (0, 0, 0, 0))
+        ImageDraw.Draw(strike).text((-left, -top), shaped, font=font, anchor="ls",
+                                    embedded_color=True, direction=direction)
+        x0, y0 = run.x + math.floor(left * scale), run.baseline + math.floor(top * scale)
+        x1, y1 = run.x + math.ceil(right * scale), run.baseline + math.ceil(bottom * scale)
+        glyphs = strike.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
+        if image.mode == "L":
+            image.paste(255, (x0, y0), glyphs.getchannel("A"))
+        elif image.mode == "RGBA":
+            image.alpha_composite(glyphs, (x0, y0))
+        else:
+            image.paste(glyphs.convert(image.mode), (x0, y0), glyphs)

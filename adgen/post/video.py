@@ -403,7 +403,8 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
                                   max_size=max(12, round(0.08 * scale)), max_lines=2,
                                   one_line_first=True, pad_em=(0.9, 0.42))
         box = (left + width // 10, 0, right - width // 10, round(0.22 * height))
-        block = textmod.fit_text(cta.text, box, style, font=font, role="cta", where=where)
+        block = textmod.fit_text(cta.text, box, style, font=font, role="cta", where=where,
+                                 lang=cta.lang)
     max_w, max_h = 0.6 * width, (0.3 if block else 0.45) * height
     logo_h = resized(logo.path, "logo", max_w, max_h).height if logo is not None else 0
     block_h = block.frame[3] - block.frame[1] if block is not None else 0
@@ -423,6 +424,7 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
                                radius=max(2, round((frame[3] - frame[1]) * 0.22)), fill=button)
         ink = color.best_on(button)
         textmod.draw_text(draw, block, ink)
+        textmod.paste_color_runs(card, block)
         checks.update({"end_card_cta_box": frame, "end_card_button": color.to_hex(button),
                        "end_card_cta_color": color.to_hex(ink)})
     return card, checks
