@@ -392,9 +392,10 @@ def test_unchanged_banners_are_reused_and_a_missing_render_costs_only_its_own(
 
     # a new landing page rebuilds them; a render gone from the cache loses only its banners
     first = sorted(set(run.manifest["variant_id"]))[0]
-    job_key = run.manifest.loc[run.manifest["variant_id"] == first, "job_key"].iloc[0]
-    for path in (out / ".cache").rglob(f"{job_key}.*"):
-        path.unlink()
+    # every render of the variant (one per aspect class: 300x250 and 728x90 use different ones)
+    for job_key in set(run.manifest.loc[run.manifest["variant_id"] == first, "job_key"]):
+        for path in (out / ".cache").rglob(f"{job_key}.*"):
+            path.unlink()
     result = adgen.export(spec, to="html5", url="https://shop.example/other")
     assert {(s["variant_id"], s["placement"]) for s in result.skipped["html5"]} == {
         (first, "iab_300x250"), (first, "iab_728x90")}

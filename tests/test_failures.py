@@ -25,6 +25,7 @@ LONG = "{{ 'Spring is here and every runner deserves the very best shoes ' * 12 
 def test_one_bad_caption_fails_only_its_assets(tmp_path: Path, campaign_data: dict) -> None:
     campaign_data["creatives"][0]["captions"]["headline"] = LONG
     campaign_data["guardrails"] = {"max_caption_chars": 5000}  # long enough to get past
+    campaign_data["renderer"]["aspect"] = "crop"  # one render per variant
     campaign = adgen.load_campaign(write_campaign(tmp_path, campaign_data))
     result = adgen.run(campaign)
     assert result.rendered == 8  # preflight: nothing of east's 2 jobs can be made, not rendered
@@ -55,12 +56,14 @@ def test_one_bad_caption_fails_only_its_assets(tmp_path: Path, campaign_data: di
 
 
 def test_failed_renders_are_failed_rows_and_a_rerun_retries_them(campaign_file: Path) -> None:
-    campaign = adgen.load_campaign(campaign_file)
+    campaign = adgen.load_campaign(campaign_file, overrides=["renderer.aspect=crop"])
     result = adgen.run(campaign, make_renderer=functools.partial(SeedRenderer,
                                                                  fail_prompt="south"))
     failed = result.failures
     assert len(result.failed) == 4 and len(failed) == 4 * 3
-    assert (failed["status"] == "failed: render failed: NaN image").all()
+    # the quality gate retried each with the next seeds before giving up
+    assert failed["status"].str.fullmatch(
+        r"failed: render failed: quality: seed \d+: NaN image(; seed \d+: NaN image)+").all()
     assert result.summary()["failed_assets"] == 12
     again = adgen.run(campaign, make_renderer=SeedRenderer)
     assert again.rendered == 4 and again.failures.empty and again.assets_written == 12

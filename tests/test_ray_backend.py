@@ -85,10 +85,13 @@ def test_ray_run_matches_local_run_byte_for_byte(tmp_path: Path, campaign_file: 
     assert list(local.manifest["sha256"]) == list(ray_run.manifest["sha256"])
 
 
-def test_bad_model_in_an_actor_is_a_clear_error(campaign_file: Path) -> None:
+def test_a_bad_renderer_option_on_ray_is_a_clear_error_before_any_actor(
+    campaign_file: Path
+) -> None:
     campaign = adgen.load_campaign(campaign_file, overrides=["backend.name=ray",
                                                              "renderer.options.bogus=1"])
-    with pytest.raises(adgen.RenderError, match="unknown option"):
+    with pytest.raises(adgen.CampaignError, match=r"renderer.options: unknown option\(s\) bogus "
+                       "for renderer 'offline'"):
         adgen.run(campaign)
 
 
@@ -168,8 +171,7 @@ def test_backend_ray_renders_in_ray_actors_not_in_the_driver(
     tmp_path: Path, campaign_file: Path
 ) -> None:
     result, ran = _run_recorded(campaign_file, tmp_path / "log", "backend.name=ray")
-    assert sorted(key for batch in ran for key in batch["jobs"]) == sorted(
-        result.plan.variants["job_key"].unique())
+    assert sorted(key for batch in ran for key in batch["jobs"]) == sorted(result.plan.jobs)
     assert {batch["pid"] for batch in ran}.isdisjoint({os.getpid()})
     assert all(batch["actor"] for batch in ran)  # each batch ran inside a Ray actor
     assert len(result.manifest) == 30 and not result.failed
@@ -231,6 +233,6 @@ def test_cli_ray_address_and_cpu_workers_on_a_cluster_without_gpus(
     assert {batch["gcs"] for batch in ran} == {report["address"]}  # that cluster, not a new one
     assert len({batch["actor"] for batch in ran}) == 2  # cpu_workers=2 (the default would be 1)
     assert all(batch["gpus"] == [] for batch in ran)
-    assert sum(len(batch["jobs"]) for batch in ran) == 10
+    assert sum(len(batch["jobs"]) for batch in ran) == 20  # 10 variants x 2 aspect classes
     manifest = pd.read_csv(campaign_file.parent / "out" / "manifest.csv")
     assert len(manifest) == 30

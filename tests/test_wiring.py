@@ -289,16 +289,18 @@ def test_run_exits_1_when_a_job_fails_and_writes_the_rest(
         return SeedRenderer(fail_prompt="south")
 
     monkeypatch.setattr(adgen.pipeline, "create_renderer", failing)
-    out = CliRunner().invoke(app, ["run", str(campaign_file)])
+    crop = ["--set", "renderer.aspect=crop"]  # one render per variant
+    out = CliRunner().invoke(app, ["run", str(campaign_file), *crop])
     assert out.exit_code == 1, out.output
-    assert "12 × render failed: NaN image" in out.output  # 4 jobs x 3 placements, grouped
+    # 4 jobs x 3 placements, grouped by reason (seed numbers aside)
+    assert "12 × render failed: quality: seed " in out.output and "NaN image" in out.output
     manifest = pd.read_csv(campaign_file.parent / "out" / "manifest.csv")
     failed = manifest[manifest["status"].str.startswith("failed")]
     assert len(manifest) == 10 * 3 and len(failed) == 4 * 3
     assert failed["segment"].str.contains("south").all()
     monkeypatch.setattr(adgen.pipeline, "create_renderer", functools.partial(
         lambda *a, **k: SeedRenderer()))
-    again = CliRunner().invoke(app, ["run", str(campaign_file)])
+    again = CliRunner().invoke(app, ["run", str(campaign_file), *crop])
     assert again.exit_code == 0, again.output
     assert "4 rendered, 6 cached" in again.output
 
