@@ -38,6 +38,7 @@ def test_each_aspect_class_is_its_own_job_with_its_own_seed(tmp_path: Path,
 def test_offline_native_render_paints_the_scene_at_the_shape(tmp_path: Path,
                                                              campaign_data: dict) -> None:
     campaign_data["placements"] = ["story", "landscape"]
+    campaign_data["quality"] = {"enabled": False}  # seeds as planned: no quality retries
     result = adgen.run(adgen.load_campaign(write_campaign(tmp_path, campaign_data)))
     cache = RenderCache(result.out / ".cache")
     rows = result.manifest[result.manifest["status"] == "ok"]
@@ -56,6 +57,7 @@ def test_extend_outpaints_the_square_render_keeping_the_product(tmp_path: Path,
     campaign_data["placements"] = ["feed_square", "story"]
     campaign_data["variants"] = 1
     campaign_data["renderer"]["aspect"] = "extend"
+    campaign_data["quality"] = {"enabled": False}  # seeds as planned: no quality retries
     result = adgen.run(adgen.load_campaign(write_campaign(tmp_path, campaign_data)))
     cache = RenderCache(result.out / ".cache")
     story = result.manifest[result.manifest["placement"] == "story"].iloc[0]
@@ -81,6 +83,7 @@ def test_diffusers_extend_inpaints_around_the_product(tmp_path: Path,
     model = make_tiny_sd_pipeline(tmp_path / "tiny-sd")
     campaign_data.update(placements=["feed_square", "landscape"], variants=1)
     campaign_data["audience"]["filter"] = "region == 'north'"
+    campaign_data["quality"] = {"enabled": False}  # seeds as planned: no quality retries
     campaign_data["renderer"] = {"name": "diffusers", "model": str(model), "width": 64,
                                  "height": 64, "steps": 2, "aspect": "extend"}
     result = adgen.run(adgen.load_campaign(write_campaign(tmp_path, campaign_data)))
