@@ -159,13 +159,13 @@ def two_creatives(data: dict[str, Any]) -> dict[str, Any]:
 def test_provenance_says_how_each_asset_was_made(
     tmp_path: Path, campaign_data: dict, renderer: str, with_product: str, without: str
 ) -> None:
-    overrides = []
+    overrides = ["quality.enabled=false"]  # every asset made as planned (no gate, no model)
     if renderer == "diffusers":
         from adgen.testing import make_tiny_sd_pipeline
 
         tiny = make_tiny_sd_pipeline(tmp_path / "tiny")
-        overrides = ["renderer.name=diffusers", f"renderer.model={tiny}", "renderer.width=64",
-                     "renderer.height=64", "renderer.steps=1"]
+        overrides += ["renderer.name=diffusers", f"renderer.model={tiny}", "renderer.width=64",
+                      "renderer.height=64", "renderer.steps=1"]
     result = run_campaign(tmp_path, two_creatives(campaign_data), *overrides)
     manifest = result.manifest
     assert len(manifest) == 3 * 2 * 3 and set(manifest["format"]) == {"jpeg", "png", "webp"}
