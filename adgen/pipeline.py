@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +20,16 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.assets import MANIFEST_COLUMNS, AssetMaker, Progress, blocked_rows, brand_style
+from adgen.assets import (
+    MANIFEST_COLUMNS,
+    AssetMaker,
+    JobResults,
+    PostContext,
+    Progress,
+    blocked_rows,
+    brand_style,
+    post_context,
+)
 from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
@@ -31,6 +41,7 @@ from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
+from adgen.storage import OutputStore, is_url, join, open_output
 from adgen.store import RenderCache, atomic_write_text, safe_csv, write_parquet
 
 
@@ -69,7 +80,7 @@ def with_options(
     """A copy of the campaign with the output folder, renderer, model or backend replaced."""
     update: dict[str, Any] = {}
     if out is not None:
-        update["output"] = Path(out).resolve()
+        update["output"] = str(out) if is_url(out) else Path(out).resolve()
     sections: dict[str, dict[str, Any]] = {
         "renderer": {"name": renderer, "model": model},
         "backend": {"name": backend, "address": ray_address, "gpus": gpus},
@@ -105,9 +116,10 @@ def run(
     ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
-    state = RefreshState.load(campaign.output_dir)
-    return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
-                          progress=progress)
+    with open_output(campaign.output_location):
+        state = RefreshState.load(campaign.output_dir)
+        return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
+                              progress=progress)
 
 
 def run_with_state(
@@ -115,14 +127,24 @@ def run_with_state(
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
     """:func:`run` with the refresh state given (slot generations, weights, stickiness)."""
+    with open_output(campaign.output_location):
+        return _run(campaign, state, audience, make_renderer, progress)
+
+
+def _run(
+    campaign: CampaignSpec, state: RefreshState, audience: AudienceSource | None,
+    make_renderer: Callable[[], Renderer] | None, progress: Progress | None,
+) -> RunResult:
     out_dir = campaign.output_dir
     # 1. plan, 2. check
     plan = validate(campaign, audience=audience, generations=state.generations)
     style = brand_style(campaign)
-    cache = RenderCache(out_dir / CACHE_DIR)
+    cache = render_cache(campaign)
     # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as its
-    #    render is in the cache
-    post = AssetMaker(plan, cache, style, progress)
+    #    render is in the cache (on Ray: by a CPU worker on the cluster, near the render)
+    ctx = post_context(plan, cache, style)
+    on_cluster = campaign.backend.name == "ray" and campaign.backend.post == "cluster"
+    post = AssetMaker(plan, ctx, progress, processes=not on_cluster and _use_processes(plan))
     failed: dict[str, str] = {}
     todo = plan.to_render
     rendered = 0
@@ -132,7 +154,7 @@ def run_with_state(
         rendered += 1
         if result.error is not None:
             failed[result.job_key] = result.error
-        else:
+        elif not on_cluster:
             post.submit(result.job_key)
         if progress:
             progress("render", rendered, len(todo))
@@ -143,7 +165,8 @@ def run_with_state(
     with post:
         for key in plan.cached:
             post.submit(key)
-        render_jobs(campaign, factory, todo, cache, on_rendered, progress)
+        render_jobs(campaign, factory, todo, cache, on_rendered, progress,
+                    post=ctx if on_cluster else None, post_rows=post.by_job, on_assets=post.add)
         rows = post.results()
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write
@@ -151,7 +174,7 @@ def run_with_state(
     assignments = assign_customers(plan, exclude=failed_variants | set(plan.blocked),
                                    weights=state.weights,
                                    previous=state.previous_assignments())
-    _write_outputs(out_dir, manifest, assignments)
+    _write_outputs(out_dir, ctx.assets, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
                        post.written, len(rows) - post.written, failed)
     settings = {
@@ -170,10 +193,14 @@ def run_with_state(
 def render_jobs(
     campaign: CampaignSpec, make_renderer: Callable[[], Renderer], jobs: list[RenderJob],
     cache: RenderCache, on_rendered: Callable[[Rendered], None],
-    progress: Progress | None = None,
+    progress: Progress | None = None, *, post: PostContext | None = None,
+    post_rows: dict[str, list[dict[str, Any]]] | None = None,
+    on_assets: Callable[[str, JobResults], None] | None = None,
 ) -> None:
     """Render ``jobs`` into the cache on the campaign's backend (on Ray, ``progress`` also gets
-    one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``)."""
+    one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``). With ``post``
+    (Ray only), each render's assets (the variants ``post_rows`` lists by job key) are made on
+    the cluster and ``on_assets`` gets their manifest rows."""
     batch_size = int(campaign.renderer.options.get("batch_size", 4))
     backend = campaign.backend
     if backend.name == "ray":
@@ -188,7 +215,8 @@ def render_jobs(
                 progress(label, stats.images, len(jobs))
 
         render_ray(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered,
-                   options=options, on_worker=on_worker)
+                   options=options, on_worker=on_worker, post=post, post_rows=post_rows,
+                   on_assets=on_assets)
     else:
         render_local(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered)
 
@@ -219,24 +247,35 @@ def assign(
     return assign_customers(plan, weights=state.weights, previous=state.previous_assignments())
 
 
-def _write_outputs(out_dir: Path, manifest: pd.DataFrame, assignments: pd.DataFrame) -> None:
-    write_parquet(out_dir / "manifest.parquet", manifest)
-    atomic_write_text(out_dir / "manifest.csv", safe_csv(manifest))
+def render_cache(campaign: CampaignSpec) -> RenderCache:
+    """The campaign's render cache: ``.cache`` under its output (a folder or a URL)."""
+    return RenderCache(join(campaign.output_location, CACHE_DIR))
+
+
+PROCESS_MIN_JOBS = 8
+"""Renders to post-process from which a run uses one process per core rather than threads
+(starting a process costs about a second; see the README's "Running at scale")."""
+
+
+def _use_processes(plan: Plan) -> bool:
+    jobs = plan.variants.loc[plan.variants["blocked"] == "", "job_key"].nunique()
+    return (os.cpu_count() or 1) > 1 and jobs >= PROCESS_MIN_JOBS
+
+
+def _write_outputs(out_dir: Path, assets: OutputStore, manifest: pd.DataFrame,
+                   assignments: pd.DataFrame) -> None:
     atomic_write_text(out_dir / "assignments.csv", safe_csv(assignments))
-    _prune_assets(out_dir, set(manifest["path"]) - {""})
+    atomic_write_text(out_dir / "manifest.csv", safe_csv(manifest))
+    write_parquet(out_dir / "manifest.parquet", manifest)
+    _prune_assets(assets, set(manifest["path"]) - {""})
 
 
-def _prune_assets(out_dir: Path, keep: set[str]) -> None:
+def _prune_assets(store: OutputStore, keep: set[str]) -> None:
     """Delete asset files the new manifest no longer lists (e.g. after a caption change)."""
-    root = out_dir / "assets"
-    if not root.is_dir():
-        return
-    for path in root.rglob("*"):
-        if path.is_file() and path.relative_to(out_dir).as_posix() not in keep:
-            path.unlink()
-    for folder in sorted(root.iterdir()):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    for name in store.files("assets"):
+        if name not in keep:
+            store.delete(name)
+    store.remove_empty_folders("assets")
 
 
 def _now() -> str:

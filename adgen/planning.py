@@ -24,6 +24,7 @@ from adgen.jobs import RenderJob, derive_seed
 from adgen.prompts import TemplateSet
 from adgen.renderers import RUNTIME_OPTIONS, VIDEO_RENDERERS
 from adgen.spec import CampaignSpec, Creative
+from adgen.storage import join
 from adgen.store import RenderCache
 
 CACHE_DIR = ".cache"
@@ -171,7 +172,7 @@ def make_plan(
                     "blocked": problem or "",
                 })
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
-    cache = RenderCache(campaign.output_dir / CACHE_DIR)
+    cache = RenderCache(join(campaign.output_location, CACHE_DIR))
     cached = frozenset(key for key in jobs if cache.has(key))
     return Plan(campaign, segments, variants, jobs, cached)
 

@@ -8,6 +8,8 @@ Layout under a campaign's output folder::
     run.json                                        summary of the last run
     .cache/renders/<k2>/<job_key>.png (+ .json)     rendered pictures by job key
 
+The output may also be an object-store URL: see :mod:`adgen.storage`.
+
 Every file is written to a temporary name in the same folder and renamed into place, so a killed
 run never leaves a half-written file under a final name.
 """
@@ -23,12 +25,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 from PIL import Image
 
 from adgen.renderers.base import Box, Rendered
+
+if TYPE_CHECKING:
+    from adgen.storage import OutputStore
 
 
 def _current_umask() -> int:
@@ -132,50 +137,59 @@ def read_safe_csv(path: Path) -> pd.DataFrame:
 class CachedRender:
     """A cached render: a still (``frames == 0``) or a clip of ``frames`` frames at ``fps``."""
 
-    image_path: Path
+    png: bytes
     subject_box: Box | None
     composite: bool
     frames: int = 0
     fps: float | None = None
 
+    def _strip(self) -> Image.Image:
+        with Image.open(io.BytesIO(self.png)) as image:
+            return image.convert("RGB")
+
     def load(self) -> Image.Image:
         """The still, or a clip's first frame."""
-        with Image.open(self.image_path) as image:
-            rgb = image.convert("RGB")
+        rgb = self._strip()
         if self.frames > 1:
             return rgb.crop((0, 0, rgb.width, rgb.height // self.frames))
         return rgb
 
     def load_frames(self) -> list[Image.Image]:
         """A clip's frames (a still gives one)."""
-        with Image.open(self.image_path) as image:
-            rgb = image.convert("RGB")
+        rgb = self._strip()
         count = max(1, self.frames)
         height = rgb.height // count
         return [rgb.crop((0, i * height, rgb.width, (i + 1) * height)) for i in range(count)]
 
 
 class RenderCache:
-    """Rendered pictures by job key (lossless PNG plus a small JSON of what the renderer knew)."""
+    """Rendered pictures by job key (lossless PNG plus a small JSON of what the renderer knew),
+    in a local folder or an object store (a path, URL or :class:`~adgen.storage.OutputStore`).
+    Entries are content-addressed and written once: the PNG first, the JSON last (its presence
+    marks a complete entry, so an interrupted write is redone). Picklable."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: str | Path | OutputStore) -> None:
+        from adgen.storage import OutputStore
 
-    def _paths(self, key: str) -> tuple[Path, Path]:
-        folder = self.root / "renders" / key[:2]
-        return folder / f"{key}.png", folder / f"{key}.json"
+        self.store = root if isinstance(root, OutputStore) else OutputStore(root)
+
+    def _names(self, key: str) -> tuple[str, str]:
+        folder = f"renders/{key[:2]}"
+        return f"{folder}/{key}.png", f"{folder}/{key}.json"
 
     def has(self, key: str) -> bool:
-        image, meta = self._paths(key)
-        return meta.exists() and image.exists()
+        image, meta = self._names(key)
+        return self.store.exists(meta) and self.store.exists(image)
 
     def get(self, key: str) -> CachedRender | None:
-        image, meta = self._paths(key)
-        if not (image.exists() and meta.exists()):
+        image, meta = self._names(key)
+        try:
+            info = json.loads(self.store.read_bytes(meta))
+            png = self.store.read_bytes(image)
+        except FileNotFoundError:
             return None
-        info = json.loads(meta.read_text(encoding="utf-8"))
         box = info.get("subject_box")
-        return CachedRender(image, tuple(box) if box else None, bool(info.get("composite")),
+        return CachedRender(png, tuple(box) if box else None, bool(info.get("composite")),
                             int(info.get("frames") or 0), info.get("fps"))
 
     def put(self, result: Rendered) -> None:
@@ -184,8 +198,9 @@ class RenderCache:
         self.put_encoded(result.job_key, png, info)
 
     def put_encoded(self, key: str, png: bytes, info: dict[str, Any]) -> None:
-        """Store an encoded render: the PNG first, the JSON last (its presence marks
-        completion, so an interrupted write is redone)."""
-        image_path, meta_path = self._paths(key)
-        atomic_write_bytes(image_path, png)
-        atomic_write_text(meta_path, json.dumps(info))
+        """Store an encoded render (once: an entry already there is kept)."""
+        image, meta = self._names(key)
+        if self.store.exists(meta):
+            return
+        self.store.write_once(image, png)
+        self.store.write_bytes(meta, json.dumps(info).encode("utf-8"))

@@ -1,14 +1,23 @@
 """The Ray backend: a pool of render actors, one per GPU (or fractional GPU, or CPU worker).
 
 This is the only module that imports :mod:`ray`. Each actor builds its renderer once (the model
-loads once per GPU), renders batches, encodes each picture to PNG and returns small records, so
-pictures never pile up in the object store; the driver writes them to the render cache as they
-stream back. At most ``in_flight`` batches wait per actor.
+loads once per GPU), renders batches and encodes each picture to PNG. At most ``in_flight``
+batches wait per actor.
+
+Where the pixels go: with a :class:`~adgen.assets.PostContext` (``backend.post: cluster``), a
+batch's PNGs stay in the object store of the node that rendered them and a CPU task, which Ray
+schedules next to its arguments, writes them to the render cache, makes their assets, writes
+those to the output store and returns only manifest rows. At most ``post_queue`` such tasks wait
+(backpressure: renders stop being handed out while post-processing is behind). Without one, the
+PNGs stream to the driver, which writes the cache and post-processes.
 
 Faults: when an actor dies (crashed process, CUDA error, lost node) its unfinished batches go back
 to the queue and a replacement actor is started; a batch that kills ``max_attempts`` actors is
-reported as failed. A job that fails on its own (NaN image) comes back as a failed record and is
-reported, not retried. Ctrl-C kills the pool; finished renders are already in the cache.
+reported as failed. A post task whose worker dies is retried by Ray; if its renders were lost
+with their node, the batch is rendered again. Every file is content-addressed and written once,
+so a retry writes nothing twice. A job that fails on its own (NaN image) comes back as a failed
+record and is reported, not retried. Ctrl-C kills the pool; finished renders are already in the
+cache.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adgen.assets import JobResults, PostContext
 from adgen.backends.local import OnRendered, RendererFactory, batches
 from adgen.errors import AdgenError, CampaignError
 from adgen.jobs import RenderJob
@@ -40,6 +50,8 @@ class PoolOptions:
     cpu_workers: int | None = None
     in_flight: int = 2
     max_attempts: int = 3
+    post_queue: int | None = None
+    """Post tasks waiting at most (default: two per CPU of the cluster)."""
 
 
 @dataclass
@@ -60,6 +72,8 @@ class PoolReport:
     replaced: int = 0
     startup_seconds: float = 0.0
     seconds: float = 0.0
+    post_nodes: dict[str, int] = field(default_factory=dict)
+    """Assets made on the cluster, by node id (cluster post-processing only)."""
 
 
 def connect(address: str | None = None) -> None:
@@ -100,10 +114,12 @@ class _RenderWorker:
     def who(self) -> tuple[list[str], str, str]:
         return self.identity
 
-    def render(self, jobs: Sequence[RenderJob]) -> list[dict[str, Any]]:
+    def render(self, jobs: Sequence[RenderJob]) -> tuple[list[str | None], list[dict[str, Any]]]:
+        """Errors by job (small, for the driver) and the records with their PNGs (which stay
+        in the object store until the driver or a post task fetches them)."""
         if self.init_error is not None:
             raise self.init_error
-        records = []
+        records: list[dict[str, Any]] = []
         for result in self.renderer(jobs):
             png, info = None, dict[str, Any]()
             if result.error is None and (result.image is not None or result.frames):
@@ -112,7 +128,24 @@ class _RenderWorker:
                 result.error = "renderer returned no image"
             records.append({"job_key": result.job_key, "png": png, "info": info,
                             "error": result.error})
-        return records
+        return [r["error"] for r in records], records
+
+
+def _post_batch(
+    ctx: PostContext, rows: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]],
+) -> tuple[str, list[tuple[str, str | None, JobResults]]]:
+    """Runs on a CPU worker next to the renders: cache them, make and write their assets.
+    Returns the node id and, per job, its error or its manifest rows."""
+    import ray
+
+    out = []
+    for record in records:
+        results: JobResults = []
+        if record["png"] is not None:
+            ctx.cache.put_encoded(record["job_key"], record["png"], record["info"])
+            results = ctx.job_rows(rows.get(record["job_key"], []))
+        out.append((record["job_key"], record["error"], results))
+    return ray.get_runtime_context().get_node_id(), out
 
 
 def _store(cache: RenderCache, record: dict[str, Any]) -> Rendered:
@@ -132,10 +165,15 @@ def render_ray(
     on_rendered: OnRendered | None = None,
     options: PoolOptions = PoolOptions(),
     on_worker: Callable[[str, WorkerStats], None] | None = None,
+    post: PostContext | None = None,
+    post_rows: dict[str, list[dict[str, Any]]] | None = None,
+    on_assets: Callable[[str, JobResults], None] | None = None,
 ) -> PoolReport:
-    """Render ``jobs`` on a Ray actor pool; results stream into the cache as they finish."""
+    """Render ``jobs`` on a Ray actor pool; results stream into the cache as they finish.
+    With ``post``, each batch's assets are made on the cluster and ``on_assets`` gets each
+    job's manifest rows (see the module docstring)."""
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import RayActorError, RayError, RayTaskError
 
     report = PoolReport()
     if not jobs:
@@ -151,8 +189,14 @@ def render_ray(
         size = max(1, int(gpus / per))
         actor_options: dict[str, Any] = {"num_gpus": per, "num_cpus": 0}
     else:
-        size = options.cpu_workers or max(1, int(resources.get("CPU", 1)) // 2)
+        cpus = resources.get("CPU", 1)
+        size = options.cpu_workers or max(1, int(cpus) // 2)
         actor_options = {"num_cpus": 1}
+        if post is not None:  # leave CPUs to the post tasks
+            size = max(1, min(size, int(cpus) - 1))
+            if cpus < 2:
+                actor_options = {"num_cpus": cpus / 2}
+    post_cpus = min(1.0, resources.get("CPU", 1) / 2) if gpus == 0 else 1.0
     queue = deque((batch, 0) for batch in batches(jobs, batch_size))
     size = min(size, len(queue))
     worker_cls = ray.remote(max_restarts=0, max_task_retries=0)(_RenderWorker)
@@ -164,13 +208,21 @@ def render_ray(
     ray.get([actor.who.remote() for actor in actors])  # wait until every model is loaded
     report.startup_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    pending: dict[Any, tuple[Any, list[RenderJob], int]] = {}
+    pending: dict[Any, tuple[Any, list[RenderJob], int, Any]] = {}
+    posting: dict[Any, tuple[list[RenderJob], int]] = {}
     load = {id(a): 0 for a in actors}
+    post_queue = options.post_queue or max(2, 2 * int(resources.get("CPU", 1)))
+    if post is not None:
+        post_ctx = ray.put(post.portable())
+        post_task = ray.remote(max_retries=3)(_post_batch)
+        post_task = post_task.options(num_cpus=post_cpus)
+    by_job = post_rows or {}
 
     def fill(actor: Any) -> None:
-        while queue and load[id(actor)] < options.in_flight:
+        while queue and load[id(actor)] < options.in_flight and len(posting) < post_queue:
             batch, attempts = queue.popleft()
-            pending[actor.render.remote(batch)] = (actor, batch, attempts)
+            status, records = actor.render.options(num_returns=2).remote(batch)
+            pending[status] = (actor, batch, attempts, records)
             load[id(actor)] += 1
 
     def stats_of(actor: Any) -> WorkerStats:
@@ -180,39 +232,69 @@ def render_ray(
             report.workers[key] = WorkerStats(gpu_ids, node[:8])
         return report.workers[key]
 
+    def replace_actor(actor: Any) -> None:
+        for other in [r for r, v in pending.items() if v[0] is actor]:
+            _, other_batch, other_attempts, _ = pending.pop(other)
+            queue.appendleft((other_batch, other_attempts))
+        ray.kill(actor, no_restart=True)
+        actors.remove(actor)
+        replacement = new_actor()
+        actors.append(replacement)
+        load[id(replacement)] = 0
+        report.replaced += 1
+
+    def posted(ref: Any) -> None:
+        batch, attempts = posting.pop(ref)
+        try:
+            node, results = ray.get(ref)
+        except RayTaskError as exc:
+            if isinstance(exc.cause, AdgenError):
+                raise exc.cause from None
+            raise
+        except RayError as exc:  # its worker or the renders' node was lost: render again
+            _requeue(queue, batch, attempts, options, on_rendered, exc)
+            return
+        for job_key, error, rows in results:
+            report.post_nodes[node] = report.post_nodes.get(node, 0) + len(rows)
+            if on_rendered is not None:
+                on_rendered(Rendered(job_key, None, error=error))
+            if error is None and on_assets is not None:
+                on_assets(job_key, rows)
+
     try:
         for actor in actors:
             fill(actor)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+        while pending or posting:
+            ready, _ = ray.wait([*pending, *posting], num_returns=1)
             ref = ready[0]
-            actor, batch, attempts = pending.pop(ref)
+            if ref in posting:
+                posted(ref)
+                for actor in list(actors):
+                    fill(actor)
+                continue
+            actor, batch, attempts, records_ref = pending.pop(ref)
             load[id(actor)] -= 1
             try:
-                records = ray.get(ref)
+                errors = ray.get(ref)
             except (RayActorError, RayTaskError) as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, AdgenError):
                     raise cause from None
                 _requeue(queue, batch, attempts, options, on_rendered, exc)
-                for other in [r for r, v in pending.items() if v[0] is actor]:
-                    _, other_batch, other_attempts = pending.pop(other)
-                    queue.appendleft((other_batch, other_attempts))
-                ray.kill(actor, no_restart=True)
-                actors.remove(actor)
-                replacement = new_actor()
-                actors.append(replacement)
-                load[id(replacement)] = 0
-                report.replaced += 1
-                fill(replacement)
+                replace_actor(actor)
+                fill(actors[-1])
                 continue
             stats = stats_of(actor)
             stats.batches += 1
-            stats.images += len(records)
-            for record in records:
-                result = _store(cache, record)
-                if on_rendered is not None:
-                    on_rendered(result)
+            stats.images += len(errors)
+            if post is not None:
+                rows = {job.key: by_job.get(job.key, []) for job in batch}
+                posting[post_task.remote(post_ctx, rows, records_ref)] = (batch, attempts)
+            else:
+                for record in ray.get(records_ref):
+                    result = _store(cache, record)
+                    if on_rendered is not None:
+                        on_rendered(result)
             if on_worker is not None:
                 on_worker(actor._actor_id.hex()[:8], stats)
             fill(actor)
