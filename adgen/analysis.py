@@ -28,6 +28,7 @@ import pandas as pd
 
 from adgen import stats
 from adgen.errors import ResultsError
+from adgen.storage import join, open_output
 from adgen.store import atomic_write_bytes, atomic_write_text, safe_csv
 
 HOLDOUT = "holdout"
@@ -274,18 +275,21 @@ def _srm(group: pd.DataFrame, weights: list[float] | None, holdout: float) -> fl
     return stats.srm_pvalue(observed, [w / total for w in planned])
 
 
-def write_analysis(analysis: Analysis, out_dir: Path) -> list[Path]:
-    """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir``."""
-    csv_path, json_path, png_path = (out_dir / f"analysis.{ext}" for ext in ("csv", "json", "png"))
-    atomic_write_text(csv_path, safe_csv(analysis.table))
-    payload = {
-        "alpha": analysis.alpha, "rule": analysis.rule, "srm": analysis.srm,
-        "warnings": analysis.srm_warnings,
-        "rows": json.loads(analysis.table.to_json(orient="records")),
-    }
-    atomic_write_text(json_path, json.dumps(payload, indent=2))
-    atomic_write_bytes(png_path, plot(analysis))
-    return [csv_path, json_path, png_path]
+def write_analysis(analysis: Analysis, out_dir: str | Path) -> list[str]:
+    """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir`` (a folder
+    or an object-store URL); returns where they are."""
+    names = [f"analysis.{ext}" for ext in ("csv", "json", "png")]
+    with open_output(out_dir) as folder:
+        csv_path, json_path, png_path = (folder / name for name in names)
+        atomic_write_text(csv_path, safe_csv(analysis.table))
+        payload = {
+            "alpha": analysis.alpha, "rule": analysis.rule, "srm": analysis.srm,
+            "warnings": analysis.srm_warnings,
+            "rows": json.loads(analysis.table.to_json(orient="records")),
+        }
+        atomic_write_text(json_path, json.dumps(payload, indent=2))
+        atomic_write_bytes(png_path, plot(analysis))
+    return [join(out_dir, name) for name in names]
 
 
 def plot(analysis: Analysis) -> bytes:

@@ -306,9 +306,10 @@ class AssetMaker:
         workers = workers or os.cpu_count() or 1
         self.pool: Executor
         if processes:
-            self.pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_process, initargs=(ctx,))
+            context = multiprocessing.get_context("forkserver")  # forks of one clean process
+            context.set_forkserver_preload(["adgen.assets"])  # that imported adgen once
+            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                            initializer=_init_process, initargs=(ctx,))
         else:
             self.pool = ThreadPoolExecutor(max_workers=workers)
         self.processes = processes

@@ -102,7 +102,7 @@ def plan(
 def run(
     campaign: CampaignArg,
     audience: AudienceOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder or URL.")] = None,
     renderer: Annotated[
         str | None, typer.Option("--renderer", help="Renderer name (offline, diffusers).")
     ] = None,
@@ -197,15 +197,16 @@ def _print_analysis(analysis: adgen.Analysis) -> None:
 
 @app.command()
 def analyze(
-    target: Annotated[Path, typer.Argument(help="Output folder of a run, or the campaign YAML.")],
+    target: Annotated[str, typer.Argument(
+        help="Output folder or URL of a run, or the campaign YAML.")],
     results: ResultsOpt,
 ) -> None:
     """Analyse results: uplift, intervals, p-values, chance to win, SRM; writes analysis.*."""
-    is_campaign = target.suffix.lower() in {".yaml", ".yml"}
-    spec = adgen.load_campaign(target) if is_campaign else None
+    is_campaign = Path(target).suffix.lower() in {".yaml", ".yml"}
+    spec = adgen.load_campaign(Path(target)) if is_campaign else None
     analysis = adgen.analyze(spec or target, results)
     _print_analysis(analysis)
-    out_dir = spec.output_dir if spec else target
+    out_dir = spec.output_location if spec else target
     written = adgen.write_analysis(analysis, out_dir)
     console.print("wrote " + ", ".join(str(p) for p in written))
 
@@ -216,7 +217,7 @@ def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None) -> 
     spec = _load(campaign, set_)
     outcome = adgen.refresh(spec, results)
     _print_analysis(outcome.analysis)
-    adgen.write_analysis(outcome.analysis, spec.output_dir)
+    adgen.write_analysis(outcome.analysis, spec.output_location)
     weights = ", ".join(f"{w:.3f}" for w in outcome.weights) if outcome.weights else "unchanged"
     console.print(
         f"[green]refreshed[/green] {spec.name}: retired {len(outcome.retired)}, kept "
@@ -241,7 +242,7 @@ def schedule(
 
 @app.command()
 def report(
-    out_dir: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    out_dir: Annotated[str, typer.Argument(help="Output folder or URL of a run.")],
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
 ) -> None:
     """Write the HTML review sheet (review.html) for a run's output folder."""

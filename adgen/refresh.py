@@ -32,6 +32,7 @@ from adgen.audience import AudienceSource
 from adgen.errors import ResultsError
 from adgen.pipeline import Progress, RunResult, run_with_state
 from adgen.spec import CampaignSpec
+from adgen.storage import open_output
 from adgen.store import read_safe_csv
 
 LOG_FILE = "refresh_log.jsonl"
@@ -41,13 +42,19 @@ def analyze(
     target: CampaignSpec | str | Path, results: str | Path | pd.DataFrame,
 ) -> Analysis:
     """Analyse experiment results against a campaign's last run: ``target`` is the campaign
-    or its output folder (whose ``run.json`` holds the experiment settings of that run)."""
+    or its output folder or URL (whose ``run.json`` holds the experiment settings of that
+    run)."""
+    location = target.output_location if isinstance(target, CampaignSpec) else target
+    with open_output(location, push=False) as out_dir:
+        return _analyze(target, out_dir, results)
+
+
+def _analyze(target: CampaignSpec | str | Path, out_dir: Path,
+             results: str | Path | pd.DataFrame) -> Analysis:
     if isinstance(target, CampaignSpec):
-        out_dir = target.output_dir
         settings = {"weights": RefreshState.load(out_dir).weights or target.experiment.weights,
                     "holdout": target.experiment.holdout, **target.refresh.model_dump()}
     else:
-        out_dir = Path(target)
         settings = _run_settings(out_dir)
     assignments_path, manifest_path = out_dir / ASSIGNMENTS_FILE, out_dir / "manifest.parquet"
     if not (assignments_path.exists() and manifest_path.exists()):
@@ -90,6 +97,14 @@ def refresh(
     audience: AudienceSource | None = None, progress: Progress | None = None,
 ) -> RefreshResult:
     """Retire losers, re-weight, render replacements and re-assign (sticky). See module doc."""
+    with open_output(campaign.output_location):
+        return _refresh(campaign, results, audience, progress)
+
+
+def _refresh(
+    campaign: CampaignSpec, results: str | Path | pd.DataFrame,
+    audience: AudienceSource | None, progress: Progress | None,
+) -> RefreshResult:
     out_dir = campaign.output_dir
     # 1. analyse
     analysis = analyze(campaign, results)

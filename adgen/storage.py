@@ -71,20 +71,11 @@ class OutputStore:
         return f"OutputStore({self.location!r})"
 
     def _key(self, rel: str) -> str:
-        posix = PurePosixPath(rel)
-        if not rel or posix.is_absolute() or ".." in posix.parts or "\\" in rel:
-            raise ValueError(f"{rel!r} is not a relative path inside the output")
-        return f"{self.root_key.rstrip('/')}/{posix.as_posix()}"
+        return f"{self.root_key.rstrip('/')}/{_checked(rel)}"
 
     def local_path(self, rel: str) -> Path:
         """The file's path, for a local store only."""
-        self._key_check(rel)
-        return self.root.joinpath(*PurePosixPath(rel).parts)
-
-    def _key_check(self, rel: str) -> None:
-        posix = PurePosixPath(rel)
-        if not rel or posix.is_absolute() or ".." in posix.parts or "\\" in rel:
-            raise ValueError(f"{rel!r} is not a relative path inside the output")
+        return self.root.joinpath(*PurePosixPath(_checked(rel)).parts)
 
     def url(self, rel: str) -> str:
         """Where the file is, as the user would write it (a path or a URL)."""
@@ -126,21 +117,29 @@ class OutputStore:
         self.write_bytes(rel, data)
         return True
 
-    def files(self, prefix: str = "") -> list[str]:
-        """Every file under ``prefix`` (relative paths, sorted; temporary files left out)."""
+    def files(self, prefix: str = "", *, skip: tuple[str, ...] = ()) -> list[str]:
+        """Every file under ``prefix`` (relative paths, sorted; temporary files left out),
+        except under the top-level folders named in ``skip`` (which are not even listed)."""
         if self.local:
             base = self.local_path(prefix) if prefix else self.root
             if not base.is_dir():
                 return []
-            found = [p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()]
+            found = [p.relative_to(self.root).as_posix() for p in base.rglob("*")
+                     if p.is_file() and p.relative_to(self.root).parts[0] not in skip]
         else:
             from pyarrow.fs import FileSelector, FileType
 
             base_key = self._key(prefix) if prefix else self.root_key.rstrip("/")
-            selector = FileSelector(base_key, recursive=True, allow_not_found=True)
             start = len(self.root_key.rstrip("/")) + 1
-            found = [info.path[start:] for info in self._fs.get_file_info(selector)
-                     if info.type == FileType.File]
+            found, folders = [], [base_key]
+            while folders:  # folder by folder when skipping, so skipped ones are not listed
+                selector = FileSelector(folders.pop(), recursive=not skip, allow_not_found=True)
+                for info in self._fs.get_file_info(selector):
+                    rel = info.path[start:]
+                    if info.type == FileType.File:
+                        found.append(rel)
+                    elif info.type == FileType.Directory and rel.split("/")[0] not in skip:
+                        folders.append(info.path)
         return sorted(f for f in found if not PurePosixPath(f).name.endswith(".tmp"))
 
     def delete(self, rel: str) -> None:
@@ -152,8 +151,19 @@ class OutputStore:
             self._fs.delete_file(self._key(rel))
 
     def remove_empty_folders(self, prefix: str) -> None:
-        """Delete empty folders under ``prefix`` (object stores have none to delete)."""
+        """Delete empty folders under ``prefix`` (on a store: the empty "folder" markers some
+        clients leave behind after a delete)."""
         if not self.local:
+            from pyarrow.fs import FileSelector, FileType
+
+            selector = FileSelector(self._key(prefix), recursive=True, allow_not_found=True)
+            infos = self._fs.get_file_info(selector)
+            files = [i.path for i in infos if i.type == FileType.File]
+            for info in infos:
+                if info.type == FileType.Directory and not any(
+                        f.startswith(info.path.rstrip("/") + "/") for f in files):
+                    with contextlib.suppress(FileNotFoundError, OSError):
+                        self._fs.delete_dir(info.path)
             return
         base = self.local_path(prefix)
         if not base.is_dir():
@@ -168,6 +178,14 @@ class OutputStore:
             return self.local_path(rel).stat().st_mtime
         info = self._fs.get_file_info(self._key(rel))
         return info.mtime.timestamp() if info.mtime is not None else None
+
+
+def _checked(rel: str) -> str:
+    """``rel`` if it is a relative path inside the output, else :class:`ValueError`."""
+    posix = PurePosixPath(rel)
+    if not rel or posix.is_absolute() or ".." in posix.parts or "\\" in rel:
+        raise ValueError(f"{rel!r} is not a relative path inside the output")
+    return posix.as_posix()
 
 
 def _open_filesystem(location: str) -> tuple[Any, str]:
@@ -242,17 +260,13 @@ def open_output(location: str | Path, *, push: bool = True) -> Iterator[Path]:
             _open_mirrors[url] -= 1
 
 
-def _small_files(names: list[str]) -> list[str]:
-    return [n for n in names if PurePosixPath(n).parts[0] not in BULK_FOLDERS]
-
-
 def _pull(store: OutputStore, folder: Path) -> dict[str, str]:
     """Make ``folder`` equal to the store's small files; returns their sha256 by name."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     hashes = {}
-    for name in _small_files(store.files()):
+    for name in store.files(skip=BULK_FOLDERS):
         data = store.read_bytes(name)
         atomic_write_bytes(folder.joinpath(*PurePosixPath(name).parts), data)
         hashes[name] = hashlib.sha256(data).hexdigest()

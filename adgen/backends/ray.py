@@ -51,7 +51,10 @@ class PoolOptions:
     in_flight: int = 2
     max_attempts: int = 3
     post_queue: int | None = None
-    """Post tasks waiting at most (default: two per CPU of the cluster)."""
+    """Rendered batches that may wait for post-processing, beyond one per render slot
+    (default: two per CPU of the cluster). Renders are handed out only while fewer than
+    ``workers × in_flight + post_queue`` batches are rendering or waiting: memory stays
+    bounded when post-processing falls behind."""
 
 
 @dataclass
@@ -74,6 +77,8 @@ class PoolReport:
     seconds: float = 0.0
     post_nodes: dict[str, int] = field(default_factory=dict)
     """Assets made on the cluster, by node id (cluster post-processing only)."""
+    peak_batches: int = 0
+    """The most batches rendering or waiting for post-processing at once."""
 
 
 def connect(address: str | None = None) -> None:
@@ -219,11 +224,14 @@ def render_ray(
     by_job = post_rows or {}
 
     def fill(actor: Any) -> None:
-        while queue and load[id(actor)] < options.in_flight and len(posting) < post_queue:
+        limit = len(actors) * options.in_flight + post_queue
+        while (queue and load[id(actor)] < options.in_flight
+               and len(pending) + len(posting) < limit):
             batch, attempts = queue.popleft()
             status, records = actor.render.options(num_returns=2).remote(batch)
             pending[status] = (actor, batch, attempts, records)
             load[id(actor)] += 1
+            report.peak_batches = max(report.peak_batches, len(pending) + len(posting))
 
     def stats_of(actor: Any) -> WorkerStats:
         key = actor._actor_id.hex()[:8]
