@@ -138,7 +138,8 @@ class OutputStore:
                     rel = info.path[start:]
                     if info.type == FileType.File:
                         found.append(rel)
-                    elif info.type == FileType.Directory and rel.split("/")[0] not in skip:
+                    elif (skip and info.type == FileType.Directory
+                          and rel.split("/")[0] not in skip):
                         folders.append(info.path)
         return sorted(f for f in found if not PurePosixPath(f).name.endswith(".tmp"))
 

@@ -169,5 +169,6 @@ def test_report_analyze_refresh_on_an_s3_output(
     for path in manifest["path"]:
         assert path in objects  # every listed asset exists
     assert not set(manifest["variant_id"]) & set(outcome.retired)
-    stale = [n for n in objects if n.startswith("assets/") and n not in set(manifest["path"])]
+    files = [n for n in objects if not n.endswith("/")]  # not the empty "folder" markers
+    stale = [n for n in files if n.startswith("assets/") and n not in set(manifest["path"])]
     assert stale == []  # the retired variants' files were pruned from the bucket
