@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 
 import adgen
-from adgen.assets import JobResults, PostContext, brand_style, post_context, variant_rows
+from adgen.assets import (
+    AssetMaker,
+    JobResults,
+    PostContext,
+    brand_style,
+    post_context,
+    variant_rows,
+)
+from adgen.backends.local import render_local
 from adgen.backends.ray import PoolOptions, render_ray
 from adgen.pipeline import render_cache
 from tests.conftest import REPO, base_campaign
@@ -41,6 +49,22 @@ def test_cluster_post_matches_local_byte_for_byte(tmp_path: Path, campaign_file:
         assert other.assets_written == 30
     for row in cluster.manifest.itertuples():
         assert (cluster.out / row.path).read_bytes() == (local.out / row.path).read_bytes()
+
+
+def test_processes_make_the_same_assets_as_threads(tmp_path: Path) -> None:
+    plan, ctx = _plan_and_context(tmp_path)
+    render_local(SeedRenderer, plan.to_render, ctx.cache)
+    made = {}
+    for processes in (False, True):
+        for name in ctx.assets.files("assets"):
+            ctx.assets.delete(name)
+        with AssetMaker(plan, ctx, None, workers=2, processes=processes) as maker:
+            for key in variant_rows(plan):
+                maker.submit(key)
+            made[processes] = maker.results()
+        assert maker.written == 10
+    assert [r["sha256"] for r in made[True]] == [r["sha256"] for r in made[False]]
+    assert sorted(r["path"] for r in made[True]) == ctx.assets.files("assets")
 
 
 @dataclass(frozen=True)

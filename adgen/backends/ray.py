@@ -136,6 +136,13 @@ class _RenderWorker:
         return [r["error"] for r in records], records
 
 
+def _warm_up() -> None:
+    """Start a CPU worker with post-processing's modules imported (Ray keeps it for tasks)."""
+    import adgen.assets  # noqa: F401
+
+    time.sleep(0.5)  # held long enough that each warm-up task gets its own worker
+
+
 def _post_batch(
     ctx: PostContext, rows: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]],
 ) -> tuple[str, list[tuple[str, str | None, JobResults]]]:
@@ -210,7 +217,12 @@ def render_ray(
         return worker_cls.options(**actor_options).remote(make_renderer)
 
     actors = [new_actor() for _ in range(size)]
-    ray.get([actor.who.remote() for actor in actors])  # wait until every model is loaded
+    warm = []
+    if post is not None:  # start the CPU workers (and their imports) while models load
+        warm_task = ray.remote(_warm_up).options(num_cpus=post_cpus)
+        free_cpus = int(resources.get("CPU", 1)) - (0 if gpus else size)
+        warm = [warm_task.remote() for _ in range(max(1, free_cpus))]
+    ray.get([actor.who.remote() for actor in actors] + warm)  # until every model is loaded
     report.startup_seconds = time.perf_counter() - start
     start = time.perf_counter()
     pending: dict[Any, tuple[Any, list[RenderJob], int, Any]] = {}
