@@ -23,6 +23,7 @@ from adgen.errors import (
     ResultsError,
     TemplateError,
 )
+from adgen.explain import Explanation, explain
 from adgen.jobs import RenderJob
 from adgen.pipeline import RunResult, assign, run, validate
 from adgen.placements import PRESETS, Placement, resolve_placement
@@ -42,6 +43,7 @@ __all__ = [
     "AudienceError",
     "CampaignError",
     "CampaignSpec",
+    "Explanation",
     "FFmpegError",
     "Placement",
     "Plan",
@@ -56,6 +58,7 @@ __all__ = [
     "analyze",
     "assign",
     "campaign_from_dict",
+    "explain",
     "load_campaign",
     "plan",
     "refresh",

@@ -1,24 +1,27 @@
 """Experiment analysis: read results, compare each variant with its control, say who wins.
 
-Results come in one of two shapes (CSV or Parquet):
+Results come in one of two shapes (CSV or Parquet), and are checked, not trusted:
 
 - **aggregated**: ``variant_id``, ``users`` (or ``impressions``), ``conversions`` (or
-  ``clicks``), optional ``revenue``; one row per variant (``holdout`` for the holdout group);
-- **per customer**: ``customer_id`` and ``converted`` (0/1, or ``conversions``), optional
-  ``revenue``; joined to the run's ``assignments.csv`` to find each customer's variant.
+  ``clicks``), optional ``segment_id``; one row per variant. ``holdout`` rows are the holdout
+  group: with a ``segment_id``, that segment's; without, all segments' together. Unknown
+  variants or segments, a variant under another segment's id, and repeated rows are errors.
+- **per customer**: ``customer_id`` and ``converted`` (0/1, or ``conversions``); joined to the
+  assignment ledger to find each customer's variant, segment and holdout membership. A customer
+  on two lines, or one never assigned, is an error naming the lines.
 
-Within each segment the control is the holdout when the results have one, else the segment's
-first variant (first creative, index 0); overall, variants are pooled by their *arm*
-(creative and index) across segments. Each variant gets rate, relative uplift, Welch test with a
-delta-method interval, Holm or Benjamini-Hochberg adjusted p-value, optional sequential interval,
-Bayesian chance to win and risk (all as GrowthBook's ``gbstats``), and a verdict. A
-sample-ratio-mismatch test against the planned split warns when traffic is off.
+Within each segment the control is the segment's holdout when the results have one, else the
+segment's first variant (first creative, index 0); overall, variants are pooled by their *arm*
+(creative and index, read from their own columns) across segments, against the whole holdout.
+Each variant gets rate, relative uplift, Welch test with a delta-method interval, Holm or
+Benjamini-Hochberg adjusted p-value, optional sequential interval, Bayesian chance to win and
+risk (all as GrowthBook's ``gbstats``), and a verdict. A sample-ratio-mismatch test against the
+planned split warns when traffic is off. Every scope (segment, then ``all``) appears once.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +42,8 @@ SRM_ALERT = 0.001
 Rule = Literal["frequentist", "bayesian"]
 
 ANALYSIS_COLUMNS = [
-    "scope", "variant_id", "arm", "users", "conversions", "rate", "uplift", "ci_low", "ci_high",
+    "scope", "variant_id", "arm", "creative_id", "variant_index", "generation", "users",
+    "conversions", "rate", "uplift", "ci_low", "ci_high",
     "p_value", "p_adjusted", "seq_ci_low", "seq_ci_high", "chance_to_win", "risk", "verdict",
 ]
 
@@ -68,10 +72,9 @@ class Analysis:
         return dict(zip(rows["variant_id"], rows["verdict"], strict=True))
 
 
-def _arm_of(variant_id: str) -> str:
-    """``hero-s1a2b3c4d5-v0`` (or ``…-v0-g2``) → ``hero-v0``: the variant's slot across segments."""
-    match = re.match(r"^(?P<creative>.+)-s[0-9a-f]{10}-(?P<index>v\d+)(?:-g\d+)?$", variant_id)
-    return f"{match['creative']}-{match['index']}" if match else variant_id
+def arm_label(creative_id: str, variant_index: int) -> str:
+    """``hero-v0``: the display name of an arm (a creative and variant index across segments)."""
+    return f"{creative_id}-v{variant_index}"
 
 
 def read_results(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -109,105 +112,188 @@ def _counts(frame: pd.DataFrame, column: str, where: str) -> pd.Series:
     return values.astype("int64")
 
 
-def aggregate_results(
-    source: str | Path | pd.DataFrame, assignments: pd.DataFrame, variants: pd.DataFrame
-) -> pd.DataFrame:
-    """Per (segment_id, variant_id): users and conversions, validated.
+CATALOG_COLUMNS = ["variant_id", "segment_id", "creative_id", "variant_index", "generation"]
 
-    ``assignments`` is the run's assignment table; ``variants`` has ``variant_id`` and
-    ``segment_id`` of every variant the run made."""
+
+def aggregate_results(
+    source: str | Path | pd.DataFrame, customers: pd.DataFrame, catalog: pd.DataFrame
+) -> pd.DataFrame:
+    """Per (segment_id, variant_id): users and conversions, validated. ``segment_id`` is None
+    for a holdout row given for all segments at once.
+
+    ``customers`` has each customer's current assignment (the ledger: ``customer_id,
+    segment_id, variant_id, holdout``); ``catalog`` (:data:`CATALOG_COLUMNS`) every variant."""
     frame, where = read_results(source)
-    segment_of = dict(zip(variants["variant_id"], variants["segment_id"], strict=True))
     if "variant_id" in frame.columns and "customer_id" not in frame.columns:
-        users_col = _pick(frame, ("users", "impressions"))
-        conv_col = _pick(frame, ("conversions", "clicks"))
-        if users_col is None or conv_col is None:
-            raise ResultsError(
-                f"{where}: aggregated results need columns variant_id, users (or impressions) and "
-                f"conversions (or clicks); found {list(frame.columns)}"
-            )
-        users = _counts(frame, users_col, where)
-        conversions = _counts(frame, conv_col, where)
-        over = conversions > users
-        if over.any():
-            position = int(np.flatnonzero(over.to_numpy())[0])
-            raise ResultsError(
-                f"{where}: {_line(where, position)}: {conv_col} ({conversions.iloc[position]}) "
-                f"> {users_col} ({users.iloc[position]}); conversions cannot exceed users"
-            )
-        ids = frame["variant_id"].astype("string")
-        unknown = ~ids.isin(list(segment_of)) & (ids != HOLDOUT)
-        if unknown.any():
-            position = int(np.flatnonzero(unknown.to_numpy())[0])
-            raise ResultsError(
-                f"{where}: {_line(where, position)}: unknown variant_id {ids.iloc[position]!r}; "
-                "use the ids of the run's manifest (or 'holdout')"
-            )
-        segments = frame["segment_id"] if "segment_id" in frame.columns else ids.map(
-            lambda v: segment_of.get(v, OVERALL))
-        rows = pd.DataFrame({"segment_id": segments, "variant_id": ids, "users": users,
-                             "conversions": conversions})
-        return rows.groupby(["segment_id", "variant_id"], as_index=False, sort=False).sum()
+        return _aggregated(frame, where, catalog)
     if "customer_id" in frame.columns:
-        conv_col = _pick(frame, ("converted", "conversions", "clicks"))
-        if conv_col is None:
-            raise ResultsError(
-                f"{where}: per-customer results need columns customer_id and converted (0/1); "
-                f"found {list(frame.columns)}"
-            )
-        converted = _counts(frame, conv_col, where)
-        if (converted > 1).any():
-            converted = (converted > 0).astype("int64")  # a customer converts or not
-        joined = frame[["customer_id"]].astype("string").assign(converted=converted.to_numpy())
-        known = assignments.assign(customer_id=assignments["customer_id"].astype("string"))
-        merged = joined.merge(known, on="customer_id", how="left", indicator=True)
-        missing = merged["_merge"] == "left_only"
-        if missing.any():
-            position = int(np.flatnonzero(missing.to_numpy())[0])
-            raise ResultsError(
-                f"{where}: {_line(where, position)}: customer_id "
-                f"{merged['customer_id'].iloc[position]!r} is not in the run's assignments"
-            )
-        variant = merged["variant_id"].fillna("").replace("", HOLDOUT)
-        rows = pd.DataFrame({"segment_id": merged["segment_id"], "variant_id": variant,
-                             "users": 1, "conversions": merged["converted"]})
-        return rows.groupby(["segment_id", "variant_id"], as_index=False, sort=False).sum()
+        return _per_customer(frame, where, customers)
     raise ResultsError(
         f"{where}: results need either variant_id + users + conversions (aggregated) or "
         f"customer_id + converted (per customer); found {list(frame.columns)}"
     )
 
 
+def _lines(where: str, positions: list[int]) -> str:
+    text = ", ".join(str(p + 2) if where.endswith(".csv") else str(p) for p in positions)
+    return f"{'lines' if where.endswith('.csv') else 'rows'} {text}"
+
+
+def _aggregated(frame: pd.DataFrame, where: str, catalog: pd.DataFrame) -> pd.DataFrame:
+    users_col = _pick(frame, ("users", "impressions"))
+    conv_col = _pick(frame, ("conversions", "clicks"))
+    if users_col is None or conv_col is None:
+        raise ResultsError(
+            f"{where}: aggregated results need columns variant_id, users (or impressions) and "
+            f"conversions (or clicks); found {list(frame.columns)}"
+        )
+    users = _counts(frame, users_col, where)
+    conversions = _counts(frame, conv_col, where)
+    over = conversions > users
+    if over.any():
+        position = int(np.flatnonzero(over.to_numpy())[0])
+        raise ResultsError(
+            f"{where}: {_line(where, position)}: {conv_col} ({conversions.iloc[position]}) "
+            f"> {users_col} ({users.iloc[position]}); conversions cannot exceed users"
+        )
+    segment_of = dict(zip(catalog["variant_id"], catalog["segment_id"], strict=True))
+    ids = frame["variant_id"].astype("string").fillna("")
+    unknown = ~ids.isin(list(segment_of)) & (ids != HOLDOUT)
+    if unknown.any():
+        position = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise ResultsError(
+            f"{where}: {_line(where, position)}: unknown variant_id {ids.iloc[position]!r}; "
+            "use the ids of the run's manifest (or 'holdout')"
+        )
+    own = ids.map(lambda v: segment_of.get(v))
+    segments: list[str | None] = list(own)
+    if "segment_id" in frame.columns:
+        given = frame["segment_id"].astype("string").fillna("").str.strip()
+        known = set(catalog["segment_id"])
+        for position, (variant, segment, expected) in enumerate(zip(ids, given, own,
+                                                                   strict=True)):
+            if segment and segment not in known:
+                raise ResultsError(
+                    f"{where}: {_line(where, position)}: unknown segment_id {segment!r}; use the "
+                    "segment ids of the run's manifest"
+                )
+            if variant != HOLDOUT and segment and segment != expected:
+                raise ResultsError(
+                    f"{where}: {_line(where, position)}: variant {variant!r} belongs to segment "
+                    f"{expected!r}, not {segment!r}; fix the segment_id or leave it empty"
+                )
+            if variant == HOLDOUT:
+                segments[position] = segment or None
+    rows = pd.DataFrame({"segment_id": segments, "variant_id": ids, "users": users,
+                         "conversions": conversions})
+    key = rows["segment_id"].fillna("\0") + "\0" + rows["variant_id"]
+    repeated = key.duplicated(keep=False)
+    if repeated.any():
+        first = key[repeated].iloc[0]
+        positions = [int(p) for p in np.flatnonzero((key == first).to_numpy())]
+        variant, its = str(ids.iloc[positions[0]]), segments[positions[0]]
+        scope = f" for segment {its!r}" if its and variant == HOLDOUT else ""
+        raise ResultsError(
+            f"{where}: {_lines(where, positions)} all give {variant!r}{scope}; give one row per "
+            "variant (sum the counts first)"
+        )
+    holdout = rows[rows["variant_id"] == HOLDOUT]
+    if holdout["segment_id"].isna().any() and holdout["segment_id"].notna().any():
+        raise ResultsError(
+            f"{where}: holdout rows are given both for all segments (no segment_id) and per "
+            "segment; give one or the other"
+        )
+    return rows
+
+
+def _per_customer(frame: pd.DataFrame, where: str, customers: pd.DataFrame) -> pd.DataFrame:
+    conv_col = _pick(frame, ("converted", "conversions", "clicks"))
+    if conv_col is None:
+        raise ResultsError(
+            f"{where}: per-customer results need columns customer_id and converted (0/1); "
+            f"found {list(frame.columns)}"
+        )
+    ids = frame["customer_id"].astype("string")
+    repeated = ids.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        groups = pd.Series(np.flatnonzero(repeated)).groupby(
+            ids[repeated].to_numpy(), sort=False).agg(list)
+        shown = "; ".join(f"customer_id {cid!r} on {_lines(where, list(pos))}"
+                          for cid, pos in list(groups.items())[:3])
+        more = f" (and {len(groups) - 3} more customers)" if len(groups) > 3 else ""
+        raise ResultsError(
+            f"{where}: {shown}{more}: each customer must appear once (a repeated customer "
+            "would be counted twice)"
+        )
+    converted = _counts(frame, conv_col, where)
+    if (converted > 1).any():
+        converted = (converted > 0).astype("int64")  # a customer converts or not
+    joined = pd.DataFrame({"customer_id": ids, "converted": converted.to_numpy()})
+    known = customers[["customer_id", "segment_id", "variant_id", "holdout"]].astype(
+        {"customer_id": "string"})
+    merged = joined.merge(known, on="customer_id", how="left", indicator=True)
+    missing = merged["_merge"] == "left_only"
+    if missing.any():
+        position = int(np.flatnonzero(missing.to_numpy())[0])
+        raise ResultsError(
+            f"{where}: {_line(where, position)}: customer_id "
+            f"{merged['customer_id'].iloc[position]!r} was never assigned (not in the "
+            "assignment ledger)"
+        )
+    variant = merged["variant_id"].where(~merged["holdout"].astype(bool), HOLDOUT)
+    rows = pd.DataFrame({"segment_id": merged["segment_id"], "variant_id": variant,
+                         "users": 1, "conversions": merged["converted"]})
+    return rows.groupby(["segment_id", "variant_id"], as_index=False, sort=False).sum()
+
+
 def analyze_counts(
-    counts: pd.DataFrame, variants: pd.DataFrame, *, weights: list[float] | None = None,
+    counts: pd.DataFrame, catalog: pd.DataFrame, *, weights: list[float] | None = None,
     holdout: float = 0.0, alpha: float = 0.05, correction: Literal["holm", "bh"] = "holm",
     sequential: bool = False, rule: Rule = "frequentist",
 ) -> Analysis:
-    """Compare every variant with its control in each segment and overall (by arm)."""
-    order = {vid: i for i, vid in enumerate(variants["variant_id"])}
+    """Compare every variant with its control in each segment and overall (by arm).
+
+    Per segment the control is the segment's holdout when the results give one, else its first
+    variant; overall, variants are pooled by arm and the control is the holdout (all holdout
+    rows together) when there is one. Every scope appears once."""
+    info = catalog.drop_duplicates("variant_id").set_index("variant_id")
+    rank = pd.Series(np.arange(len(info)), index=info.index)
     rows: list[dict[str, Any]] = []
     srm: dict[str, float] = {}
-    scoped = [(str(seg), group) for seg, group in counts.groupby("segment_id", sort=False)]
-    overall = counts.assign(variant_id=counts["variant_id"].map(
-        lambda v: v if v == HOLDOUT else _arm_of(v)))
-    overall = overall.groupby("variant_id", as_index=False, sort=False)[
-        ["users", "conversions"]].sum()
-    for scope, group in [*sorted(scoped, key=lambda item: item[0]), (OVERALL, overall)]:
-        group = group.copy()
-        group["_order"] = group["variant_id"].map(
-            lambda v, scope=scope: -1 if v == HOLDOUT else order.get(v, _arm_rank(v, order)))
+    counts = counts.merge(info.drop(columns="segment_id"), left_on="variant_id",
+                          right_index=True, how="left")
+    counts["_order"] = counts["variant_id"].map(rank).fillna(-1)  # the holdout first
+    counts["arm"] = [HOLDOUT if v == HOLDOUT else arm_label(c, int(i)) for v, c, i in zip(
+        counts["variant_id"], counts["creative_id"], counts["variant_index"].fillna(0),
+        strict=True)]
+    scoped = counts[counts["segment_id"].notna()]
+    for scope, group in sorted(scoped.groupby("segment_id", sort=False), key=lambda g: str(g[0])):
         group = group.sort_values("_order", kind="stable")
-        rows.extend(_compare_scope(scope, group, alpha, correction, sequential, rule))
+        rows.extend(_compare_scope(str(scope), group, alpha, correction, sequential, rule))
         srm_p = _srm(group, weights, holdout)
         if srm_p is not None:
-            srm[scope] = srm_p
+            srm[str(scope)] = srm_p
+    arms = counts[counts["variant_id"] != HOLDOUT]
+    overall = arms.groupby(["creative_id", "variant_index"], as_index=False, sort=False).agg(
+        users=("users", "sum"), conversions=("conversions", "sum"), _order=("_order", "min"))
+    overall["variant_id"] = [arm_label(c, int(i)) for c, i in zip(
+        overall["creative_id"], overall["variant_index"], strict=True)]
+    overall["arm"] = overall["variant_id"]
+    overall["generation"] = None
+    held = counts[counts["variant_id"] == HOLDOUT]
+    if len(held):
+        overall = pd.concat([pd.DataFrame([{
+            "variant_id": HOLDOUT, "arm": HOLDOUT, "users": int(held["users"].sum()),
+            "conversions": int(held["conversions"].sum()), "_order": -1}]), overall],
+            ignore_index=True)
+    if len(overall):
+        overall = overall.sort_values("_order", kind="stable")
+        rows.extend(_compare_scope(OVERALL, overall, alpha, correction, sequential, rule))
+        srm_p = _srm(overall, weights, holdout)
+        if srm_p is not None:
+            srm[OVERALL] = srm_p
     table = pd.DataFrame(rows, columns=ANALYSIS_COLUMNS)
     return Analysis(table, srm, alpha, rule)
-
-
-def _arm_rank(arm: str, order: dict[str, int]) -> int:
-    ranks = [rank for vid, rank in order.items() if _arm_of(vid) == arm]
-    return min(ranks) if ranks else len(order)
 
 
 def _compare_scope(
@@ -243,9 +329,12 @@ def _row(scope: str, record: dict[str, Any], rate: float, *, verdict: str,
          result: stats.Comparison | None = None, p_adjusted: float | None = None,
          ) -> dict[str, Any]:
     variant = str(record["variant_id"])
+    holdout = variant == HOLDOUT
     return {
-        "scope": scope, "variant_id": variant,
-        "arm": variant if variant == HOLDOUT else _arm_of(variant),
+        "scope": scope, "variant_id": variant, "arm": str(record["arm"]),
+        "creative_id": None if holdout else record.get("creative_id"),
+        "variant_index": None if holdout else _int_or_none(record.get("variant_index")),
+        "generation": None if holdout else _int_or_none(record.get("generation")),
         "users": int(record["users"]), "conversions": int(record["conversions"]), "rate": rate,
         "uplift": result.uplift if result else None,
         "ci_low": result.ci_low if result else None,
@@ -256,6 +345,10 @@ def _row(scope: str, record: dict[str, Any], rate: float, *, verdict: str,
         "chance_to_win": result.chance_to_win if result else None,
         "risk": result.risk if result else None, "verdict": verdict,
     }
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def _srm(group: pd.DataFrame, weights: list[float] | None, holdout: float) -> float | None:

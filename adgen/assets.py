@@ -45,8 +45,9 @@ POST_VERSION = "post/v3"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [
-    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
-    "prompt", "negative_prompt", "headline", "cta", "captions", "renderer", "model", "job_key",
+    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "renderer",
+    "model", "job_key",
     "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
     "asset_key", "checks", "status", "duration_s", "fps", "frames",
 ]
@@ -368,8 +369,9 @@ def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
             for row in rows.to_dict("records")]
 
 
-_VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
-                   "prompt", "negative_prompt", "headline", "cta", "captions", "job_key")
+_VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index",
+                   "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions",
+                   "job_key")
 
 
 def _variant_fields(row: Mapping[Any, Any], campaign: CampaignSpec) -> dict[str, Any]:

@@ -216,8 +216,12 @@ def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None) -> 
     """Retire losing variants, re-weight traffic, render replacements, re-assign (sticky)."""
     spec = _load(campaign, set_)
     outcome = adgen.refresh(spec, results)
-    _print_analysis(outcome.analysis)
-    adgen.write_analysis(outcome.analysis, spec.output_location)
+    if outcome.analysis is None:
+        console.print(f"finished refresh {outcome.log['refresh']}, which was interrupted (its "
+                      "decision stands; run refresh again to act on newer results)")
+    else:
+        _print_analysis(outcome.analysis)
+        adgen.write_analysis(outcome.analysis, spec.output_location)
     weights = ", ".join(f"{w:.3f}" for w in outcome.weights) if outcome.weights else "unchanged"
     console.print(
         f"[green]refreshed[/green] {spec.name}: retired {len(outcome.retired)}, kept "
@@ -238,6 +242,15 @@ def schedule(
     """Run refreshes on the campaign's refresh.schedule (cron), in the foreground."""
     spec = _load(campaign, set_)
     adgen.schedule(spec, results, max_runs=max_runs, on_event=console.print)
+
+
+@app.command()
+def explain(
+    out_dir: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    customer: Annotated[str, typer.Option("--customer", help="The customer id.")],
+) -> None:
+    """Explain a customer: segment, hash bucket, every variant assigned and why."""
+    console.print(str(adgen.explain(out_dir, customer)), highlight=False, markup=False)
 
 
 @app.command()

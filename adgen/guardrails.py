@@ -19,7 +19,8 @@ from adgen.errors import CampaignError, TemplateError
 from adgen.placements import Placement
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-PHONE = re.compile(r"(?<!\w)\+?\d[\d ().-]{7,}\d(?!\w)")
+PHONE = re.compile(r"(?<!\w)(?!\d{4}-\d\d-\d\d(?!\d))\+?\d[\d ().-]{7,}\d(?!\w)")
+"""A phone number: 9+ digits and separators (an ISO date such as 2026-03-01 is not one)."""
 PERSONAL_COLUMN = re.compile(
     r"(^|_)(first|last|full|given|family|sur)?_?name$|e_?mail|phone|mobile|address|street|"
     r"birth|dob|ssn|passport", re.IGNORECASE)

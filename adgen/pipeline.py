@@ -35,7 +35,7 @@ from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import CampaignError
 from adgen.jobs import RenderJob
-from adgen.planning import CACHE_DIR, Plan, make_plan
+from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.post.image import Caption, check_captions_drawable
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
@@ -117,16 +117,19 @@ def run(
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
     with open_output(campaign.output_location):
-        state = RefreshState.load(campaign.output_dir)
-        return run_with_state(campaign, state, audience=audience, make_renderer=make_renderer,
-                              progress=progress)
+        state = RefreshState.load(campaign.output_dir)  # finishes a refresh that was killed
+        result = run_with_state(campaign, state, audience=audience,
+                                make_renderer=make_renderer, progress=progress)
+        state.commit(rendered=result.rendered)
+        return result
 
 
 def run_with_state(
     campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
-    """:func:`run` with the refresh state given (slot generations, weights, stickiness)."""
+    """:func:`run` with the experiment state given (slot generations, weights, ledger); the
+    caller commits the state afterwards (``state.commit()``)."""
     with open_output(campaign.output_location):
         return _run(campaign, state, audience, make_renderer, progress)
 
@@ -171,9 +174,8 @@ def _run(
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write
     failed_variants = set(plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"])
-    assignments = assign_customers(plan, exclude=failed_variants | set(plan.blocked),
-                                   weights=state.weights,
-                                   previous=state.previous_assignments())
+    assignments = assign_customers(plan, state, exclude=failed_variants | set(plan.blocked),
+                                   command="refresh" if state.pending else "run")
     _write_outputs(out_dir, ctx.assets, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
                        post.written, len(rows) - post.written, failed)
@@ -223,7 +225,7 @@ def render_jobs(
 
 def validate(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None,
-    generations: Mapping[str, int] | None = None,
+    generations: Mapping[SlotKey, int] | None = None,
 ) -> Plan:
     """Check everything a run needs before it renders (spec, audience, templates, brand assets,
     captions' glyphs) and return the plan. Raises an :class:`AdgenError` for the first problem."""
@@ -241,10 +243,18 @@ def assign(
     campaign: CampaignSpec, *, audience: AudienceSource | None = None
 ) -> pd.DataFrame:
     """The customer → variant assignment of a campaign (what ``adgen run`` writes to
-    ``assignments.csv``), without rendering anything."""
-    state = RefreshState.load(campaign.output_dir)
-    plan = make_plan(campaign, audience, generations=state.generations)
-    return assign_customers(plan, weights=state.weights, previous=state.previous_assignments())
+    ``assignments.csv``), without rendering anything. New customers are recorded in the
+    output folder's assignment ledger, so a later run gives them the same variants."""
+    with open_output(campaign.output_location):
+        state = RefreshState.load(campaign.output_dir)
+        if state.unfinished:
+            raise CampaignError(
+                f"{campaign.output_dir}: refresh {state.refreshes} did not finish; run `adgen "
+                "refresh` (or `adgen run`) again to finish it, then assign")
+        plan = make_plan(campaign, audience, generations=state.generations)
+        assignments = assign_customers(plan, state, command="assign")
+        state.commit()
+        return assignments
 
 
 def render_cache(campaign: CampaignSpec) -> RenderCache:

@@ -29,9 +29,20 @@ from adgen.store import RenderCache
 
 CACHE_DIR = ".cache"
 
+SlotKey = tuple[str, str, int]
+"""A variant slot: ``(creative_id, segment_id, variant_index)``; refreshes replace the variant
+in a slot by its next generation."""
+
+
+def variant_name(creative_id: str, segment_id: str, index: int, generation: int) -> str:
+    """A variant's id, ``hero-s1a2b3c4d5-v0`` (``…-v0-g2`` from generation 2). Ids are names for
+    files and CRMs: code reads the variant's parts from their own columns, never from the id."""
+    slot = f"{creative_id}-{segment_id}-v{index}"
+    return f"{slot}-g{generation}" if generation else slot
+
 VARIANT_COLUMNS = [
-    "variant_id", "slot", "segment_id", "segment", "creative_id", "variant_index", "seed", "prompt",
-    "negative_prompt", "captions", "headline", "cta", "product", "job_key", "blocked",
+    "variant_id", "segment_id", "segment", "creative_id", "variant_index", "generation", "seed",
+    "prompt", "negative_prompt", "captions", "headline", "cta", "product", "job_key", "blocked",
 ]
 
 
@@ -106,13 +117,13 @@ def file_sha256(path: Path) -> str:
 
 def make_plan(
     campaign: CampaignSpec, audience: AudienceSource | None = None, *,
-    generations: Mapping[str, int] | None = None,
+    generations: Mapping[SlotKey, int] | None = None,
 ) -> Plan:
     """Read and segment the audience, render every template, and build the deduplicated jobs.
 
-    ``generations`` maps a variant *slot* (``creative-segment-vN``) to its generation: a slot
-    at generation n > 0 gets fresh seeds and the variant id ``creative-segment-vN-gn`` (refreshes
-    use it to replace retired variants)."""
+    ``generations`` maps a variant *slot* ``(creative_id, segment_id, variant_index)`` to its
+    generation: a slot at generation n > 0 gets fresh seeds and a new variant id (refreshes use
+    it to replace retired variants)."""
     generations = generations or {}
     check_brand_assets(campaign)
     templates = compile_templates(campaign)
@@ -149,18 +160,17 @@ def make_plan(
             problem = text_problem({"prompt": prompt, "negative_prompt": negative, **captions},
                                    blocked, allow_pii=guard.allow_pii)
             for index in range(campaign.variants):
-                slot = f"{creative.id}-{segment_id}-v{index}"
-                generation = generations.get(slot, 0)
+                generation = generations.get((creative.id, segment_id, index), 0)
                 job = _job(campaign, creative, prompt, negative, product, index, generation)
                 if problem is None:
                     jobs.setdefault(job.key, job)
                 rows.append({
-                    "variant_id": f"{slot}-g{generation}" if generation else slot,
-                    "slot": slot,
+                    "variant_id": variant_name(creative.id, segment_id, index, generation),
                     "segment_id": segment_id,
                     "segment": json.dumps(key_values, ensure_ascii=False, default=str),
                     "creative_id": creative.id,
                     "variant_index": index,
+                    "generation": generation,
                     "seed": job.seed,
                     "prompt": prompt,
                     "negative_prompt": negative,

@@ -34,10 +34,17 @@ from xml.sax.saxutils import escape
 from adgen.errors import AssetError, PostProcessError
 from adgen.post.ffmpeg import QUIET, file_url, run_ffmpeg
 
-IPTC_GENERATED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-IPTC_COMPOSITE = (
-    "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
-)
+IPTC_SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+IPTC_GENERATED = IPTC_SOURCE_TYPES + "trainedAlgorithmicMedia"
+"""Made by a model trained on sampled data (the diffusers renderers)."""
+IPTC_COMPOSITE = IPTC_SOURCE_TYPES + "compositeWithTrainedAlgorithmicMedia"
+"""A trained model's output composited with other media (a real product photo)."""
+IPTC_ALGORITHMIC = IPTC_SOURCE_TYPES + "algorithmicMedia"
+"""Made purely by an algorithm, not from sampled training data (the offline renderer)."""
+IPTC_COMPOSITE_SYNTHETIC = IPTC_SOURCE_TYPES + "compositeSynthetic"
+"""A composite of several elements, at least one synthetic (offline scene + product photo)."""
+UNTRAINED_RENDERERS = frozenset({"offline"})
+"""Renderers that use no trained model: their pictures are algorithmic, not AI-trained media."""
 ADGEN_NS = "https://adgen.dev/ns/1.0/"
 XMP_UUID = bytes.fromhex("be7acfcb97a942e89c71999491e3afac")
 """The UUID of the XMP box in ISO base media files (Adobe XMP spec part 3)."""
@@ -67,7 +74,10 @@ class Provenance:
 
     @property
     def digital_source_type(self) -> str:
-        """IPTC code: composited with real pixels (a product photo) or fully generated."""
+        """IPTC code: made by a trained model (diffusers) or by an algorithm alone (offline),
+        composited with real pixels (a product photo) or fully generated."""
+        if self.renderer in UNTRAINED_RENDERERS:
+            return IPTC_COMPOSITE_SYNTHETIC if self.composite else IPTC_ALGORITHMIC
         return IPTC_COMPOSITE if self.composite else IPTC_GENERATED
 
     def comment(self) -> str:

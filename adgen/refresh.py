@@ -1,15 +1,18 @@
 """Refreshes: read results, retire clear losers, re-weight traffic, render replacements.
 
 1. analyse the results against the current output (see :mod:`adgen.analysis`)
-2. decide: a variant judged a *loser* in its segment is retired; winners and variants without
-   enough data are kept
+2. decide: a current variant judged a *loser* in its segment is retired; winners and variants
+   without enough data are kept
 3. weights for new customers by Thompson sampling over the arms (pooled across segments), with
    a floor per arm; kept as they were while there is too little data
-4. run the campaign with the new state: retired slots move to their next generation (new seeds,
-   new variant ids), so only replacements render (the cache has the rest); assignments stay
-   sticky, so only the retired variants' customers move
-5. record the decision in ``refresh_log.jsonl`` and save the state: only after the run
-   succeeded, so a failed refresh leaves the last good output in place
+4. journal the decision (``refresh.pending.json``): from here on, the next ``run`` or
+   ``refresh`` finishes this refresh instead of deciding again, so a plain run never undoes it
+5. run the campaign with the decided state: retired slots move to their next generation (new
+   seeds, new variant ids), so only replacements render (the cache has the rest); the ledger
+   moves only the retired variants' customers
+6. commit: the state (``refresh.json``) atomically, then the decision in ``refresh_log.jsonl``
+
+Killed anywhere, the folder's committed state is the old one (before 6) or the new one.
 """
 
 from __future__ import annotations
@@ -26,16 +29,20 @@ from typing import Any
 import pandas as pd
 
 from adgen import stats
-from adgen.analysis import HOLDOUT, OVERALL, Analysis, aggregate_results, analyze_counts
-from adgen.assignment import ASSIGNMENTS_FILE, RefreshState
+from adgen.analysis import (
+    CATALOG_COLUMNS,
+    HOLDOUT,
+    OVERALL,
+    Analysis,
+    aggregate_results,
+    analyze_counts,
+)
+from adgen.assignment import RefreshState, arm_list
 from adgen.audience import AudienceSource
 from adgen.errors import ResultsError
 from adgen.pipeline import Progress, RunResult, run_with_state
 from adgen.spec import CampaignSpec
 from adgen.storage import open_output
-from adgen.store import read_safe_csv
-
-LOG_FILE = "refresh_log.jsonl"
 
 
 def analyze(
@@ -52,23 +59,45 @@ def analyze(
 def _analyze(target: CampaignSpec | str | Path, out_dir: Path,
              results: str | Path | pd.DataFrame) -> Analysis:
     if isinstance(target, CampaignSpec):
-        settings = {"weights": RefreshState.load(out_dir).weights or target.experiment.weights,
+        state = RefreshState.load(out_dir)
+        settings = {"weights": state.weights or target.experiment.weights,
                     "holdout": target.experiment.holdout, **target.refresh.model_dump()}
     else:
+        state = RefreshState.load(out_dir)
         settings = _run_settings(out_dir)
-    assignments_path, manifest_path = out_dir / ASSIGNMENTS_FILE, out_dir / "manifest.parquet"
-    if not (assignments_path.exists() and manifest_path.exists()):
-        raise ResultsError(f"{out_dir}: no manifest and assignments here; run the campaign "
-                           "first (adgen run) or give its output folder")
-    variants = pd.read_parquet(manifest_path, columns=["variant_id", "segment_id"])
-    variants = variants.drop_duplicates("variant_id")
-    assignments = read_safe_csv(assignments_path)
-    counts = aggregate_results(results, assignments, variants)
+    if state.unfinished:
+        raise ResultsError(
+            f"{out_dir}: refresh {state.refreshes} did not finish; run `adgen refresh` again "
+            "(or `adgen run`) to finish it, then analyse")
+    customers = state.ledger.current()
+    catalog = variant_catalog(out_dir, customers)
+    counts = aggregate_results(results, customers, catalog)
     return analyze_counts(
-        counts, variants, weights=settings["weights"], holdout=settings["holdout"],
-        alpha=settings["alpha"], correction=settings["correction"],
-        sequential=settings["sequential"], rule=settings["rule"],
+        counts, catalog, weights=settings["weights"],
+        holdout=settings["holdout"], alpha=settings["alpha"],
+        correction=settings["correction"], sequential=settings["sequential"],
+        rule=settings["rule"],
     )
+
+
+def variant_catalog(out_dir: Path, customers: pd.DataFrame) -> pd.DataFrame:
+    """Every variant results may name (:data:`~adgen.analysis.CATALOG_COLUMNS`): the last run's
+    manifest, then any variant a customer of the ledger still holds."""
+    path = out_dir / "manifest.parquet"
+    if not path.exists():
+        raise ResultsError(f"{out_dir}: no manifest here; run the campaign first (adgen run) "
+                           "or give its output folder")
+    manifest = pd.read_parquet(path)
+    missing = [c for c in CATALOG_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ResultsError(f"{path}: no {', '.join(missing)} column (written by an older adgen); "
+                           "run the campaign again")
+    frames = [manifest[CATALOG_COLUMNS]]
+    if len(customers):
+        frames.append(customers.loc[~customers["holdout"].astype(bool), CATALOG_COLUMNS])
+    catalog = pd.concat(frames, ignore_index=True).astype(
+        {"variant_index": "int64", "generation": "int64"})
+    return catalog.drop_duplicates("variant_id").reset_index(drop=True)
 
 
 def _run_settings(out_dir: Path) -> dict[str, Any]:
@@ -81,22 +110,25 @@ def _run_settings(out_dir: Path) -> dict[str, Any]:
 
 @dataclass
 class RefreshResult:
-    """What a refresh decided and what its run produced."""
+    """What a refresh decided and what its run produced. ``analysis`` is None when this call
+    finished a refresh that was interrupted (``resumed``): its decision was made before."""
 
-    analysis: Analysis
+    analysis: Analysis | None
     retired: list[str]
     kept: list[str]
     weights: list[float] | None
     weights_note: str
     run: RunResult
     log: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False
 
 
 def refresh(
     campaign: CampaignSpec, results: str | Path | pd.DataFrame, *,
     audience: AudienceSource | None = None, progress: Progress | None = None,
 ) -> RefreshResult:
-    """Retire losers, re-weight, render replacements and re-assign (sticky). See module doc."""
+    """Retire losers, re-weight, render replacements and re-assign. See the module doc. After
+    an interrupted refresh, finishes that one (its decision stands) instead of deciding anew."""
     with open_output(campaign.output_location):
         return _refresh(campaign, results, audience, progress)
 
@@ -106,51 +138,68 @@ def _refresh(
     audience: AudienceSource | None, progress: Progress | None,
 ) -> RefreshResult:
     out_dir = campaign.output_dir
-    # 1. analyse
-    analysis = analyze(campaign, results)
     state = RefreshState.load(out_dir)
-    # 2. decide
-    per_segment = analysis.table[analysis.table["scope"] != OVERALL]
-    retired = sorted(per_segment.loc[per_segment["verdict"] == "loser", "variant_id"])
-    kept = sorted(set(per_segment["variant_id"]) - set(retired) - {HOLDOUT})
-    # 3. weights
-    weights, note = _thompson(campaign, analysis, state)
-    # 4. run with the new state
+    analysis = None
+    if state.pending is None:
+        # 1. analyse
+        analysis = analyze(campaign, results)
+        # 2. decide
+        retired, kept, generations = _retire_losers(analysis, state)
+        # 3. weights
+        weights, note = _thompson(campaign, analysis, state)
+        state = RefreshState(out_dir, generations, weights, state.refreshes + 1,
+                             state.ledger_seq)
+        # 4. journal
+        state.begin_refresh({
+            "at": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+            "refresh": state.refreshes,
+            "results_sha256": _fingerprint(results),
+            "rule": campaign.refresh.rule, "alpha": campaign.refresh.alpha,
+            "retired": retired, "kept": kept, "weights": weights, "weights_note": note,
+            "srm_warnings": analysis.srm_warnings,
+            "overall": json.loads(analysis.table[analysis.table["scope"] == OVERALL].to_json(
+                orient="records")),
+        })
+    # 5. run with the decided state
+    log = dict(state.pending or {})
+    result = run_with_state(campaign, state, audience=audience, progress=progress)
+    # 6. commit
+    state.commit(rendered=result.rendered)
+    return RefreshResult(analysis, log["retired"], log["kept"], log["weights"],
+                         log["weights_note"], result, {**log, "rendered": result.rendered},
+                         resumed=analysis is None)
+
+
+def _retire_losers(
+    analysis: Analysis, state: RefreshState
+) -> tuple[list[str], list[str], dict[tuple[str, str, int], int]]:
+    """Retired and kept variant ids, and the slot generations after retiring the losers (only
+    a slot's current variant can be retired)."""
+    table = analysis.table
+    rows = table[(table["scope"] != OVERALL) & (table["variant_id"] != HOLDOUT)]
     generations = dict(state.generations)
-    for variant_id in retired:
-        slot = variant_id.split("-g")[0] if "-g" in variant_id else variant_id
-        generations[slot] = generations.get(slot, 0) + 1
-    new_state = RefreshState(out_dir, generations, weights, state.refreshes + 1)
-    result = run_with_state(campaign, new_state, audience=audience, progress=progress)
-    # 5. record and save (only now: a failed run above leaves everything as it was)
-    log = {
-        "at": datetime.now(tz=UTC).isoformat(timespec="seconds"),
-        "refresh": new_state.refreshes,
-        "results_sha256": _fingerprint(results),
-        "rule": campaign.refresh.rule, "alpha": campaign.refresh.alpha,
-        "retired": retired, "kept": kept, "weights": weights, "weights_note": note,
-        "srm_warnings": analysis.srm_warnings,
-        "rendered": result.rendered,
-        "overall": json.loads(analysis.table[analysis.table["scope"] == OVERALL].to_json(
-            orient="records")),
-    }
-    with (out_dir / LOG_FILE).open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(log) + "\n")
-    new_state.save()
-    return RefreshResult(analysis, retired, kept, weights, note, result, log)
+    retired = []
+    for row in rows[rows["verdict"] == "loser"].to_dict("records"):
+        slot = (str(row["creative_id"]), str(row["scope"]), int(row["variant_index"]))
+        if int(row["generation"]) == generations.get(slot, 0):
+            generations[slot] = int(row["generation"]) + 1
+            retired.append(str(row["variant_id"]))
+    kept = sorted(set(rows["variant_id"]) - set(retired))
+    return sorted(retired), kept, generations
 
 
 def _thompson(
     campaign: CampaignSpec, analysis: Analysis, state: RefreshState
 ) -> tuple[list[float] | None, str]:
-    overall = analysis.table[(analysis.table["scope"] == OVERALL)
-                             & (analysis.table["variant_id"] != HOLDOUT)]
-    arms = [f"{c.id}-v{i}" for c in campaign.creatives for i in range(campaign.variants)]
+    table = analysis.table
+    overall = table[(table["scope"] == OVERALL) & (table["variant_id"] != HOLDOUT)]
     by_arm = {
-        str(arm): stats.ArmStats(int(users), float(conversions))
-        for arm, users, conversions in zip(overall["arm"], overall["users"],
-                                           overall["conversions"], strict=True)
+        (str(creative), int(index)): stats.ArmStats(int(users), float(conversions))
+        for creative, index, users, conversions in zip(
+            overall["creative_id"], overall["variant_index"], overall["users"],
+            overall["conversions"], strict=True)
     }
+    arms = arm_list(campaign)
     if set(by_arm) != set(arms):
         return state.weights, "kept the current weights: results do not cover every arm"
     try:

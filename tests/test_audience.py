@@ -63,9 +63,16 @@ def test_parquet_and_dataframe_sources(tmp_path: Path) -> None:
     frame = pd.DataFrame({"customer_id": ["a", "b"], "region": ["n", "n"], "tier": ["g", "s"],
                           "spend": [1.0, 2.0]})
     frame.to_parquet(tmp_path / "a.parquet")
+    expected = None
     for source in (frame, tmp_path / "a.parquet"):
-        segments = segment_audience(read_audience(SPEC, source), SPEC)
-        assert len(segments.table) == 2
+        audience = read_audience(SPEC, source)
+        assert audience.frame["customer_id"].tolist() == ["a", "b"]
+        segments = segment_audience(audience, SPEC)
+        contexts = sorted(segments.contexts(), key=lambda c: c["tier"])
+        assert [(c["region"], c["tier"], c["segment_size"], c["avg_spend"])
+                for c in contexts] == [("n", "g", 1, 1.0), ("n", "s", 1, 2.0)]
+        assert expected in (None, contexts)  # the same segments from a DataFrame and Parquet
+        expected = contexts
 
 
 def test_missing_column_names_the_columns_that_exist(tmp_path: Path) -> None:

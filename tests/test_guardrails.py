@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 import adgen
 from adgen.errors import CampaignError, TemplateError
@@ -105,7 +107,20 @@ def test_brand_rules_are_checked_per_asset(tmp_path: Path, campaign_data: dict) 
 def test_visible_ai_label(tmp_path: Path, campaign_data: dict) -> None:
     campaign_data["provenance"] = {"visible_label": True, "label": "Made with AI"}
     campaign_data["placements"] = ["feed_square"]
-    result = adgen.run(adgen.load_campaign(write_campaign(tmp_path, campaign_data)))
-    for checks in result.manifest["checks"].map(json.loads):
-        assert "label" in checks["caption_boxes"]
+    path = write_campaign(tmp_path, campaign_data)
+    result = adgen.run(adgen.load_campaign(path, overrides=["variants=1"]))
+    plain = adgen.run(adgen.load_campaign(path, overrides=[
+        "variants=1", "provenance.visible_label=false", f"output={tmp_path / 'plain'}"]))
+    unlabelled = dict(zip(plain.manifest["variant_id"], plain.manifest["path"], strict=True))
+    for row in result.manifest.itertuples():
+        checks = json.loads(row.checks)
         assert checks["violations"] == []
+        left, top, right, bottom = checks["caption_boxes"]["label"]
+        assert 0 < right - left < 1080 and 0 < bottom - top < 200
+        with Image.open(result.out / row.path) as labelled, \
+                Image.open(plain.out / unlabelled[row.variant_id]) as without:
+            box = (left, top, right, bottom)
+            drawn = np.asarray(labelled.convert("L").crop(box), dtype=np.int16)
+            before = np.asarray(without.convert("L").crop(box), dtype=np.int16)
+        # the label's text is drawn there: many pixels changed, strongly
+        assert (np.abs(drawn - before) > 60).mean() > 0.05, row.path

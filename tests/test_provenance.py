@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import shutil
@@ -26,12 +25,31 @@ from adgen.provenance import (
     embed_overhead,
     read_xmp,
     sign_c2pa,
+    xmp_packet,
 )
 
 PROV = Provenance(campaign='spring <sale> & "friends"', variant_id="hero-s1234-v0",
                   model="stabilityai/sdxl-turbo", renderer="diffusers", composite=False,
                   created_at="2026-03-01T12:00:00+00:00")
 EXIFTOOL = shutil.which("exiftool")
+
+
+@pytest.mark.parametrize(("renderer", "composite", "code"), [
+    ("offline", False, "algorithmicMedia"),
+    ("offline", True, "compositeSynthetic"),
+    ("diffusers", False, "trainedAlgorithmicMedia"),
+    ("diffusers", True, "compositeWithTrainedAlgorithmicMedia"),
+    ("diffusers-video", False, "trainedAlgorithmicMedia"),
+    ("diffusers-video", True, "compositeWithTrainedAlgorithmicMedia"),
+])
+def test_source_type_says_whether_a_trained_model_made_it(
+    renderer: str, composite: bool, code: str
+) -> None:
+    prov = Provenance(**{**PROV.__dict__, "renderer": renderer, "composite": composite})
+    # the IPTC NewsCodes URIs, spelled out (cv.iptc.org/newscodes/digitalsourcetype)
+    assert prov.digital_source_type == f"http://cv.iptc.org/newscodes/digitalsourcetype/{code}"
+    assert prov.digital_source_type in xmp_packet(prov).decode("utf-8")
+    assert prov.comment().endswith(prov.digital_source_type)
 
 
 def _picture(mode: str = "RGB", size: tuple[int, int] = (64, 48)) -> Image.Image:
@@ -205,57 +223,6 @@ def test_embed_mp4_missing_or_broken_file(tmp_path: Path) -> None:
 
 
 # --- C2PA ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def test_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A throwaway ES256 root CA and signing certificate (EKU emailProtection), for tests."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    def name(cn: str) -> Any:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "adgen tests")])
-
-    def usage(*, sign: bool) -> Any:
-        return x509.KeyUsage(digital_signature=sign, content_commitment=False,
-                             key_encipherment=False, data_encipherment=False,
-                             key_agreement=False, key_cert_sign=not sign, crl_sign=not sign,
-                             encipher_only=False, decipher_only=False)
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-
-    def builder(subject: str, public: Any) -> Any:
-        return (x509.CertificateBuilder().subject_name(name(subject))
-                .issuer_name(name("adgen test root")).public_key(public)
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(days=1))
-                .not_valid_after(now + dt.timedelta(days=7))
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False))
-
-    ca = (builder("adgen test root", ca_key.public_key())
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(usage(sign=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (builder("adgen test signer", key.public_key())
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(usage(sign=True), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    folder = tmp_path_factory.mktemp("pki")
-    pem = serialization.Encoding.PEM
-    paths = {"chain": folder / "chain.pem", "key": folder / "key.pem", "root": folder / "root.pem"}
-    paths["chain"].write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
-    paths["root"].write_bytes(ca.public_bytes(pem))
-    paths["key"].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    return paths
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png"])

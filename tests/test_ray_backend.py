@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import adgen
@@ -17,7 +20,7 @@ from adgen.jobs import RenderJob
 from adgen.renderers.base import Rendered
 from adgen.store import RenderCache
 from tests.conftest import REPO
-from tests.fakes import SeedRenderer
+from tests.fakes import RecordingRenderer, SeedRenderer, batches_ran
 
 pytestmark = pytest.mark.usefixtures("ray_pool")
 
@@ -95,7 +98,7 @@ def test_multi_node_cluster(tmp_path: Path) -> None:
         from adgen.backends.ray import render_ray
         from adgen.store import RenderCache
         from adgen.jobs import RenderJob
-        from tests.fakes import SeedRenderer
+        from tests.fakes import RecordingRenderer, SeedRenderer, batches_ran
         cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "num_gpus": 2}})
         cluster.add_node(num_cpus=1, num_gpus=2)
         env = {{"env_vars": {{"PYTHONPATH": {str(REPO)!r}}}}}
@@ -142,3 +145,87 @@ def test_ctrl_c_frees_the_pool_and_a_rerun_continues_from_the_cache(tmp_path: Pa
     again: list[Rendered] = []
     render_ray(SeedRenderer, rest, cache, batch_size=2, on_rendered=again.append)
     assert len(again) == len(rest) and all(cache.has(job.key) for job in work)
+
+
+# --- the pipeline really dispatches to Ray, with the campaign's pool options ------------------
+
+
+def _run_recorded(campaign_file: Path, log: Path, *overrides: str, **kwargs: object
+                  ) -> tuple[adgen.RunResult, list[dict]]:
+    campaign = adgen.load_campaign(campaign_file, overrides=["renderer.options.batch_size=1",
+                                                             *overrides])
+    result = adgen.run(campaign, make_renderer=functools.partial(RecordingRenderer, str(log)),
+                       **kwargs)  # type: ignore[arg-type]
+    return result, batches_ran(log)
+
+
+def test_backend_ray_renders_in_ray_actors_not_in_the_driver(
+    tmp_path: Path, campaign_file: Path
+) -> None:
+    result, ran = _run_recorded(campaign_file, tmp_path / "log", "backend.name=ray")
+    assert sorted(key for batch in ran for key in batch["jobs"]) == sorted(
+        result.plan.variants["job_key"].unique())
+    assert {batch["pid"] for batch in ran}.isdisjoint({os.getpid()})
+    assert all(batch["actor"] for batch in ran)  # each batch ran inside a Ray actor
+    assert len(result.manifest) == 30 and not result.failed
+    local, ran_locally = _run_recorded(campaign_file, tmp_path / "local",
+                                       f"output={tmp_path / 'local-out'}")
+    assert {batch["pid"] for batch in ran_locally} == {os.getpid()}
+    assert list(local.manifest["sha256"]) == list(result.manifest["sha256"])
+
+
+def test_gpus_caps_the_pool(tmp_path: Path, campaign_file: Path) -> None:
+    _, ran = _run_recorded(campaign_file, tmp_path / "log", "backend.name=ray", gpus=2)
+    actors = {batch["actor"]: tuple(batch["gpus"]) for batch in ran}
+    assert len(actors) == 2  # 10 batches, 4 GPUs in the cluster, at most 2 used
+    assert len(set(actors.values())) == 2 and all(len(g) == 1 for g in actors.values())
+
+
+def test_gpus_per_worker_packs_actors_on_one_gpu(tmp_path: Path, campaign_file: Path) -> None:
+    _, ran = _run_recorded(campaign_file, tmp_path / "log", "backend.name=ray", "backend.gpus=1",
+                           "backend.gpus_per_worker=0.5")
+    actors = {batch["actor"]: tuple(batch["gpus"]) for batch in ran}
+    assert len(actors) == 2  # two half-GPU actors...
+    assert len(set(actors.values())) == 1  # ...sharing one GPU
+    assert len(set(ran[0]["gpus"])) == 1
+
+
+def test_cli_ray_address_and_cpu_workers_on_a_cluster_without_gpus(
+    tmp_path: Path, campaign_file: Path
+) -> None:
+    """`adgen run --backend ray --ray-address ADDR` joins that cluster (no GPUs there, so
+    ``cpu_workers`` CPU actors render), in a subprocess with its own cluster."""
+    log = tmp_path / "log"
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from ray.cluster_utils import Cluster
+        import ray
+        import adgen.pipeline
+        from adgen import cli
+        from tests.fakes import batches_ran, recording_renderer
+        from pathlib import Path
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 3, "num_gpus": 0}})
+        address = cluster.address
+        adgen.pipeline.create_renderer = recording_renderer
+        sys.argv = ["adgen", "run", {str(campaign_file)!r}, "--backend", "ray",
+                    "--ray-address", address, "--set", "backend.cpu_workers=2",
+                    "--set", "renderer.options.batch_size=1"]
+        try:
+            cli.main()
+        finally:
+            ray.shutdown(); cluster.shutdown()
+        print(json.dumps({{"address": address, "ran": batches_ran(Path({str(log)!r}))}}))
+    """)
+    env = {**os.environ, "ADGEN_TEST_RENDER_LOG": str(log), "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, cwd=REPO, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    ran = report["ran"]
+    assert {batch["gcs"] for batch in ran} == {report["address"]}  # that cluster, not a new one
+    assert len({batch["actor"] for batch in ran}) == 2  # cpu_workers=2 (the default would be 1)
+    assert all(batch["gpus"] == [] for batch in ran)
+    assert sum(len(batch["jobs"]) for batch in ran) == 10
+    manifest = pd.read_csv(campaign_file.parent / "out" / "manifest.csv")
+    assert len(manifest) == 30

@@ -7,8 +7,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 import adgen
 from adgen.analysis import write_analysis
@@ -18,9 +20,8 @@ from adgen.refresh import analyze, refresh, schedule
 
 def results_for(manifest: pd.DataFrame, rates: dict[str, float], users: int = 5000) -> pd.DataFrame:
     variants = manifest.drop_duplicates("variant_id")
-    rows = [{"variant_id": vid, "users": users,
-             "conversions": int(users * rates[vid.rsplit("-", 1)[-1]])}
-            for vid in variants["variant_id"]]
+    rows = [{"variant_id": vid, "users": users, "conversions": int(users * rates[f"v{index}"])}
+            for vid, index in zip(variants["variant_id"], variants["variant_index"], strict=True)]
     return pd.DataFrame(rows)
 
 
@@ -46,7 +47,14 @@ def test_analyze_finds_the_loser_in_every_segment(tmp_path: Path, ran) -> None: 
     assert analysis.srm == {scope: pytest.approx(1.0) for scope in analysis.srm}
     paths = write_analysis(analysis, result.out)
     assert [p.name for p in paths] == ["analysis.csv", "analysis.json", "analysis.png"]
-    assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = pd.read_csv(paths[0])
+    assert saved["variant_id"].tolist() == table["variant_id"].tolist()
+    assert saved["verdict"].tolist() == table["verdict"].tolist()
+    with Image.open(paths[2]) as plot:
+        assert plot.format == "PNG" and plot.width >= 400 and plot.height >= 200
+        gray = np.asarray(plot.convert("L"))
+    assert gray.min() < 100 and gray.max() > 200  # something is drawn on the background
+    assert (gray < 200).mean() > 0.01
 
 
 def test_refresh_retires_losers_renders_replacements_and_stays_sticky(  # type: ignore[no-untyped-def]
@@ -73,7 +81,8 @@ def test_refresh_retires_losers_renders_replacements_and_stays_sticky(  # type: 
     assert set(manifest["variant_id"]) == {v if v.endswith("v0") else f"{v}-g1" for v in old}
     assert set(after["variant_id"]) <= set(manifest["variant_id"])
     state = json.loads((first.out / "refresh.json").read_text())
-    assert state["refreshes"] == 1 and all(g == 1 for g in state["generations"].values())
+    assert state["refreshes"] == 1 and len(state["generations"]) == 5
+    assert all(g["generation"] == 1 and g["variant_index"] == 1 for g in state["generations"])
     log = [json.loads(line) for line in (first.out / "refresh_log.jsonl").read_text().splitlines()]
     assert log[-1]["retired"] == outcome.retired and log[-1]["rendered"] == 5
     # a new customer is hashed with the new weights; old ones stay where they are
@@ -91,7 +100,7 @@ def test_per_customer_results(tmp_path: Path, ran) -> None:  # type: ignore[no-u
     analysis = analyze(campaign, per_customer)
     assert analysis.table.loc[analysis.table["scope"] == "all", "users"].sum() == 6
     per_customer.loc[6] = ["nobody", 1]
-    with pytest.raises(ResultsError, match=r"row 6: customer_id 'nobody' is not in the run's"):
+    with pytest.raises(ResultsError, match=r"row 6: customer_id 'nobody' was never assigned"):
         analyze(campaign, per_customer)
 
 

@@ -16,10 +16,12 @@ from adgen.renderers.offline import OfflineRenderer
 from tests.conftest import REPO, write_campaign
 
 MANIFEST_MUST_HAVE = [
-    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index", "seed",
-    "prompt", "negative_prompt", "headline", "cta", "renderer", "model", "job_key", "placement",
-    "width", "height", "format", "path", "bytes", "sha256", "created_at",
+    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "renderer",
+    "model", "job_key", "placement", "width", "height", "format", "path", "bytes", "sha256",
+    "created_at", "asset_key", "checks",
 ]
+"""The manifest's columns, in the README's order."""
 
 
 def run_file(path: Path, **kwargs: object) -> adgen.RunResult:
@@ -34,12 +36,14 @@ def test_example_campaign_end_to_end(tmp_path: Path) -> None:
     )
     result = adgen.run(campaign)
     manifest = result.manifest
-    assert list(manifest.columns[: len(MANIFEST_MUST_HAVE)]) != []
-    assert set(MANIFEST_MUST_HAVE) <= set(manifest.columns)
+    assert list(manifest.columns[: len(MANIFEST_MUST_HAVE)]) == MANIFEST_MUST_HAVE
     assert len(manifest) == 3 * 3  # 3 products x 1 variant, 3 placements
     formats = {"feed_square": ("WEBP", 1080, 1080), "story": ("PNG", 1080, 1920),
                "iab_300x250": ("JPEG", 300, 250)}
-    logo = Image.open(REPO / "examples" / "assets" / "logo.png").convert("RGBA")
+    logos = {variant: Image.open(REPO / "examples" / "assets" / name).convert("RGBA")
+             for variant, name in (("dark", "logo.png"), ("light", "logo_light.png"))}
+    variants_seen: set[str] = set()
+    checked = 0
     for row in manifest.itertuples():
         path = result.out / row.path
         data = path.read_bytes()
@@ -54,12 +58,13 @@ def test_example_campaign_end_to_end(tmp_path: Path) -> None:
         safe = placement.safe.box(placement.width, placement.height)
         assert left >= safe[0] and bottom <= safe[3]
         assert left < placement.width * 0.2 and bottom > placement.height * 0.5
-        # the logo's opaque pixels are really there
-        drawn = logo.resize((right - left, bottom - top), Image.Resampling.LANCZOS)
+        # the logo's opaque pixels are really there (the light variant on a dark background)
+        variant = checks.get("logo_variant") or "dark"
+        variants_seen.add(variant)
+        drawn = logos[variant].resize((right - left, bottom - top), Image.Resampling.LANCZOS)
         alpha = np.asarray(drawn)[..., 3] > 250
+        assert alpha.sum() > 10
         expected = np.asarray(drawn.convert("RGB"), dtype=np.int16)[alpha]
-        if checks.get("logo_variant") == "light":
-            continue  # the light variant was chosen for a dark background
         got = pixels[top:bottom, left:right][alpha]
         assert np.abs(got - expected).mean() < 30, row.path
         # caption boxes are inside the picture, the safe area and off the logo
@@ -68,10 +73,14 @@ def test_example_campaign_end_to_end(tmp_path: Path) -> None:
         # machine-readable provenance, read back by Pillow's XMP reader
         with Image.open(path) as image:
             xmp = json.dumps(image.getxmp())
-        assert "compositeWithTrainedAlgorithmicMedia" in xmp and row.variant_id in xmp
+        assert "compositeSynthetic" in xmp and row.variant_id in xmp  # offline + product photo
+        assert "TrainedAlgorithmicMedia" not in xmp
+        checked += 1
+    assert checked == len(manifest) == 9  # every asset, whichever logo it got
     assert (result.out / "review.html").exists()
     assignments = pd.read_csv(result.out / "assignments.csv", dtype=str)
-    assert list(assignments.columns) == ["customer_id", "segment_id", "variant_id"]
+    assert list(assignments.columns) == ["customer_id", "segment_id", "variant_id", "creative_id",
+                                         "variant_index", "generation"]
     assert set(assignments["variant_id"]) <= set(manifest["variant_id"])
     assert len(assignments) == 240
 
@@ -158,7 +167,8 @@ def test_holdout_and_weights(tmp_path: Path, campaign_data: dict) -> None:
     campaign_data["experiment"] = {"seed": "s", "holdout": 0.5, "weights": [0.9, 0.1]}
     result = run_file(write_campaign(tmp_path, campaign_data))
     frame = pd.read_csv(result.out / "assignments.csv", dtype={"customer_id": str})
-    assert list(frame.columns) == ["customer_id", "segment_id", "variant_id", "holdout"]
+    assert list(frame.columns) == ["customer_id", "segment_id", "variant_id", "creative_id",
+                                   "variant_index", "generation", "holdout"]
     assert frame["variant_id"].isna().equals(frame["holdout"])
     campaign_data["experiment"]["weights"] = [0.5, 0.3, 0.2]
     with pytest.raises(CampaignError, match=r"experiment.weights has 3 values but each segment has"

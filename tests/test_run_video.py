@@ -10,7 +10,7 @@ import pytest
 
 import adgen
 from adgen.post.ffmpeg import probe_video
-from adgen.provenance import IPTC_COMPOSITE, read_xmp
+from adgen.provenance import IPTC_COMPOSITE_SYNTHETIC, read_xmp
 from tests.conftest import REPO
 
 
@@ -33,7 +33,7 @@ def test_example_video_campaign(tmp_path: Path) -> None:
         assert row.duration_s == pytest.approx(2.0) and info.duration == pytest.approx(2.0, 0.05)
         assert info.has_audio  # the brand jingle
         xmp = read_xmp(path.read_bytes())
-        assert xmp is not None and IPTC_COMPOSITE in xmp and row.variant_id in xmp
+        assert xmp is not None and IPTC_COMPOSITE_SYNTHETIC in xmp and row.variant_id in xmp
         checks = json.loads(row.checks)
         assert checks["violations"] == []
     again = adgen.run(campaign)

@@ -86,7 +86,12 @@ def test_duplicate_creatives_and_unknown_product(tmp_path: Path, campaign_data: 
     with pytest.raises(CampaignError) as info:
         adgen.load_campaign(path)
     message = str(info.value)
-    assert "duplicate creative id ['hero']" in message
+    assert "duplicate creative id ['hero']: each must be unique" in message
+    campaign_data["creatives"][1]["id"] = "other"
+    with pytest.raises(CampaignError) as info:
+        adgen.load_campaign(write_campaign(tmp_path, campaign_data))
+    assert str(info.value).endswith("creative 'other' names product 'shoe', which is not in "
+                                    "brand.products (['bottle'])")
 
 
 def test_unsafe_ids_are_refused(tmp_path: Path, campaign_data: dict) -> None:

@@ -22,7 +22,7 @@ class Rendered:
     failed (a NaN or all-black output, say); one job's failure never fails the batch.
     ``subject_box`` is where the subject (e.g. a placed product) lies, when the renderer knows;
     crops keep it in frame. ``composite`` is True when real pixels (a product photo) were
-    composed into the generated scene (provenance: compositeWithTrainedAlgorithmicMedia).
+    composed into the generated scene (provenance: a composite source type).
     Video renderers also return ``frames`` (``image`` is then the first one) and their ``fps``.
     """
 
