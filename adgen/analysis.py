@@ -31,7 +31,7 @@ import pandas as pd
 
 from adgen import stats
 from adgen.errors import ResultsError
-from adgen.storage import join, open_output
+from adgen.storage import open_output
 from adgen.store import atomic_write_bytes, atomic_write_text, safe_csv
 
 HOLDOUT = "holdout"
@@ -368,9 +368,9 @@ def _srm(group: pd.DataFrame, weights: list[float] | None, holdout: float) -> fl
     return stats.srm_pvalue(observed, [w / total for w in planned])
 
 
-def write_analysis(analysis: Analysis, out_dir: str | Path) -> list[str]:
-    """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir`` (a folder
-    or an object-store URL); returns where they are."""
+def write_analysis(analysis: Analysis, out_dir: str | Path) -> list[Path]:
+    """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir`` (a folder,
+    or an object-store URL: then the paths returned are in its local mirror)."""
     names = [f"analysis.{ext}" for ext in ("csv", "json", "png")]
     with open_output(out_dir) as folder:
         csv_path, json_path, png_path = (folder / name for name in names)
@@ -382,7 +382,7 @@ def write_analysis(analysis: Analysis, out_dir: str | Path) -> list[str]:
         }
         atomic_write_text(json_path, json.dumps(payload, indent=2))
         atomic_write_bytes(png_path, plot(analysis))
-    return [join(out_dir, name) for name in names]
+    return [csv_path, json_path, png_path]
 
 
 def plot(analysis: Analysis) -> bytes:

@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 import adgen
+from adgen.storage import join
 from adgen.store import atomic_write_text, safe_csv
 
 app = typer.Typer(
@@ -208,7 +209,7 @@ def analyze(
     _print_analysis(analysis)
     out_dir = spec.output_location if spec else target
     written = adgen.write_analysis(analysis, out_dir)
-    console.print("wrote " + ", ".join(str(p) for p in written))
+    console.print("wrote " + ", ".join(join(out_dir, p.name) for p in written))
 
 
 @app.command()
