@@ -24,6 +24,7 @@ from adgen.errors import (
     TemplateError,
 )
 from adgen.explain import Explanation, explain
+from adgen.export import ExportResult, export
 from adgen.jobs import RenderJob
 from adgen.pipeline import RunResult, assign, run, validate
 from adgen.placements import PRESETS, Placement, resolve_placement
@@ -44,6 +45,7 @@ __all__ = [
     "CampaignError",
     "CampaignSpec",
     "Explanation",
+    "ExportResult",
     "FFmpegError",
     "Placement",
     "Plan",
@@ -59,6 +61,7 @@ __all__ = [
     "assign",
     "campaign_from_dict",
     "explain",
+    "export",
     "load_campaign",
     "plan",
     "refresh",

@@ -28,10 +28,12 @@ import pandas as pd
 from adgen.errors import AdgenError
 from adgen.guardrails import brand_violations
 from adgen.jobs import stable_hash
+from adgen.locales import is_rtl
 from adgen.placements import Placement
 from adgen.planning import Plan, file_sha256
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
+from adgen.post.logo import mirrored
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
@@ -46,9 +48,9 @@ POST_VERSION = "post/v3"
 
 MANIFEST_COLUMNS = [
     "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
-    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "renderer",
-    "model", "job_key",
-    "placement", "width", "height", "format", "path", "bytes", "sha256", "created_at",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
+    "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
+    "sha256", "created_at",
     "asset_key", "checks", "status", "duration_s", "fps", "frames",
 ]
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
@@ -160,6 +162,7 @@ class _JobAssets:
         video = creative.video if creative.kind == "video" else None
         fmt = "mp4" if video else spec.format
         asset_key = stable_hash(POST_VERSION, row["job_key"], row["captions"], style.key,
+                                _direction(row),
                                 placement.name, placement.size, placement.safe.box(1000, 1000),
                                 fmt, placement.max_bytes, spec.max_duration, row["variant_id"],
                                 campaign.provenance.model_dump(mode="json"),
@@ -197,6 +200,8 @@ class _JobAssets:
         if logo is not None:
             logo = replace(logo, path=ctx.local(logo.path) or logo.path,
                            light_path=ctx.local(logo.light_path))
+        if logo is not None and _direction(row) == "rtl":
+            logo = mirrored(logo)
         font = ctx.local(style.font)
         captions = [Caption(r, t) for r, t in json.loads(row["captions"]).items()]
         if campaign.provenance.visible_label:
@@ -371,7 +376,12 @@ def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
 
 _VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index",
                    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions",
-                   "job_key")
+                   "locale", "job_key")
+
+
+def _direction(row: Mapping[str, Any]) -> str:
+    """``rtl`` for a variant in a right-to-left locale (its layout is mirrored), else ``ltr``."""
+    return "rtl" if is_rtl(str(row.get("locale") or "en")) else "ltr"
 
 
 def _variant_fields(row: Mapping[Any, Any], campaign: CampaignSpec) -> dict[str, Any]:

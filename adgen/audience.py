@@ -111,8 +111,7 @@ def _validate(audience: Audience, spec: AudienceSpec) -> Audience:
     frame, where = audience.frame, audience.where
     columns = [str(c) for c in frame.columns]
     needed = [spec.id_column, *spec.segment_by, *(a.column for a in spec.aggregates.values())]
-    if spec.product_column:
-        needed.append(spec.product_column)
+    needed += [c for c in (spec.product_column, spec.product_rank_by) if c]
     missing = [c for c in dict.fromkeys(needed) if c not in columns]
     if missing:
         raise AudienceError(
@@ -216,7 +215,10 @@ def segment_audience(
                 table[column] = grouped[column].first().to_numpy()
     for name, agg in spec.aggregates.items():
         table[name] = _aggregate(grouped[agg.column], agg.agg, name, audience.where).to_numpy()
-    if spec.product_column and spec.product_column not in keys:
+    if spec.product_column and spec.product_column not in keys and spec.product_rank_by:
+        table["segment_product"] = _top_by(frame, list(keys), spec.product_column,
+                                           spec.product_rank_by, audience.where)
+    elif spec.product_column and spec.product_column not in keys:
         table["segment_product"] = _aggregate(
             grouped[spec.product_column], "mode", "product", audience.where
         ).to_numpy()
@@ -235,6 +237,22 @@ def segment_audience(
         }
     )
     return Segments(table, members, keys)
+
+
+def _top_by(frame: pd.DataFrame, keys: list[str], product: str, weight: str,
+            where: str) -> Any:
+    """Per segment (in group order), the product with the largest sum of ``weight``; ties go
+    to the smallest product value."""
+    values = pd.to_numeric(frame[weight], errors="coerce")
+    if values.isna().all():
+        raise AudienceError(f"{where}: audience.product_rank_by column {weight!r} has no numbers")
+    sums = (frame.assign(_w=values.fillna(0)).groupby([*keys, product], sort=True, dropna=False,
+                                                     observed=True)["_w"].sum().reset_index())
+    sums = sums.sort_values([*keys, "_w", product], ascending=[*[True] * len(keys), False, True],
+                            kind="stable")
+    top = sums.drop_duplicates(subset=keys, keep="first").set_index(keys)[product]
+    index = frame.groupby(keys, sort=True, dropna=False, observed=True).size().index
+    return top.reindex(index).to_numpy()
 
 
 def segment_id(key: str) -> str:

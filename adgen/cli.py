@@ -76,6 +76,7 @@ def validate(
         f"[green]ok[/green] {spec.name}: {summary['customers']} customers, "
         f"{summary['segments']} segments, {summary['variants']} variants, {summary['jobs']} jobs"
     )
+    _print_left_out(plan)
 
 
 @app.command()
@@ -97,6 +98,12 @@ def plan(
     console.print(table)
     for variant_id, reason in result.blocked.items():
         console.print(f"[yellow]blocked[/yellow] {variant_id}: {reason}")
+    _print_left_out(result)
+
+
+def _print_left_out(plan: adgen.Plan) -> None:
+    for product_id, reason in plan.products_left_out.items():
+        console.print(f"[yellow]left out[/yellow] product {product_id}: {reason}")
 
 
 @app.command()
@@ -262,6 +269,36 @@ def report(
     """Write the HTML review sheet (review.html) for a run's output folder."""
     path = adgen.write_report(out_dir, title=title)
     console.print(f"[green]wrote[/green] {path}")
+
+
+@app.command("export")
+def export_(
+    target: Annotated[Path, typer.Argument(help="Campaign YAML, or the output folder of a run.")],
+    to: Annotated[
+        list[str] | None,
+        typer.Option("--to", help="meta, google, html5 or csv (repeatable; default: the "
+                     "campaign's export.to)."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="Landing page (overrides export.url).")
+    ] = None,
+    audience: AudienceOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write upload files for ad platforms under OUT/exports/ (every ad paused)."""
+    is_campaign = target.suffix.lower() in {".yaml", ".yml"}
+    spec = _load(target, set_) if is_campaign else None
+    result = adgen.export(spec or target, to=to or None, url=url, audience=audience)
+    for name, paths in result.files.items():
+        console.print(f"[green]{name}[/green]: {len(paths)} files, "
+                      f"{len(result.skipped[name])} ads left out")
+        for entry in result.skipped[name]:
+            where = f" {entry['placement']}" if entry.get("placement") else ""
+            err_console.print(f"[yellow]left out[/yellow] {entry['variant_id']}{where}: "
+                              f"{entry['reason']}", highlight=False)
+        for warning in result.warnings[name]:
+            err_console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
+    console.print(f"wrote {result.out / 'exports'}")
 
 
 def _quiet_libraries() -> None:

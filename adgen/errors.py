@@ -9,6 +9,7 @@ and exits with code 2. Anything else that escapes is a bug in adgen and keeps it
     ├── AudienceError      the audience data is unreadable or inconsistent (rows, columns, ids)
     ├── TemplateError      a prompt or caption template is invalid or uses a missing variable
     ├── AssetError         a brand asset (logo, font, product image) is missing or corrupt
+    ├── CatalogError       a product feed is unreadable, or a product image cannot be fetched
     ├── PostProcessError   a caption cannot fit, a file cannot meet its byte budget, ...
     ├── RenderError        a renderer cannot load its model or produced an unusable image
     ├── FFmpegError        ffmpeg is missing or failed (with ffmpeg's last lines)
@@ -36,6 +37,10 @@ class TemplateError(AdgenError):
 
 class AssetError(AdgenError):
     """A brand asset (logo, font, product image) is missing, unreadable or unsuitable."""
+
+
+class CatalogError(AdgenError):
+    """A product catalog (feed) is unreadable, or a product image cannot be fetched or used."""
 
 
 class PostProcessError(AdgenError):

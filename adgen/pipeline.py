@@ -5,6 +5,7 @@
 3. render: jobs not in the cache, on the chosen backend
 4. post-process: crops, logo and captions per variant × placement, encoded and written
 5. write: manifest, assignments and the run summary (atomically), then prune stale assets
+6. publish: the upload files of ``export.to`` (:mod:`adgen.export`)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
 from adgen.errors import CampaignError
+from adgen.export import export
 from adgen.jobs import RenderJob
 from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.post.image import Caption, check_captions_drawable
@@ -185,10 +187,13 @@ def _run(
         "refresh": campaign.refresh.model_dump(),
     }
     atomic_write_text(out_dir / "run.json", json.dumps(
-        {**result.summary(), "failed": failed, "blocked": plan.blocked, **settings,
+        {**result.summary(), "failed": failed, "blocked": plan.blocked,
+         "products_left_out": plan.products_left_out, **settings,
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(out_dir, title=campaign.name)
+    if campaign.export.to:
+        export(campaign, audience=audience)
     return result
 
 

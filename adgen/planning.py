@@ -10,20 +10,36 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from adgen.audience import AudienceSource, Segments, read_audience, segment_audience
-from adgen.errors import AssetError, AudienceError
+from adgen.audience import (
+    Audience,
+    AudienceSource,
+    Segments,
+    read_audience,
+    segment_audience,
+)
+from adgen.catalog import Catalog, read_catalog
+from adgen.errors import AssetError, AudienceError, CatalogError
 from adgen.guardrails import check_columns, compile_blocked, text_problem
 from adgen.jobs import RenderJob, derive_seed
+from adgen.locales import (
+    LOCALE_KEY,
+    Translations,
+    caption_source,
+    check_translations,
+    normalise_locale,
+)
+from adgen.product_images import FetchLimits, ProductImages
 from adgen.prompts import TemplateSet
 from adgen.renderers import RUNTIME_OPTIONS, VIDEO_RENDERERS
-from adgen.spec import CampaignSpec, Creative
+from adgen.spec import AudienceSpec, CampaignSpec, Creative
 from adgen.storage import join
 from adgen.store import RenderCache
 
@@ -42,7 +58,8 @@ def variant_name(creative_id: str, segment_id: str, index: int, generation: int)
 
 VARIANT_COLUMNS = [
     "variant_id", "segment_id", "segment", "creative_id", "variant_index", "generation", "seed",
-    "prompt", "negative_prompt", "captions", "headline", "cta", "product", "job_key", "blocked",
+    "prompt", "negative_prompt", "captions", "headline", "cta", "product", "locale", "job_key",
+    "blocked",
 ]
 
 
@@ -56,6 +73,7 @@ class Plan:
     variants: pd.DataFrame
     jobs: dict[str, RenderJob]
     cached: frozenset[str]
+    products_left_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def blocked(self) -> dict[str, str]:
@@ -89,9 +107,35 @@ def compile_templates(campaign: CampaignSpec) -> TemplateSet:
         else:
             templates.add(f"{creative.id}.prompt", creative.prompt or "")
         templates.add(f"{creative.id}.negative_prompt", creative.negative_prompt)
-        for caption, source in creative.captions.items():
-            templates.add(f"{creative.id}.{caption}", source)
     return templates
+
+
+def compile_captions(campaign: CampaignSpec, templates: TemplateSet, locales: set[str]
+                     ) -> dict[tuple[str, str, str], str]:
+    """Compile every caption template for every locale in use and return the template name of
+    each (creative, caption, locale). A missing translation is a :class:`TemplateError` listing
+    every (caption, locale) pair, unless ``locale.fallback`` is on."""
+    spec = campaign.locale
+    translations = Translations(spec.translations)
+    names: dict[tuple[str, str, str], str] = {}
+    missing: list[tuple[str, str]] = []
+    for creative in campaign.creatives:
+        for caption, source in creative.captions.items():
+            plain = source if isinstance(source, str) else None
+            for locale in sorted(locales):
+                text = caption_source(source, locale, default=spec.default,
+                                      translations=translations, fallback=spec.fallback)
+                if text is None:
+                    missing.append((f"{creative.id}.{caption}", locale))
+                    continue
+                name = f"{creative.id}.{caption}"
+                if text != plain:
+                    name += f"@{locale}"
+                if name not in templates.names:
+                    templates.add(name, text)
+                names[(creative.id, caption, locale)] = name
+    check_translations(missing)
+    return names
 
 
 def check_brand_assets(campaign: CampaignSpec) -> None:
@@ -100,9 +144,9 @@ def check_brand_assets(campaign: CampaignSpec) -> None:
     named = {"brand.logo": brand.logo, "brand.logo_light": brand.logo_light,
              "brand.font": brand.font, "brand.audio": brand.audio}
     named |= {f"brand.products.{k}": v for k, v in brand.products.items()}
-    for field, path in named.items():
+    for name, path in named.items():
         if path is not None and not path.is_file():
-            raise AssetError(f"{field}: file not found: {path}; fix the path in the campaign")
+            raise AssetError(f"{name}: file not found: {path}; fix the path in the campaign")
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,13 +173,20 @@ def make_plan(
     templates = compile_templates(campaign)
     guard = campaign.guardrails
     blocked = compile_blocked(guard.blocked)
-    data = read_audience(campaign.audience, audience)
-    segments = segment_audience(data, campaign.audience, row_columns=guard.prompt_columns)
+    data = _with_locales(campaign, read_audience(campaign.audience, audience))
+    audience_spec = _with_locale_key(campaign)
+    locale_column = campaign.locale.column
+    segments = segment_audience(
+        data, audience_spec,
+        row_columns=[*guard.prompt_columns, *([locale_column] if locale_column else [])])
+    contexts = segments.contexts()
+    locales = [_segment_locale(campaign, context) for context in contexts]
+    captions_by_locale = compile_captions(
+        campaign, templates, {loc for loc, problem in locales if problem is None})
     check_columns(templates.used_variables, [str(c) for c in data.frame.columns],
                   allowed=guard.prompt_columns)
-    contexts = segments.contexts()
     extra = {"campaign": campaign.name, "brand_name": campaign.brand.name}
-    available = [*segments.table.columns.drop("segment_id"), *extra, "product"]
+    available = [*segments.table.columns.drop("segment_id"), *extra, "product", LOCALE_KEY]
     templates.check_variables(
         available,
         hint=(
@@ -143,27 +194,39 @@ def make_plan(
             "audience.segment_by or audience.aggregates to use it"
         ),
     )
+    products = Products(campaign, data.where)
+    used = {c.id: sorted(templates.variables_of(c.id) - {"product", LOCALE_KEY})
+            for c in campaign.creatives}
+    # segments whose templates see the same values get the same texts: render those once
+    # (per-customer audiences have many customers per product and locale)
+    memo: dict[tuple[Any, ...], tuple[str, str, dict[str, str], str, str | None]] = {}
+    job_memo: dict[tuple[Any, ...], tuple[RenderJob, str]] = {}
     rows: list[dict[str, Any]] = []
     jobs: dict[str, RenderJob] = {}
-    for segment_id, context in zip(segments.table["segment_id"], contexts, strict=True):
+    for segment_id, context, (locale, locale_problem) in zip(
+            segments.table["segment_id"], contexts, locales, strict=True):
         context |= extra
+        context[LOCALE_KEY] = locale
         key_values = {k: context[k] for k in segments.keys}
         for creative in campaign.creatives:
-            product = _product_for(campaign, creative, context, data.where)
-            context["product"] = product or ""
-            prompt = templates.render(f"{creative.id}.prompt", context)
-            negative = templates.render(f"{creative.id}.negative_prompt", context)
-            captions = {
-                name: templates.render(f"{creative.id}.{name}", context)
-                for name in creative.captions
-            }
-            problem = text_problem({"prompt": prompt, "negative_prompt": negative, **captions},
-                                   blocked, allow_pii=guard.allow_pii)
+            product = products.choose(creative, context)
+            context["product"] = product.value
+            text_key = (creative.id, locale, locale_problem, product.name, product.problem,
+                        *(context.get(name) for name in used[creative.id]))
+            if text_key not in memo:
+                memo[text_key] = _texts(templates, creative, context, captions_by_locale,
+                                        blocked, guard.allow_pii,
+                                        locale_problem or product.problem)
+            prompt, negative, captions, captions_json, problem = memo[text_key]
             for index in range(campaign.variants):
                 generation = generations.get((creative.id, segment_id, index), 0)
-                job = _job(campaign, creative, prompt, negative, product, index, generation)
+                job_key = (text_key, index, generation)
+                if job_key not in job_memo:
+                    made = _job(campaign, creative, prompt, negative, product, index, generation)
+                    job_memo[job_key] = (made, made.key)
+                job, key = job_memo[job_key]
                 if problem is None:
-                    jobs.setdefault(job.key, job)
+                    jobs.setdefault(key, job)
                 rows.append({
                     "variant_id": variant_name(creative.id, segment_id, index, generation),
                     "segment_id": segment_id,
@@ -174,43 +237,154 @@ def make_plan(
                     "seed": job.seed,
                     "prompt": prompt,
                     "negative_prompt": negative,
-                    "captions": json.dumps(captions, ensure_ascii=False),
+                    "captions": captions_json,
                     "headline": captions.get("headline", ""),
                     "cta": captions.get("cta", ""),
-                    "product": product or "",
-                    "job_key": "" if problem else job.key,
+                    "product": product.name or "",
+                    "locale": locale,
+                    "job_key": "" if problem else key,
                     "blocked": problem or "",
                 })
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
     cache = RenderCache(join(campaign.output_location, CACHE_DIR))
     cached = frozenset(key for key in jobs if cache.has(key))
-    return Plan(campaign, segments, variants, jobs, cached)
+    return Plan(campaign, segments, variants, jobs, cached, products.left_out())
 
 
-def _product_for(
-    campaign: CampaignSpec, creative: Creative, context: dict[str, Any], where: str
-) -> str | None:
-    """The brand product a variant shows: the creative's, else the segment's product column."""
-    if creative.product:
-        return creative.product
-    value = context.get("segment_product")
-    if not campaign.audience.product_column or value is None or pd.isna(value):
-        return None
-    if str(value) not in campaign.brand.products:
+def _texts(templates: TemplateSet, creative: Creative, context: dict[str, Any],
+           captions_by_locale: Mapping[tuple[str, str, str], str],
+           blocked: Sequence[tuple[str, re.Pattern[str]]], allow_pii: bool,
+           problem: str | None) -> tuple[str, str, dict[str, str], str, str | None]:
+    """A variant's prompt, negative prompt, captions (and as JSON), and why it is blocked."""
+    if problem is not None:
+        empty = {name: "" for name in creative.captions}
+        return "", "", empty, json.dumps(empty), problem
+    prompt = templates.render(f"{creative.id}.prompt", context)
+    negative = templates.render(f"{creative.id}.negative_prompt", context)
+    locale = context[LOCALE_KEY]
+    captions = {name: templates.render(captions_by_locale[(creative.id, name, locale)], context)
+                for name in creative.captions}
+    problem = text_problem({"prompt": prompt, "negative_prompt": negative, **captions}, blocked,
+                           allow_pii=allow_pii)
+    return prompt, negative, captions, json.dumps(captions, ensure_ascii=False), problem
+
+
+def _with_locales(campaign: CampaignSpec, data: Audience) -> Audience:
+    """The audience with every empty value of the locale column set to the default locale."""
+    column = campaign.locale.column
+    if column is None:
+        return data
+    frame = data.frame
+    if column not in frame.columns:
         raise AudienceError(
-            f"{where}: column {campaign.audience.product_column!r} names product {str(value)!r}, "
-            f"which is not in brand.products ({', '.join(sorted(campaign.brand.products))}); "
-            "product images are chosen by name from the brand kit, never by path"
-        )
-    return str(value)
+            f"{data.where}: locale.column {column!r} is not a column (the audience has "
+            f"{', '.join(map(str, frame.columns[:20]))}); fix locale.column in the campaign")
+    values = frame[column].astype("string").str.strip()
+    values = values.mask(values.isna() | (values == ""), campaign.locale.default)
+    return Audience(frame.assign(**{column: values}), data.where, data.first_line)
+
+
+def _with_locale_key(campaign: CampaignSpec) -> AudienceSpec:
+    """The audience spec, with the locale column among the segment keys (a segment has one
+    locale) when the audience is segmented."""
+    spec, column = campaign.audience, campaign.locale.column
+    if column is None or not spec.segment_by or column in spec.segment_by:
+        return spec
+    return spec.model_copy(update={"segment_by": [*spec.segment_by, column]})
+
+
+def _segment_locale(campaign: CampaignSpec, context: dict[str, Any]) -> tuple[str, str | None]:
+    """A segment's locale, and why its variants cannot be made (an unknown locale) or None."""
+    spec = campaign.locale
+    raw = context.get(spec.column) if spec.column else spec.value
+    if raw is None or (not isinstance(raw, str) and pd.isna(raw)) or not str(raw).strip():
+        return spec.default, None
+    try:
+        return normalise_locale(str(raw)), None
+    except ValueError as exc:
+        if spec.fallback:
+            return spec.default, None
+        return spec.default, f"{exc} in column {spec.column!r}"
+
+
+@dataclass(frozen=True)
+class ProductChoice:
+    """The product a variant shows: its name (brand product or catalog id), the image to
+    compose and its hash, what templates see as ``product``, and why it cannot be used."""
+
+    name: str | None = None
+    image: Path | None = None
+    sha256: str | None = None
+    value: Any = ""
+    problem: str | None = None
+
+
+class Products:
+    """Chooses each variant's product from the brand kit or the campaign's catalog."""
+
+    def __init__(self, campaign: CampaignSpec, where: str) -> None:
+        self.campaign, self.where = campaign, where
+        self.catalog: Catalog | None = None
+        self.images: ProductImages | None = None
+        self.failed: dict[str, str] = {}
+        self._chosen: dict[str, ProductChoice] = {}
+        spec = campaign.catalog
+        if spec is not None:
+            self.catalog = read_catalog(spec.path, format=spec.format, columns=spec.columns,
+                                        keep=spec.availability)
+            self.images = ProductImages(
+                campaign.output_dir / CACHE_DIR / "catalog", spec.path.parent,
+                limits=FetchLimits(**spec.images.model_dump()), matte=spec.matte,
+                matte_model=spec.matte_model)
+
+    def left_out(self) -> dict[str, str]:
+        """Catalog products left out, with the reason (feed problems and failed images)."""
+        return {**(self.catalog.excluded if self.catalog else {}), **self.failed}
+
+    def choose(self, creative: Creative, context: dict[str, Any]) -> ProductChoice:
+        """The creative's product, else the segment's product column's."""
+        name = creative.product
+        if not name:
+            value = context.get("segment_product")
+            if not self.campaign.audience.product_column or value is None or pd.isna(value):
+                return ProductChoice()
+            name = str(value)
+        if name not in self._chosen:
+            self._chosen[name] = self._choose(name)
+        return self._chosen[name]
+
+    def _choose(self, name: str) -> ProductChoice:
+        brand = self.campaign.brand.products
+        if name in brand:
+            return ProductChoice(name, brand[name], file_sha256(brand[name]), name)
+        if self.catalog is None or self.images is None:
+            raise AudienceError(
+                f"{self.where}: column {self.campaign.audience.product_column!r} names product "
+                f"{name!r}, which is not in brand.products ({', '.join(sorted(brand))}); "
+                "product images are chosen by name from the brand kit, never by path"
+            )
+        return self._from_catalog(name)
+
+    def _from_catalog(self, product_id: str) -> ProductChoice:
+        assert self.catalog is not None and self.images is not None
+        product = self.catalog.get(product_id)
+        if product is None:
+            reason = self.catalog.excluded.get(product_id) or self.failed.get(product_id)
+            why = f"left out: {reason}" if reason else "not in the catalog"
+            return ProductChoice(product_id, problem=f"product {product_id!r} {why}")
+        try:
+            cutout = self.images.cutout(product)
+        except CatalogError as exc:
+            self.failed[product_id] = str(exc)
+            return ProductChoice(product_id, problem=f"product {product_id!r} left out: {exc}")
+        return ProductChoice(product_id, cutout.path, cutout.sha256, product.context())
 
 
 def _job(
     campaign: CampaignSpec, creative: Creative, prompt: str, negative: str,
-    product: str | None, index: int, generation: int,
+    product: ProductChoice, index: int, generation: int,
 ) -> RenderJob:
     renderer = campaign.renderer
-    product_path = campaign.brand.products[product] if product else None
     options = {k: v for k, v in renderer.options.items() if k not in RUNTIME_OPTIONS}
     options["palette"] = tuple(campaign.brand.colors)
     identity: tuple[object, ...] = (campaign.experiment.seed, creative.id, prompt, negative, index)
@@ -228,8 +402,8 @@ def _job(
         guidance=renderer.guidance,
         # a video creative is a clip with a video renderer, else motion over a rendered still
         kind="video" if renderer.name in VIDEO_RENDERERS else "image",
-        product_image=str(product_path) if product_path else None,
-        product_sha256=file_sha256(Path(product_path)) if product_path else None,
+        product_image=str(product.image) if product.image else None,
+        product_sha256=product.sha256,
         options=tuple(sorted((k, _freeze(v)) for k, v in options.items())),
     )
 

@@ -21,17 +21,20 @@ from jinja2 import StrictUndefined, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from adgen.errors import TemplateError
+from adgen.locales import FILTERS as LOCALE_FILTERS
 
 _BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
-_SPACES = re.compile(r"\s+")
+_NO_BREAK = "\u00a0\u2007\u202f"  # no-break spaces (Babel puts them in "15,00 €") stay
+_SPACES = re.compile(r"[^\S\u00a0\u2007\u202f]+")
 
 
 def clean_text(text: str) -> str:
     """Remove control characters and bidi overrides and collapse all whitespace (newlines
-    included) to single spaces: prompts and captions are one line of plain text."""
+    included) to single spaces: prompts and captions are one line of plain text. No-break
+    spaces are kept, so "15,00 €" never wraps between the amount and the currency."""
     text = text.translate(_BIDI_CONTROLS)
     text = "".join(
-        " " if ch.isspace() else ch
+        ch if ch in _NO_BREAK else " " if ch.isspace() else ch
         for ch in text
         if ch.isspace() or unicodedata.category(ch) != "Cc"
     )
@@ -80,6 +83,7 @@ class TemplateSet:
             keep_trailing_newline=False,
         )
         self.env.filters.update(FILTERS)
+        self.env.filters.update(LOCALE_FILTERS)
         self._templates: dict[str, jinja2.Template] = {}
         self._variables: dict[str, set[str]] = {}
 
@@ -151,6 +155,11 @@ class TemplateSet:
             raise TemplateError(f"template {name!r}: {exc}") from None
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise TemplateError(f"template {name!r} failed: {exc}") from None
+
+    def variables_of(self, prefix: str) -> set[str]:
+        """Every variable the templates named ``prefix.*`` read (one creative's)."""
+        return set().union(*(used for name, used in self._variables.items()
+                             if name.startswith(f"{prefix}.")))
 
     @property
     def used_variables(self) -> set[str]:

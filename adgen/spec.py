@@ -52,6 +52,7 @@ class AudienceSpec(_Model):
     filter: str | None = None
     aggregates: dict[str, Aggregate] = Field(default_factory=dict)
     product_column: str | None = None
+    product_rank_by: str | None = None
     drop_missing_keys: bool = False
     encoding: str = "utf-8"
 
@@ -67,6 +68,70 @@ class AudienceSpec(_Model):
                 for name, spec in value.items()
             }
         return value
+
+
+Availability = Literal["in_stock", "out_of_stock", "preorder", "backorder"]
+
+
+class FetchSpec(_Model):
+    """Limits on downloading one catalog image."""
+
+    timeout: float = Field(10.0, gt=0.0, le=300.0)
+    max_bytes: int = Field(15_000_000, ge=1000)
+    max_pixels: int = Field(40_000_000, ge=10_000)
+
+
+class CatalogSpec(_Model):
+    """A product feed whose products an audience column (or a creative) names by id.
+
+    ``format``: ``auto`` (by file name), ``merchant-tsv``, ``merchant-xml``, ``meta-csv``, ``csv``
+    or ``parquet``; ``columns`` maps adgen's field names (``id``, ``title``, ``price``, …) to a
+    plain table's columns. ``availability`` lists what is kept (the rest is left out with the
+    reason). ``matte``: ``white`` cuts products out of a plain light background, ``model`` with
+    an image-segmentation ``matte_model``, ``none`` uses the photo as it is."""
+
+    path: Path
+    format: Literal["auto", "merchant-tsv", "merchant-xml", "meta-csv", "csv", "parquet"] = "auto"
+    columns: dict[str, str] = Field(default_factory=dict)
+    availability: list[Availability] = Field(
+        default_factory=lambda: list[Availability](["in_stock", "preorder", "backorder"]))
+    images: FetchSpec = Field(default_factory=FetchSpec)
+    matte: Literal["white", "model", "none"] = "white"
+    matte_model: str | None = None
+
+    @model_validator(mode="after")
+    def _model_named(self) -> CatalogSpec:
+        if (self.matte == "model") != (self.matte_model is not None):
+            raise ValueError("matte: model needs matte_model (a hub id or folder of an "
+                             "image-segmentation model), and matte_model needs matte: model")
+        return self
+
+
+def _check_locale(tag: str, what: str) -> str:
+    from adgen.locales import normalise_locale
+
+    try:
+        return normalise_locale(tag)
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}; use a language tag such as en, de_DE or ar") from None
+
+
+class LocaleSpec(_Model):
+    """Each customer's locale: from an audience ``column``, else one ``value`` for all, else
+    ``default``. ``default`` is also the language of plain-text captions; ``translations`` is a
+    folder of gettext catalogs; ``fallback: true`` uses the default locale's caption where a
+    translation is missing (else that is an error)."""
+
+    column: str | None = None
+    value: str | None = None
+    default: str = "en"
+    fallback: bool = False
+    translations: Path | None = None
+
+    @field_validator("value", "default")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _check_locale(value, "locale")
 
 
 class BrandKit(_Model):
@@ -117,7 +182,7 @@ class Creative(_Model):
     prompt: str | None = None
     prompt_file: str | None = None
     negative_prompt: str = ""
-    captions: dict[str, str] = Field(default_factory=dict)
+    captions: dict[str, str | dict[str, str]] = Field(default_factory=dict)
     product: str | None = None
     kind: Literal["image", "video"] = "image"
     video: VideoOptions = Field(default_factory=VideoOptions)
@@ -134,10 +199,15 @@ class Creative(_Model):
 
     @field_validator("captions")
     @classmethod
-    def _caption_names(cls, value: dict[str, str]) -> dict[str, str]:
+    def _caption_names(
+        cls, value: dict[str, str | dict[str, str]]
+    ) -> dict[str, str | dict[str, str]]:
         bad = [name for name in value if not _SLUG.match(name)]
         if bad:
             raise ValueError(f"caption names must be lower-case identifiers, got {bad}")
+        for name, source in value.items():
+            for tag in source if isinstance(source, dict) else ():
+                _check_locale(tag, f"caption {name!r}")
         return value
 
     @model_validator(mode="after")
@@ -265,6 +335,68 @@ class GuardrailSpec(_Model):
     min_contrast: float = Field(4.5, ge=1.0, le=21.0)
 
 
+META_CTA_TYPES = (
+    "SHOP_NOW", "LEARN_MORE", "SIGN_UP", "BOOK_NOW", "BUY_NOW", "GET_OFFER", "ORDER_NOW",
+    "CONTACT_US", "DOWNLOAD", "SUBSCRIBE", "APPLY_NOW", "GET_QUOTE", "SEE_MORE", "WATCH_MORE",
+)
+"""Meta call-to-action types adgen offers (a subset of the Marketing API's enum)."""
+ExportFormat = Literal["meta", "google", "html5", "csv"]
+
+
+class ExportSpec(_Model):
+    """Upload files for ad platforms, written to ``<output>/exports/`` after every run
+    (``to``) or by ``adgen export``. Nothing is uploaded; every ad is created paused."""
+
+    to: list[ExportFormat] = Field(default_factory=list)
+    url: str | None = None
+    asset_base_url: str | None = None
+    business_name: str | None = None
+    meta_objective: Literal[
+        "OUTCOME_TRAFFIC", "OUTCOME_SALES", "OUTCOME_AWARENESS", "OUTCOME_ENGAGEMENT",
+        "OUTCOME_LEADS",
+    ] = "OUTCOME_TRAFFIC"
+    meta_cta: str = "SHOP_NOW"
+    audiences: bool = False
+    email_column: str | None = None
+    phone_column: str | None = None
+    phone_country_code: str | None = Field(None, pattern=r"^[1-9][0-9]{0,2}$")
+    banner_seconds: float = Field(5.0, ge=2.0, le=15.0)
+    banner_loops: int = Field(2, ge=1, le=3)
+
+    @field_validator("url", "asset_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s\"'<>\\]+$", value):
+            raise ValueError(
+                f"{value!r} is not a web address: give a full http(s):// URL without spaces "
+                "or quotes"
+            )
+        return value
+
+    @field_validator("meta_cta")
+    @classmethod
+    def _cta(cls, value: str) -> str:
+        if value not in META_CTA_TYPES:
+            raise ValueError(f"meta_cta {value!r} is not one of {', '.join(META_CTA_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _banner_length(self) -> ExportSpec:
+        needs_url = [f for f in self.to if f != "csv"]
+        if needs_url and self.url is None:
+            raise ValueError(
+                f"export.to has {', '.join(needs_url)}, which need a landing page: set "
+                "export.url (https://…)"
+            )
+        if self.banner_seconds * self.banner_loops > 30:
+            raise ValueError(
+                f"banners would animate {self.banner_seconds * self.banner_loops:g} s "
+                f"({self.banner_loops} loops of {self.banner_seconds:g} s); Google Ads allows "
+                "at most 30 s: lower banner_seconds or banner_loops"
+            )
+        return self
+
+
 class CampaignSpec(_Model):
     """A whole campaign. Build it from YAML with :func:`load_campaign`."""
 
@@ -285,6 +417,9 @@ class CampaignSpec(_Model):
     refresh: RefreshSpec = Field(default_factory=RefreshSpec)
     provenance: ProvenanceSpec = Field(default_factory=ProvenanceSpec)
     guardrails: GuardrailSpec = Field(default_factory=GuardrailSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    catalog: CatalogSpec | None = None
+    locale: LocaleSpec = Field(default_factory=LocaleSpec)
     report: bool = Field(True, description="write review.html after each run")
     source: Path | None = Field(None, description="the YAML file this spec was loaded from")
 
@@ -348,7 +483,8 @@ class CampaignSpec(_Model):
                         f"placement {spec.placement!r} allows at most {spec.max_duration:g} s; "
                         "shorten video.duration or raise max_duration"
                     )
-            if creative.product and creative.product not in self.brand.products:
+            if creative.product and creative.product not in self.brand.products \
+                    and self.catalog is None:
                 raise ValueError(
                     f"creative {creative.id!r} names product {creative.product!r}, which is not "
                     f"in brand.products ({sorted(self.brand.products) or 'none defined'})"
@@ -393,8 +529,13 @@ class CampaignSpec(_Model):
             "c2pa_cert": absolute(self.provenance.c2pa_cert),
             "c2pa_key": absolute(self.provenance.c2pa_key),
         })
+        catalog = self.catalog and self.catalog.model_copy(
+            update={"path": absolute(self.catalog.path)})
+        locale = self.locale.model_copy(update={"translations": absolute(self.locale.translations)})
         return self.model_copy(
             update={
+                "catalog": catalog,
+                "locale": locale,
                 "provenance": provenance,
                 "audience": audience,
                 "brand": brand,

@@ -79,8 +79,8 @@ def test_missing_template_column_is_named(tmp_path: Path, campaign_data: dict) -
         plan_of(tmp_path, campaign_data)
     message = str(info.value)
     assert message.startswith("template 'hero.headline' uses 'loyalty', which is not "
-                              "available; available: avg_spend, brand_name, campaign, product, "
-                              "region, segment_size, tier.")
+                              "available; available: avg_spend, brand_name, campaign, locale, "
+                              "product, region, segment_size, tier.")
     assert "Audience columns: customer_id, first_name, region, tier, spend" in message
 
 

@@ -17,9 +17,9 @@ from tests.conftest import REPO, write_campaign
 
 MANIFEST_MUST_HAVE = [
     "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
-    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "renderer",
-    "model", "job_key", "placement", "width", "height", "format", "path", "bytes", "sha256",
-    "created_at", "asset_key", "checks",
+    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
+    "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
+    "sha256", "created_at", "asset_key", "checks",
 ]
 """The manifest's columns, in the README's order."""
 

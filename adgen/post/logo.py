@@ -8,6 +8,7 @@ plate in white or black goes behind the logo. :class:`PlacedLogo` records which.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -133,6 +134,17 @@ def _resized_cached(path: str, mtime: int, size: int, what: str, target: tuple[i
                     ) -> Image.Image:
     source = _load_cached(path, mtime, size, what)
     return source.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+_MIRROR: dict[Position, Position] = {
+    "top-left": "top-right", "top-right": "top-left", "bottom-left": "bottom-right",
+    "bottom-right": "bottom-left", "top-center": "top-center", "bottom-center": "bottom-center",
+}
+
+
+def mirrored(style: LogoStyle) -> LogoStyle:
+    """The logo style for a right-to-left layout: left and right corners swapped."""
+    return dataclasses.replace(style, position=_MIRROR[style.position])
 
 
 def anchor(area: Box, size: tuple[int, int], position: str) -> tuple[int, int]:

@@ -1,0 +1,181 @@
+"""Catalog product images: fetched once into the cache, checked, and cut out.
+
+An ``image_link`` is an http(s) URL or a path inside the catalog's folder (relative to it, or
+``file://``). Downloads have a time limit for the whole transfer, a byte limit (checked against
+``Content-Length`` and while reading), an allowed set of types (by the ``Content-Type`` header
+and by what the bytes decode as) and a pixel limit. Each URL is downloaded once; the bytes live
+under ``.cache/catalog/downloads`` and the cut-out under ``.cache/catalog/cutouts``, keyed by the
+source bytes' hash and the matte version, so a changed photo is cut out again. Anything that
+fails raises :class:`CatalogError` with the reason, which the plan records for that product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from PIL import Image, UnidentifiedImageError
+
+from adgen.catalog import Product
+from adgen.errors import CatalogError
+from adgen.post.matte import MATTE_VERSION, model_matte, white_matte
+from adgen.store import atomic_write_bytes, atomic_write_text
+
+FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+"""Allowed image types: MIME type → the format Pillow must decode the bytes as."""
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """Limits on one product image download."""
+
+    timeout: float = 10.0
+    max_bytes: int = 15_000_000
+    max_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """A product's cut-out: the RGBA PNG in the cache, its hash, and how it was made."""
+
+    path: Path
+    sha256: str
+    source: str
+    note: str
+
+
+class ProductImages:
+    """Fetch and cut out catalog product images, with a cache under ``root``."""
+
+    def __init__(self, root: Path, catalog_dir: Path, *, limits: FetchLimits | None = None,
+                 matte: str = "white", matte_model: str | None = None) -> None:
+        self.root, self.catalog_dir = root, catalog_dir.resolve()
+        self.limits = limits or FetchLimits()
+        self.matte = matte if matte != "model" else f"model:{matte_model}"
+        self._cutouts: dict[str, Cutout] = {}
+
+    def cutout(self, product: Product) -> Cutout:
+        """The product's cut-out (fetched and made on first use)."""
+        if product.id not in self._cutouts:
+            data = self.fetch(product.image_link)
+            source = hashlib.sha256(data).hexdigest()
+            key = hashlib.sha256(f"{source}|{self.matte}|{MATTE_VERSION}".encode()).hexdigest()
+            path = self.root / "cutouts" / f"{key}.png"
+            meta = path.with_suffix(".json")
+            if path.is_file() and meta.is_file():
+                note = json.loads(meta.read_text(encoding="utf-8")).get("note", "")
+            else:
+                cut, note = self._cut(self._decode(data, product.image_link))
+                buffer = io.BytesIO()
+                cut.save(buffer, "PNG")
+                atomic_write_bytes(path, buffer.getvalue())
+                atomic_write_text(meta, json.dumps({"product": product.id, "source": source,
+                                                    "image_link": product.image_link,
+                                                    "matte": self.matte, "note": note}))
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            self._cutouts[product.id] = Cutout(path, sha, product.image_link, note)
+        return self._cutouts[product.id]
+
+    def _cut(self, image: Image.Image) -> tuple[Image.Image, str]:
+        if self.matte == "none":
+            return image.convert("RGBA"), "photo as is"
+        if self.matte.startswith("model:"):
+            return model_matte(image, self.matte.removeprefix("model:"))
+        return white_matte(image)
+
+    def fetch(self, link: str) -> bytes:
+        """The bytes behind an image link (from the cache after the first download)."""
+        parsed = urlparse(link)
+        if parsed.scheme in {"http", "https"}:
+            return self._download(link)
+        if parsed.scheme not in {"", "file"} or (parsed.scheme == "" and "://" in link):
+            raise CatalogError(f"image link {link[:80]!r}: only http(s) URLs and files in the "
+                               "catalog's folder are allowed")
+        return self._local(Path(unquote(parsed.path)) if parsed.scheme else Path(link), link)
+
+    def _local(self, path: Path, link: str) -> bytes:
+        full = (path if path.is_absolute() else self.catalog_dir / path).resolve()
+        if not full.is_relative_to(self.catalog_dir):
+            raise CatalogError(f"image link {link[:80]!r} is outside the catalog's folder "
+                               f"{self.catalog_dir}; copy the image there or use a URL")
+        if not full.is_file():
+            raise CatalogError(f"image link {link[:80]!r}: file not found")
+        if full.stat().st_size > self.limits.max_bytes:
+            raise CatalogError(f"image link {link[:80]!r} is larger than "
+                               f"{self.limits.max_bytes} bytes")
+        return full.read_bytes()
+
+    def _download(self, url: str) -> bytes:
+        key = hashlib.sha256(url.encode()).hexdigest()
+        path = self.root / "downloads" / key[:2] / key
+        if path.is_file():
+            return path.read_bytes()
+        data, content_type = self._get(url)
+        self._decode(data, url, content_type=content_type)
+        atomic_write_bytes(path, data)
+        atomic_write_text(path.with_suffix(".json"), json.dumps({
+            "url": url, "content_type": content_type, "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "fetched_at": datetime.now(tz=UTC).isoformat(timespec="seconds")}))
+        return data
+
+    def _get(self, url: str) -> tuple[bytes, str]:
+        limits, short = self.limits, url[:80]
+        request = urllib.request.Request(url, headers={"User-Agent": "adgen"})
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=limits.timeout) as response:
+                content_type = response.headers.get_content_type()
+                if content_type not in FORMATS:
+                    raise CatalogError(f"image {short!r} is {content_type}, not an image adgen "
+                                       f"takes ({', '.join(FORMATS)})")
+                length = response.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > limits.max_bytes:
+                    raise CatalogError(f"image {short!r} is {int(length)} bytes, more than the "
+                                       f"limit of {limits.max_bytes}")
+                chunks, size = [], 0
+                while chunk := response.read(65536):
+                    size += len(chunk)
+                    if size > limits.max_bytes:
+                        raise CatalogError(f"image {short!r} is more than {limits.max_bytes} "
+                                           "bytes")
+                    if time.monotonic() - start > limits.timeout:
+                        raise CatalogError(f"image {short!r} took more than {limits.timeout:g} s")
+                    chunks.append(chunk)
+        except urllib.error.HTTPError as exc:
+            raise CatalogError(f"image {short!r}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CatalogError(f"image {short!r} could not be fetched ({reason})") from None
+        return b"".join(chunks), content_type
+
+    def _decode(self, data: bytes, link: str, *, content_type: str | None = None
+                ) -> Image.Image:
+        short = link[:80]
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                if probe.width * probe.height > self.limits.max_pixels:
+                    raise CatalogError(f"image {short!r} is {probe.width}x{probe.height} px, "
+                                       f"more than {self.limits.max_pixels} pixels")
+                kind = probe.format
+                probe.verify()
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except CatalogError:
+            raise
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                Image.DecompressionBombError) as exc:
+            raise CatalogError(f"image {short!r} does not decode ({exc})") from None
+        if kind not in FORMATS.values():
+            raise CatalogError(f"image {short!r} is a {kind} file; use JPEG, PNG or WebP")
+        if content_type is not None and FORMATS[content_type] != kind:
+            raise CatalogError(f"image {short!r} is sent as {content_type} but is a {kind} file")
+        return image

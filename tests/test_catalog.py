@@ -1,0 +1,366 @@
+"""Product feeds (Merchant Center TSV and XML, Meta CSV, mapped CSV/Parquet), image downloads
+from a real HTTP server on 127.0.0.1, and the white-background matte."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+from adgen.catalog import Money, parse_price, read_catalog
+from adgen.errors import CatalogError
+from adgen.post.matte import connected_to_border, white_matte
+from adgen.product_images import FetchLimits, ProductImages
+
+TSV = (
+    "id\ttitle\tdescription\tbrand\tprice\tsale_price\tavailability\timage_link\t"
+    "additional_image_link\tproduct_type\tcustom_label_0\n"
+    "mug-1\tStoneware mug\tHolds 350 ml\tNorthwind\t15.00 USD\t12.50 USD\tin_stock\tmug.png\t"
+    "a.jpg,b.jpg\tHome > Kitchen\tsummer\n"
+    "mug-2\tTravel mug\t\tNorthwind\t24.00 USD\t\tout_of_stock\tmug.png\t\tHome\t\n"
+    "mug-3\tBroken price\t\tNorthwind\tfifteen\t\tin_stock\tmug.png\t\tHome\t\n"
+    "mug-4\tPreorder mug\t\tNorthwind\tUSD 9\t\tpreorder\tmug.png\t\tHome\t\n"
+)
+
+XML = """<?xml version="1.0"?>
+<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0">
+ <channel><title>Northwind</title>
+  <item>
+   <g:id>tee-1</g:id><title>Plain title</title><g:title>Organic tee</g:title>
+   <g:price>19.99 EUR</g:price><g:availability>in stock</g:availability>
+   <g:image_link>https://example.invalid/tee.jpg</g:image_link>
+   <g:additional_image_link>https://example.invalid/tee-2.jpg</g:additional_image_link>
+   <g:additional_image_link>https://example.invalid/tee-3.jpg</g:additional_image_link>
+   <g:custom_label_1>bestseller</g:custom_label_1>
+  </item>
+  <item><g:id>tee-2</g:id><g:title>Gone tee</g:title><g:price>5 EUR</g:price>
+   <g:availability>out_of_stock</g:availability><g:image_link>x.png</g:image_link></item>
+ </channel>
+</rss>
+"""
+
+META_CSV = (
+    "id,title,description,availability,condition,price,link,image_link,brand,sale_price\n"
+    "sku-1,Trail shoe,Grips,in stock,new,89.00 GBP,https://x.invalid/1,shoe.png,Acme,\n"
+    "sku-2,Old shoe,,discontinued,new,10.00 GBP,https://x.invalid/2,shoe.png,Acme,\n"
+    "sku-3,Odd shoe,,maybe,new,10.00 GBP,https://x.invalid/3,shoe.png,Acme,\n"
+)
+
+
+def test_prices_parse_as_the_platforms_write_them() -> None:
+    assert parse_price("15.00 USD") == Money(Decimal("15.00"), "USD")
+    assert parse_price("USD 9") == Money(Decimal("9"), "USD")
+    assert parse_price("1,299.50 eur") == Money(Decimal("1299.50"), "EUR")
+    assert str(parse_price("7 JPY")) == "7.00 JPY"
+    for bad in ("fifteen", "15.00", "USD 15 EUR", "15,0 USD"):
+        with pytest.raises(ValueError, match="is not an amount and a currency code"):
+            parse_price(bad)
+
+
+def test_merchant_center_tsv(tmp_path: Path) -> None:
+    (tmp_path / "feed.tsv").write_text(TSV, encoding="utf-8")
+    catalog = read_catalog(tmp_path / "feed.tsv")
+    assert list(catalog.products) == ["mug-1", "mug-4"]
+    mug = catalog.products["mug-1"]
+    assert (mug.title, mug.brand, mug.product_type) == ("Stoneware mug", "Northwind",
+                                                        "Home > Kitchen")
+    assert mug.price == Money(Decimal("15.00"), "USD")
+    assert mug.sale_price == Money(Decimal("12.50"), "USD") and mug.on_sale
+    assert mug.current_price == mug.sale_price
+    assert mug.additional_image_links == ("a.jpg", "b.jpg")
+    assert mug.custom_labels[0] == "summer"
+    assert catalog.products["mug-4"].availability == "preorder"
+    assert catalog.excluded == {
+        "mug-2": "availability is out_of_stock",
+        "mug-3": "price 'fifteen' is not an amount and a currency code such as '15.00 USD'",
+    }
+
+
+def test_merchant_center_xml_uses_the_g_namespace(tmp_path: Path) -> None:
+    (tmp_path / "feed.xml").write_text(XML, encoding="utf-8")
+    catalog = read_catalog(tmp_path / "feed.xml")
+    tee = catalog.products["tee-1"]
+    assert tee.title == "Organic tee"  # g:title wins over the RSS title
+    assert tee.price == Money(Decimal("19.99"), "EUR")
+    assert tee.additional_image_links == ("https://example.invalid/tee-2.jpg",
+                                          "https://example.invalid/tee-3.jpg")
+    assert tee.custom_labels[1] == "bestseller"
+    assert catalog.excluded == {"tee-2": "availability is out_of_stock"}
+
+
+def test_xml_entity_expansion_is_refused(tmp_path: Path) -> None:
+    bomb = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+            '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]><rss><item><g:id>&b;</g:id></item></rss>')
+    (tmp_path / "bomb.xml").write_text(bomb, encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"bomb\.xml: not a readable XML feed"):
+        read_catalog(tmp_path / "bomb.xml")
+
+
+def test_meta_catalog_csv(tmp_path: Path) -> None:
+    (tmp_path / "meta.csv").write_text(META_CSV, encoding="utf-8")
+    catalog = read_catalog(tmp_path / "meta.csv")
+    assert list(catalog.products) == ["sku-1"]
+    assert catalog.products["sku-1"].price == Money(Decimal("89.00"), "GBP")
+    assert catalog.products["sku-1"].link == "https://x.invalid/1"
+    assert catalog.excluded["sku-2"] == "availability is out_of_stock"
+    assert catalog.excluded["sku-3"].startswith("availability 'maybe' is not one of")
+
+
+def test_plain_table_with_a_column_mapping(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"sku": ["a", "b"], "name": ["Lamp", "Desk"],
+                          "cost": ["30 USD", "120 USD"], "photo": ["l.png", "d.png"]})
+    mapping = {"id": "sku", "title": "name", "price": "cost", "image_link": "photo"}
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    frame.to_parquet(tmp_path / "plain.parquet")
+    for name, kind in (("plain.csv", "csv"), ("plain.parquet", "parquet")):
+        catalog = read_catalog(tmp_path / name, format=kind, columns=mapping)
+        assert catalog.products["b"].title == "Desk"
+        assert catalog.products["b"].price == Money(Decimal("120"), "USD")
+    with pytest.raises(CatalogError, match=r"catalog.columns names column\(s\) \['sku_id'\]"):
+        read_catalog(tmp_path / "plain.csv", format="csv", columns={"id": "sku_id"})
+    with pytest.raises(CatalogError, match=r"maps unknown field\(s\) \['colour'\]"):
+        read_catalog(tmp_path / "plain.csv", format="csv", columns={"colour": "name"})
+    with pytest.raises(CatalogError, match=r"the feed has no 'id' column \(it has sku, name"):
+        read_catalog(tmp_path / "plain.csv", format="csv")
+
+
+def test_a_missing_feed_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match=r"feed\.tsv: catalog file not found"):
+        read_catalog(tmp_path / "feed.tsv")
+
+
+# -- downloads ----------------------------------------------------------------------------------
+
+
+def png_bytes(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 30, 30)
+              ) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hits: dict[str, int] = {}  # noqa: RUF012 - shared with the test through the class
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        _Handler.hits[self.path] = _Handler.hits.get(self.path, 0) + 1
+        routes = {
+            "/ok.png": ("image/png", png_bytes()),
+            "/html": ("text/html", b"<html>not an image</html>"),
+            "/liar.png": ("image/png", b"\x89PNG but not really" * 10),
+            "/jpeg-as-png.png": ("image/png", _jpeg()),
+        }
+        if self.path in routes:
+            kind, body = routes[self.path]
+            self._send(200, kind, body)
+        elif self.path == "/big.png":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(50_000_000))
+            self.end_headers()
+        elif self.path == "/stream-big.png":  # no Content-Length: the reader must stop itself
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            for _ in range(40):
+                try:
+                    self.wfile.write(b"\0" * 65536)
+                except OSError:
+                    return
+        elif self.path == "/slow.png":
+            time.sleep(1.5)
+            self._send(200, "image/png", png_bytes())
+        else:
+            self._send(404, "text/plain", b"missing")
+
+    def _send(self, code: int, kind: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def images(tmp_path: Path, **limits: float) -> ProductImages:
+    return ProductImages(tmp_path / "cache", tmp_path, limits=FetchLimits(**limits))  # type: ignore[arg-type]
+
+
+def test_download_once_then_from_the_cache(tmp_path: Path, server: str) -> None:
+    fetcher = images(tmp_path)
+    first = fetcher.fetch(f"{server}/ok.png")
+    assert Image.open(io.BytesIO(first)).size == (64, 48)
+    assert ProductImages(tmp_path / "cache", tmp_path).fetch(f"{server}/ok.png") == first
+    assert _Handler.hits["/ok.png"] == 1
+    cached = list((tmp_path / "cache" / "downloads").rglob("*.json"))
+    assert len(cached) == 1 and '"content_type": "image/png"' in cached[0].read_text()
+
+
+@pytest.mark.parametrize(("path", "limits", "message"), [
+    ("/missing.png", {}, "HTTP 404"),
+    ("/html", {}, "is text/html, not an image adgen takes"),
+    ("/big.png", {"max_bytes": 1_000_000}, "is 50000000 bytes, more than the limit of 1000000"),
+    ("/stream-big.png", {"max_bytes": 1_000_000}, "is more than 1000000 bytes"),
+    ("/liar.png", {}, "does not decode"),
+    ("/jpeg-as-png.png", {}, "is sent as image/png but is a JPEG file"),
+    ("/slow.png", {"timeout": 0.5}, "could not be fetched"),
+])
+def test_bad_downloads_say_why(tmp_path: Path, server: str, path: str,
+                               limits: dict[str, float], message: str) -> None:
+    with pytest.raises(CatalogError) as info:
+        images(tmp_path, **limits).fetch(f"{server}{path}")
+    assert message in str(info.value)
+    assert str(info.value).startswith(f"image '{server}{path}'")
+    assert not list((tmp_path / "cache").rglob("*.json"))  # nothing bad is cached
+
+
+def test_local_links_stay_inside_the_catalog_folder(tmp_path: Path) -> None:
+    (tmp_path / "feed").mkdir()
+    (tmp_path / "feed" / "ok.png").write_bytes(png_bytes())
+    (tmp_path / "secret.png").write_bytes(png_bytes())
+    fetcher = ProductImages(tmp_path / "cache", tmp_path / "feed")
+    assert fetcher.fetch("ok.png") == fetcher.fetch(f"file://{tmp_path}/feed/ok.png")
+    for link in ("../secret.png", str(tmp_path / "secret.png"), f"file://{tmp_path}/secret.png"):
+        with pytest.raises(CatalogError, match="is outside the catalog's folder"):
+            fetcher.fetch(link)
+    with pytest.raises(CatalogError, match="only http"):
+        fetcher.fetch("ftp://example.invalid/a.png")
+
+
+# -- the matte ----------------------------------------------------------------------------------
+
+
+def product_on_white(size: int = 200) -> Image.Image:
+    """A red mug on a white studio background, with a white label inside the mug and a soft
+    (anti-aliased) edge, as catalog photos come."""
+    big = Image.new("RGB", (size * 4, size * 4), (252, 252, 252))
+    draw = ImageDraw.Draw(big)
+    draw.rounded_rectangle((160, 120, 640, 720), radius=80, fill=(190, 30, 40))
+    draw.ellipse((620, 300, 760, 520), outline=(190, 30, 40), width=36)  # the handle
+    draw.rectangle((300, 350, 500, 450), fill=(255, 255, 255))  # a white label
+    return big.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def test_white_matte_cuts_the_background_and_keeps_the_product() -> None:
+    photo = product_on_white()
+    cut, note = white_matte(photo)
+    assert note.startswith("white matte, ") and note.endswith("% background")
+    rgba = np.asarray(cut)
+    src = np.asarray(photo)
+    alpha = rgba[..., 3]
+    assert alpha[0, 0] == 0 and alpha[-1, -1] == 0 and alpha[100, 5] == 0
+    # the white label inside the mug is not background: it is not connected to the border
+    assert alpha[100, 100] == 255 and tuple(rgba[100, 100, :3]) == (255, 255, 255)
+    opaque = alpha == 255
+    assert np.array_equal(rgba[opaque][:, :3], src[opaque])  # product pixels unchanged
+    soft = (alpha > 0) & (alpha < 255)
+    assert soft.sum() > 0
+    # edges carry no white halo: the soft pixels' colour is the mug's red, not pink
+    reds = rgba[soft][:, :3].astype(int)
+    assert np.median(reds[:, 1]) < 120
+    assert alpha[40:170, 50:150].min() == 255  # the mug's body is fully opaque
+
+
+def test_matte_keeps_alpha_and_refuses_busy_backgrounds() -> None:
+    with_alpha = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    ImageDraw.Draw(with_alpha).rectangle((10, 10, 30, 30), fill=(0, 200, 0, 255))
+    assert white_matte(with_alpha) == (with_alpha, "kept alpha") or \
+        white_matte(with_alpha)[1] == "kept alpha"
+    rng = np.random.default_rng(1)
+    noisy = Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    cut, note = white_matte(noisy)
+    assert note == "no plain background"
+    assert np.asarray(cut)[..., 3].min() == 255
+
+
+def test_connected_to_border_is_exact_on_a_spiral() -> None:
+    mask = np.ones((9, 9), dtype=bool)
+    mask[2, 2:7] = mask[2:7, 6] = mask[6, 2:7] = mask[4:7, 2] = False  # a ring with a gap
+    mask[4, 3:5] = False
+    reached = connected_to_border(mask)
+    assert reached[0, 0] and reached[3, 3]  # the gap at (3, 2) lets the outside in
+    assert not reached[5, 4] or reached[5, 4] == mask[5, 4]
+    closed = mask.copy()
+    closed[3, 2] = False
+    assert not connected_to_border(closed)[5, 4]
+
+
+def test_cutouts_are_cached_by_source_bytes(tmp_path: Path) -> None:
+    product_on_white().save(tmp_path / "mug.png")
+    (tmp_path / "feed.tsv").write_text(TSV, encoding="utf-8")
+    product = read_catalog(tmp_path / "feed.tsv").products["mug-1"]
+    fetcher = ProductImages(tmp_path / "cache", tmp_path)
+    cut = fetcher.cutout(product)
+    assert cut.path.parent == tmp_path / "cache" / "cutouts"
+    assert Image.open(cut.path).mode == "RGBA"
+    assert '"note": "white matte' in cut.path.with_suffix(".json").read_text()
+    again = ProductImages(tmp_path / "cache", tmp_path).cutout(product)
+    assert (again.path, again.sha256) == (cut.path, cut.sha256)
+    product_on_white(180).save(tmp_path / "mug.png")  # a new photo: a new cut-out
+    assert ProductImages(tmp_path / "cache", tmp_path).cutout(product).path != cut.path
+
+
+def test_a_segmentation_model_cuts_out_when_configured(tmp_path: Path) -> None:
+    import torch
+    from transformers import (
+        SegformerConfig,
+        SegformerForSemanticSegmentation,
+        SegformerImageProcessor,
+    )
+
+    from adgen.post.matte import model_matte
+
+    torch.manual_seed(0)
+    config = SegformerConfig(
+        num_channels=3, num_encoder_blocks=1, depths=[1], sr_ratios=[1], hidden_sizes=[8],
+        num_attention_heads=[1], patch_sizes=[7], strides=[4], mlp_ratios=[1],
+        decoder_hidden_size=8, num_labels=2, id2label={0: "background", 1: "product"},
+        label2id={"background": 0, "product": 1})
+    folder = tmp_path / "tiny-segformer"
+    SegformerForSemanticSegmentation(config).save_pretrained(folder)
+    SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    assert (folder / "model.safetensors").is_file()
+    photo = product_on_white(96)
+    cut, note = model_matte(photo, str(folder))
+    assert note.startswith(f"segmentation model {folder}, ")
+    rgba = np.asarray(cut)
+    assert rgba.shape == (96, 96, 4)
+    assert np.array_equal(rgba[..., :3], np.asarray(photo))  # only alpha is set
+    assert set(np.unique(rgba[..., 3])) <= {0, 255}
+    photo.save(tmp_path / "mug.png")
+    (tmp_path / "feed.tsv").write_text(TSV, encoding="utf-8")
+    product = read_catalog(tmp_path / "feed.tsv").products["mug-1"]
+    made = ProductImages(tmp_path / "cache", tmp_path, matte="model",
+                         matte_model=str(folder)).cutout(product)
+    assert made.note == note
+    white = ProductImages(tmp_path / "cache", tmp_path).cutout(product)
+    assert white.path != made.path  # the matte enters the cut-out's cache key
+    with pytest.raises(CatalogError, match="cannot be loaded as an image-segmentation model"):
+        model_matte(photo, str(tmp_path / "no-such-model"))
