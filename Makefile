@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.adgen-installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench mutate install clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3" >&2; exit 2; }
@@ -30,8 +30,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check adgen tests bench examples
 	$(BIN)/mypy
 
+# Mutation testing of the critical modules ([tool.mutmut] in pyproject.toml), at most
+# MUTATE_SECONDS per call: results accumulate in mutants/, so calling it again (no MUTANTS) continues.
+# One module: make mutate MUTANTS='adgen.guardrails.*'
+MUTATE_SECONDS ?= 1800
+MUTANTS ?=
+mutate: $(STAMP)
+	-env -u PYTHONPATH HF_HUB_OFFLINE=1 timeout $(MUTATE_SECONDS) $(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/mutmut results
+
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf out mutants .pytest_cache .mypy_cache .ruff_cache

@@ -31,7 +31,8 @@ import pandas as pd
 
 from adgen import stats
 from adgen.errors import ResultsError
-from adgen.storage import open_output
+from adgen.lock import output_lock
+from adgen.storage import lock_folder, open_output
 from adgen.store import atomic_write_bytes, atomic_write_text, safe_csv
 
 HOLDOUT = "holdout"
@@ -101,13 +102,14 @@ def _line(where: str, position: int) -> str:
 
 
 def _counts(frame: pd.DataFrame, column: str, where: str) -> pd.Series:
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | (values < 0) | (values != values.round())
+    values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    bad = (values.isna() | (values < 0) | (values != values.round())
+           | ~np.isfinite(values) | (values >= 2.0**62))
     if bad.any():
         position = int(np.flatnonzero(bad.to_numpy())[0])
         raise ResultsError(
             f"{where}: {_line(where, position)}: {column} = {str(frame[column].iloc[position])!r}"
-            " is not a whole number >= 0"
+            " is not a whole number >= 0 and below 2**62"
         )
     return values.astype("int64")
 
@@ -124,6 +126,9 @@ def aggregate_results(
     ``customers`` has each customer's current assignment (the ledger: ``customer_id,
     segment_id, variant_id, holdout``); ``catalog`` (:data:`CATALOG_COLUMNS`) every variant."""
     frame, where = read_results(source)
+    if frame.empty:
+        raise ResultsError(f"{where}: the results have a header but no rows; export them again "
+                           "with one row per variant or customer")
     if "variant_id" in frame.columns and "customer_id" not in frame.columns:
         return _aggregated(frame, where, catalog)
     if "customer_id" in frame.columns:
@@ -370,18 +375,22 @@ def _srm(group: pd.DataFrame, weights: list[float] | None, holdout: float) -> fl
 
 def write_analysis(analysis: Analysis, out_dir: str | Path) -> list[Path]:
     """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir`` (a folder,
-    or an object-store URL: then the paths returned are in its local mirror)."""
-    names = [f"analysis.{ext}" for ext in ("csv", "json", "png")]
-    with open_output(out_dir) as folder:
-        csv_path, json_path, png_path = (folder / name for name in names)
-        atomic_write_text(csv_path, safe_csv(analysis.table))
-        payload = {
-            "alpha": analysis.alpha, "rule": analysis.rule, "srm": analysis.srm,
-            "warnings": analysis.srm_warnings,
-            "rows": json.loads(analysis.table.to_json(orient="records")),
-        }
-        atomic_write_text(json_path, json.dumps(payload, indent=2))
-        atomic_write_bytes(png_path, plot(analysis))
+    or an object-store URL: then the paths returned are in its local mirror), under the
+    output's lock."""
+    with output_lock(lock_folder(out_dir), "analyze"), open_output(out_dir) as folder:
+        return _write_analysis(analysis, folder)
+
+
+def _write_analysis(analysis: Analysis, out_dir: Path) -> list[Path]:
+    csv_path, json_path, png_path = (out_dir / f"analysis.{ext}" for ext in ("csv", "json", "png"))
+    atomic_write_text(csv_path, safe_csv(analysis.table))
+    payload = {
+        "alpha": analysis.alpha, "rule": analysis.rule, "srm": analysis.srm,
+        "warnings": analysis.srm_warnings,
+        "rows": json.loads(analysis.table.to_json(orient="records")),
+    }
+    atomic_write_text(json_path, json.dumps(payload, indent=2))
+    atomic_write_bytes(png_path, plot(analysis))
     return [csv_path, json_path, png_path]
 
 

@@ -10,6 +10,7 @@ the render from the cache, writes each file once to the output store and returns
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -26,11 +27,11 @@ from typing import Any
 import pandas as pd
 
 from adgen.errors import AdgenError
-from adgen.guardrails import brand_violations
-from adgen.jobs import stable_hash
+from adgen.guardrails import brand_violations, over_subject
+from adgen.jobs import RenderJob, stable_hash
 from adgen.locales import is_rtl
 from adgen.placements import Placement
-from adgen.planning import Plan, file_sha256
+from adgen.planning import CROP, Plan, file_sha256, placement_classes
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
 from adgen.post.logo import mirrored
@@ -38,12 +39,12 @@ from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
 from adgen.storage import OutputStore, scratch_dir
-from adgen.store import CachedRender, RenderCache, atomic_write_bytes
+from adgen.store import CachedRender, RenderCache, atomic_write_bytes, no_links
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
 
-POST_VERSION = "post/v3"
+POST_VERSION = "post/v4"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [
@@ -51,8 +52,9 @@ MANIFEST_COLUMNS = [
     "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
     "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
     "sha256", "created_at",
-    "asset_key", "checks", "status", "duration_s", "fps", "frames",
+    "asset_key", "checks", "status", "duration_s", "fps", "frames", "aspect", "render",
 ]
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
 
@@ -115,8 +117,9 @@ class PostContext:
         return _materialize(str(path), self.files[str(path)])
 
     def job_rows(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
-        """Make every placement of ``rows`` (the variants that share one render): a manifest
-        row and whether the file was already there, for each, variant by variant."""
+        """Make the assets of ``rows`` (the assets that share one render; see
+        :func:`asset_units`): a manifest row and whether the file was already there, for each.
+        A problem of one asset makes its ``failed: <reason>`` row and leaves no file."""
         return _JobAssets(self, rows).make()
 
 
@@ -137,7 +140,7 @@ def _materialize(name: str, data: bytes) -> Path:
 
 
 class _JobAssets:
-    """The assets of one render: its variants × the campaign's placements."""
+    """The assets of one render (its variants × the placements of its aspect class)."""
 
     def __init__(self, ctx: PostContext, rows: list[dict[str, Any]]) -> None:
         self.ctx, self.rows = ctx, rows
@@ -148,14 +151,31 @@ class _JobAssets:
         if self._render is None:
             self._render = self.ctx.cache.get(job_key)
             if self._render is None:
-                raise AdgenError(f"render {job_key} missing from the cache; run again")
+                raise AdgenError(f"render {job_key[:12]} missing or unreadable in the cache; "
+                                 "run again to render it again")
         return self._render
 
     def make(self) -> list[tuple[dict[str, Any], bool]]:
-        return [self.one(row, spec) for row in self.rows for spec in self.ctx.campaign.placements]
+        return [self.one(row) for row in self.rows]
 
-    def one(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
+    def one(self, row: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """One asset's manifest row and whether its file was reused."""
+        campaign = self.ctx.campaign
+        spec = campaign.placements[row["placement_index"]]
+        if row["failing"] is not None:  # preflight knew it cannot be made
+            return failed_row(row, campaign, spec, row["failing"]), False
+        try:
+            return self._asset(row, spec)
+        except OSError as exc:
+            if exc.errno in _DISK_ERRORS:
+                raise  # the output's problem, not this asset's: the run stops, nothing lost
+            return failed_row(row, campaign, spec, failure_reason(exc)), False
+        except Exception as exc:  # one asset's problem never costs the others theirs
+            return failed_row(row, campaign, spec, failure_reason(exc)), False
+
+    def _asset(self, row: dict[str, Any], spec: PlacementSpec) -> tuple[dict[str, Any], bool]:
         ctx = self.ctx
+        row = {**row, "job_key": row["render_key"], "seed": row["render_seed"]}
         campaign, style = ctx.campaign, ctx.style
         placement = spec.resolve()
         creative = self.creatives[row["creative_id"]]
@@ -168,6 +188,8 @@ class _JobAssets:
                                 campaign.provenance.model_dump(mode="json"),
                                 video.model_dump() if video else None)
         rel = f"assets/{row['variant_id']}/{placement.name}-{asset_key[:8]}.{EXTENSIONS[fmt]}"
+        if ctx.assets.local:
+            no_links(ctx.assets.root, rel)  # never write through a link out of the folder
         reused = ctx.assets.exists(rel)
         if reused and asset_key in ctx.checks:
             data = ctx.assets.read_bytes(rel)
@@ -175,6 +197,7 @@ class _JobAssets:
         else:  # also a file a retried or interrupted task wrote: made again for its checks
             data, checks = self._make(row, placement, spec, video)
             reused = not ctx.assets.write_once(rel, data)
+        checks["over_subject"] = over_subject(checks)
         checks["violations"] = brand_violations(
             checks, placement, has_logo=style.logo is not None,
             min_contrast=campaign.guardrails.min_contrast)
@@ -186,7 +209,7 @@ class _JobAssets:
             "created_at": _mtime(ctx.assets, rel), "asset_key": asset_key,
             "checks": json.dumps(checks, default=str, sort_keys=True), "status": "ok",
             "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
-            "frames": timing.get("frames"),
+            "frames": timing.get("frames"), "aspect": row["aspect"], "render": row["render"],
         }
         return manifest_row, reused
 
@@ -274,12 +297,26 @@ def post_context(plan: Plan, cache: RenderCache, style: BrandStyle) -> PostConte
 JobResults = list[tuple[dict[str, Any], bool]]
 
 
-def variant_rows(plan: Plan) -> dict[str, list[dict[str, Any]]]:
-    """The plan's variants grouped by render job key, in plan order."""
+def asset_units(plan: Plan, failing: Mapping[tuple[str, int], str] | None = None,
+                ) -> dict[str, list[dict[str, Any]]]:
+    """The plan's assets grouped by the render they use (job key), in plan order: each the
+    variant's row plus ``placement_index``, the render (``render_key``, ``render_seed``,
+    ``aspect``, ``render`` label) and ``failing`` (why preflight knows it cannot be made, or
+    None)."""
+    failing = failing or {}
+    classes = placement_classes(plan.campaign)
     by_job: dict[str, list[dict[str, Any]]] = {}
     for row in plan.variants.to_dict("records"):
         record = {str(k): v for k, v in row.items()}
-        by_job.setdefault(record["job_key"], []).append(record)
+        renders = json.loads(record["renders"])
+        for index, name in enumerate(classes):
+            if name not in renders:
+                continue
+            job = plan.jobs[renders[name]]
+            by_job.setdefault(job.key, []).append({
+                **record, "placement_index": index, "render_key": job.key,
+                "render_seed": job.seed, "aspect": job.aspect, "render": _render_label(job),
+                "failing": failing.get((record["variant_id"], index))})
     return by_job
 
 
@@ -303,9 +340,10 @@ class AssetMaker:
     manifest rows in plan order."""
 
     def __init__(self, plan: Plan, ctx: PostContext, progress: Progress | None, *,
+                 failing: Mapping[tuple[str, int], str] | None = None,
                  workers: int | None = None, processes: bool = False) -> None:
         self.plan, self.ctx, self.progress = plan, ctx, progress
-        self.by_job = variant_rows(plan)
+        self.by_job = asset_units(plan, failing)
         self.total = len(plan.variants) * len(plan.campaign.placements)
         self.futures: dict[str, Future[JobResults]] = {}
         self.made: dict[str, JobResults] = {}
@@ -329,14 +367,30 @@ class AssetMaker:
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, job_key: str) -> None:
+    def submit(self, job_key: str, *, render_error: str | None = None) -> None:
+        """Make the assets that use render ``job_key`` (it is cached), or, with
+        ``render_error``, record them all as failed."""
         rows = self.by_job.get(job_key, [])
         if not rows:
+            return
+        if render_error is not None:
+            self.add(job_key, self.render_failed(job_key, render_error))
             return
         future = (self.pool.submit(_in_process, rows) if self.processes
                   else self.pool.submit(self.ctx.job_rows, rows))
         future.add_done_callback(self._tick)
         self.futures[job_key] = future
+
+    def needs_render(self, job_key: str) -> bool:
+        """Whether any asset of the job can still be made (preflight failed none or some)."""
+        return any(row["failing"] is None for row in self.by_job.get(job_key, []))
+
+    def render_failed(self, job_key: str, error: str) -> JobResults:
+        """The failed rows of the assets of a render that failed."""
+        placements = self.plan.campaign.placements
+        return [(failed_row(row, self.plan.campaign, placements[row["placement_index"]],
+                            f"render failed: {error}"), False)
+                for row in self.by_job.get(job_key, [])]
 
     def add(self, job_key: str, results: JobResults) -> None:
         """Take the assets of a render made elsewhere (a cluster worker)."""
@@ -350,7 +404,8 @@ class AssetMaker:
     def _count(self, results: JobResults) -> None:
         with self.lock:
             self.done += len(results)
-            self.written += sum(1 for _, reused in results if not reused)
+            self.written += sum(1 for row, reused in results
+                                if row["status"] == "ok" and not reused)
             if self.progress:
                 self.progress("post", self.done, self.total)
 
@@ -365,12 +420,41 @@ class AssetMaker:
         return sorted(rows, key=lambda r: (order[r["variant_id"]], placements[r["placement"]]))
 
 
+def _render_label(job: RenderJob) -> str:
+    """How the asset's picture was made: ``native 576x1024``, ``extend 768x1368 from
+    <key8>``, or ``crop 1024x1024`` (one render for every placement)."""
+    size = f"{job.width}x{job.height}"
+    if job.source_key is not None:
+        return f"extend {size} from {job.source_key[:8]}"
+    return f"{'crop' if job.aspect == CROP else 'native'} {size}"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The one-line reason a manifest row gives for a failed asset."""
+    if isinstance(exc, AdgenError):
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return f"internal error ({type(exc).__name__}: {exc}); please report it"
+
+
+def failed_row(row: Mapping[str, Any], campaign: CampaignSpec, spec: PlacementSpec,
+               reason: str) -> dict[str, Any]:
+    """The manifest row of an asset that could not be made: no file, ``status: failed: …``."""
+    placement = spec.resolve()
+    creative = next(c for c in campaign.creatives if c.id == row["creative_id"])
+    return {**_variant_fields(row, campaign), "placement": placement.name,
+            "width": placement.width, "height": placement.height,
+            "format": "mp4" if creative.kind == "video" else spec.format, "path": "",
+            "bytes": 0, "sha256": "", "created_at": "", "asset_key": "", "checks": "{}",
+            "status": f"failed: {reason}", "aspect": "", "render": ""}
+
+
 def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
     """One manifest row per variant the guardrails refused (no file: ``path`` is empty)."""
     rows = plan.variants[plan.variants["blocked"] != ""]
     return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
              "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
-             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}"}
+             "asset_key": "", "checks": "{}", "status": f"blocked: {row['blocked']}",
+             "aspect": "", "render": ""}
             for row in rows.to_dict("records")]
 
 

@@ -6,22 +6,26 @@ Rules, all checked before anything renders:
 - customer ids must be present and unique (the error names the rows);
 - a segment key that is empty is an error naming the rows, unless ``drop_missing_keys: true``,
   which drops those customers (they then get no variant and no assignment);
-- an audience that is empty (after the optional ``filter``) is an error.
+- an audience that is empty (after the optional ``filter``, a restricted expression: see
+  :mod:`adgen.filters`) is an error.
 Row numbers in messages are the file's line numbers for CSV (header = line 1) and 0-based
 positions otherwise.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from adgen.errors import AudienceError
-from adgen.jobs import stable_hash
+from adgen.errors import AudienceError, listed
+from adgen.filters import apply_filter
 from adgen.spec import AudienceSpec
 
 AudienceSource = str | Path | pd.DataFrame
@@ -107,25 +111,36 @@ def _first_undecodable_line(path: Path, encoding: str) -> int:
     return 0
 
 
+def _check_plain_values(frame: pd.DataFrame, where: str) -> None:
+    """Audience values must be text, numbers, booleans or dates: Parquet list, struct, map and
+    bytes columns cannot be segmented, compared or put in a template."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        kinds = {type(v).__name__ for v in frame[column].dropna().head(1000)
+                 if isinstance(v, list | tuple | dict | set | bytes | bytearray | np.ndarray)}
+        if kinds:
+            raise AudienceError(
+                f"{where}: column {str(column)!r} holds {'/'.join(sorted(kinds))} values "
+                "(a list, struct, map or bytes column); flatten it to text or numbers, or drop "
+                "it from the file")
+
+
 def _validate(audience: Audience, spec: AudienceSpec) -> Audience:
     frame, where = audience.frame, audience.where
+    _check_plain_values(frame, where)
     columns = [str(c) for c in frame.columns]
     needed = [spec.id_column, *spec.segment_by, *(a.column for a in spec.aggregates.values())]
     needed += [c for c in (spec.product_column, spec.product_rank_by) if c]
     missing = [c for c in dict.fromkeys(needed) if c not in columns]
     if missing:
         raise AudienceError(
-            f"{where}: missing column(s) {missing}; the file has columns {columns}. "
+            f"{where}: missing column(s) [{listed(map(repr, missing))}]; the file has columns "
+            f"[{listed(map(repr, columns))}]. "
             "Fix the campaign's audience section or the file's header"
         )
     if spec.filter:
-        try:
-            frame = frame.query(spec.filter, engine="python")
-        except Exception as exc:
-            raise AudienceError(
-                f"{where}: audience.filter {spec.filter!r} failed: {exc}; it must be a pandas "
-                f"query over the columns {columns}"
-            ) from None
+        frame = apply_filter(frame, spec.filter, where)
     if frame.empty:
         raise AudienceError(
             f"{where}: the audience is empty"
@@ -195,12 +210,14 @@ def _plain(value: Any) -> Any:
 
 
 def segment_audience(
-    audience: Audience, spec: AudienceSpec, *, row_columns: Sequence[str] = ()
+    audience: Audience, spec: AudienceSpec, *, row_columns: Sequence[str] = (),
+    secret: str = "adgen",
 ) -> Segments:
     """Group customers by ``spec.segment_by`` (vectorised) and build each segment's context.
 
     In per-customer mode (no ``segment_by``) the ``row_columns`` (allowed by the campaign's
-    guardrails) join the context with the customer's own values."""
+    guardrails) join the context with the customer's own values. Segment ids are keyed with
+    ``secret`` (the experiment seed): see :func:`segment_id`."""
     frame = audience.frame
     keys = tuple(spec.segment_by) or (spec.id_column,)
     grouped = frame.groupby(list(keys), sort=True, dropna=False, observed=True)
@@ -208,8 +225,8 @@ def segment_audience(
     if not spec.segment_by:
         missing = [c for c in row_columns if c not in frame.columns]
         if missing:
-            raise AudienceError(f"{audience.where}: guardrails.prompt_columns {missing} are not "
-                                f"audience columns ({', '.join(map(str, frame.columns))})")
+            raise AudienceError(f"{audience.where}: guardrails.prompt_columns {listed(missing)} "
+                                f"are not audience columns ({listed(frame.columns)})")
         for column in row_columns:
             if column != spec.id_column:
                 table[column] = grouped[column].first().to_numpy()
@@ -228,7 +245,7 @@ def segment_audience(
     joined = key_text.apply(lambda row: "\x1f".join(row), axis=1) if len(keys) > 1 else key_text[
         keys[0]
     ]
-    table.insert(0, SEGMENT_ID, [segment_id(k) for k in joined])
+    table.insert(0, SEGMENT_ID, [segment_id(k, secret) for k in joined])
     codes = grouped.ngroup().to_numpy()
     members = pd.DataFrame(
         {
@@ -255,9 +272,12 @@ def _top_by(frame: pd.DataFrame, keys: list[str], product: str, weight: str,
     return top.reindex(index).to_numpy()
 
 
-def segment_id(key: str) -> str:
-    """A short, file-name-safe id for a segment key (never the raw customer value)."""
-    return "s" + stable_hash("segment", key)[:10]
+def segment_id(key: str, secret: str = "adgen") -> str:
+    """A short, file-name-safe id for a segment key: an HMAC-SHA256 of the key under the
+    campaign's ``secret`` (its experiment seed), so an id in a published asset URL cannot be
+    reversed by hashing guessed e-mails or customer ids without the seed."""
+    digest = hmac.new(secret.encode("utf-8"), key.encode("utf-8"), hashlib.sha256)
+    return "s" + digest.hexdigest()[:10]
 
 
 def _aggregate(series: Any, how: str, name: str, where: str) -> pd.Series:

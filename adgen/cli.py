@@ -29,6 +29,10 @@ from rich.table import Table
 from rich.text import Text
 
 import adgen
+from adgen.assets import brand_style
+from adgen.errors import MAX_LISTED
+from adgen.lock import WAIT_ENV
+from adgen.preflight import preflight
 from adgen.storage import join
 from adgen.store import atomic_write_text, safe_csv
 
@@ -50,6 +54,19 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a campaign field: dotted.path=VALUE (repeatable)."),
 ]
+
+
+@app.callback()
+def _options(
+    wait: Annotated[
+        float | None,
+        typer.Option("--wait", help="Seconds to wait for an output folder another adgen command "
+                     "holds (default 0: fail at once; env ADGEN_LOCK_WAIT)."),
+    ] = None,
+) -> None:
+    """Programmatic, personalised ad generation: campaign + audience in, ad variants out."""
+    if wait is not None:
+        os.environ[WAIT_ENV] = str(wait)
 
 
 def _load(campaign: Path, overrides: list[str] | None) -> adgen.CampaignSpec:
@@ -87,8 +104,11 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Print what a run would do: customers, segments, creatives, variants, jobs, cached."""
-    result = adgen.plan(_load(campaign, set_), audience)
-    summary = result.summary()
+    spec = _load(campaign, set_)
+    result = adgen.plan(spec, audience)
+    checked = preflight(result, brand_style(spec))
+    checked.raise_problems()
+    summary = {**result.summary(), "failing_assets": len(checked.failing)}
     if as_json:
         typer.echo(json.dumps(summary))
         return
@@ -97,13 +117,16 @@ def plan(
         table.add_row(key, str(value))
     console.print(table)
     for variant_id, reason in result.blocked.items():
-        console.print(f"[yellow]blocked[/yellow] {variant_id}: {reason}")
+        console.print(f"[yellow]blocked[/yellow] {variant_id}: {reason}", highlight=False)
+    for line in checked.lines(spec):
+        console.print(f"[red]would fail[/red] {line}", highlight=False, soft_wrap=True)
     _print_left_out(result)
 
 
 def _print_left_out(plan: adgen.Plan) -> None:
     for product_id, reason in plan.products_left_out.items():
-        console.print(f"[yellow]left out[/yellow] product {product_id}: {reason}")
+        console.print(f"[yellow]left out[/yellow] product {product_id}: {reason}",
+                      highlight=False)
 
 
 @app.command()
@@ -152,9 +175,14 @@ def run(
         f"{summary['assets_reused']} reused; {summary['assigned_customers']} customers assigned "
         f"-> {result.out}"
     )
-    if result.failed:
-        for key, why in result.failed.items():
-            err_console.print(f"[red]failed[/red] job {key[:12]}: {why}")
+    reasons = result.failure_reasons()
+    if reasons:
+        err_console.print(f"[red]failed[/red] {len(result.failures)} of {len(result.manifest)} "
+                          "assets (the rest is written; run again to retry only these):")
+        for reason, count in list(reasons.items())[:MAX_LISTED]:
+            err_console.print(f"  {count} × {reason}", highlight=False, soft_wrap=True)
+        if len(reasons) > MAX_LISTED:
+            err_console.print(f"  and {len(reasons) - MAX_LISTED} more reasons (manifest.csv)")
         raise typer.Exit(1)
 
 
@@ -315,7 +343,9 @@ def main() -> None:
     """Console entry point: runs the app, turning user errors into one line and exit code 2."""
     _quiet_libraries()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns typer.Exit's code in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except adgen.AdgenError as exc:
         for line in str(exc).splitlines() or ["error"]:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)

@@ -13,10 +13,23 @@ and exits with code 2. Anything else that escapes is a bug in adgen and keeps it
     ├── PostProcessError   a caption cannot fit, a file cannot meet its byte budget, ...
     ├── RenderError        a renderer cannot load its model or produced an unusable image
     ├── FFmpegError        ffmpeg is missing or failed (with ffmpeg's last lines)
+    ├── OutputError        the output folder is in use by another run, or is not a folder
     └── ResultsError       an experiment results file is invalid
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+
+MAX_LISTED = 20
+"""Error messages list at most this many names (columns, lines, assets), then how many more."""
+
+
+def listed(items: Iterable[object], limit: int = MAX_LISTED, sep: str = ", ") -> str:
+    """``items`` joined, at most ``limit`` of them, then ``and N more``."""
+    shown = [str(item) for item in items]
+    head = sep.join(shown[:limit])
+    return head + (f"{sep}and {len(shown) - limit} more" if len(shown) > limit else "")
 
 
 class AdgenError(Exception):
@@ -53,6 +66,10 @@ class RenderError(AdgenError):
 
 class FFmpegError(AdgenError):
     """ffmpeg is missing or failed; the message carries ffmpeg's last lines."""
+
+
+class OutputError(AdgenError):
+    """The output folder cannot be used: another run holds its lock, or the path is a file."""
 
 
 class ResultsError(AdgenError):

@@ -18,9 +18,10 @@ from typing import Any
 from adgen.errors import CampaignError, TemplateError
 from adgen.placements import Placement
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-PHONE = re.compile(r"(?<!\w)(?!\d{4}-\d\d-\d\d(?!\d))\+?\d[\d ().-]{7,}\d(?!\w)")
-"""A phone number: 9+ digits and separators (an ISO date such as 2026-03-01 is not one)."""
+# Linear time: a match can only start at an "@" (the local part is checked by the lookbehind),
+# and the domain's runs cannot overlap, so a long value without an e-mail is one quick pass.
+EMAIL = re.compile(r"(?<=[\w.+-])@[\w-]+(?:\.[\w-]+)+")
+PROMPT_FIELDS = frozenset({"prompt", "negative_prompt"})
 PERSONAL_COLUMN = re.compile(
     r"(^|_)(first|last|full|given|family|sur)?_?name$|e_?mail|phone|mobile|address|street|"
     r"birth|dob|ssn|passport", re.IGNORECASE)
@@ -54,11 +55,31 @@ def check_columns(used: Iterable[str], columns: Sequence[str], allowed: Iterable
         )
 
 
+def has_phone_number(text: str, region: str | None) -> bool:
+    """Whether ``text`` holds a valid phone number (the ``phonenumbers`` parser: dates, prices,
+    decimals and order numbers are not phone numbers). Numbers without a ``+`` country code are
+    read as numbers of ``region``."""
+    import phonenumbers
+
+    if sum(c.isdigit() for c in text) < 7:
+        return False
+    matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
+    return matcher.has_next()
+
+
 def text_problem(
     texts: Mapping[str, str], blocked: Sequence[tuple[str, re.Pattern[str]]], *,
-    allow_pii: bool,
+    allow_pii: bool, max_prompt_chars: int = 2000, max_caption_chars: int = 500,
+    phone_region: str | None = "US",
 ) -> str | None:
-    """Why a variant's text is refused (``"blocked word 'x' in headline"``), or None."""
+    """Why a variant's text is refused (``"blocked word 'x' in headline"``), or None. Lengths
+    are checked first, so patterns only ever run on bounded text."""
+    for field, text in texts.items():
+        limit, name = ((max_prompt_chars, "max_prompt_chars") if field in PROMPT_FIELDS
+                       else (max_caption_chars, "max_caption_chars"))
+        if len(text) > limit:
+            return (f"{field} is {len(text):,} characters, over guardrails.{name} ({limit:,}); "
+                    "shorten the template or the values it uses")
     for field, text in texts.items():
         for label, pattern in blocked:
             if pattern.search(text):
@@ -66,15 +87,47 @@ def text_problem(
         if not allow_pii:
             if EMAIL.search(text):
                 return f"an e-mail address in {field} (personal data; set guardrails.allow_pii)"
-            if PHONE.search(text):
+            if has_phone_number(text, phone_region):
                 return f"a phone number in {field} (personal data; set guardrails.allow_pii)"
     return None
 
 
+OVER_SUBJECT = 0.02
+"""Share of the product's box that text or the logo may cover before it is a violation."""
+
+
+def over_subject(checks: Mapping[str, Any]) -> dict[str, float]:
+    """How much of the product's box (``subject_box``) each caption (its button plate, for
+    buttons) and the logo (its plate, if any) cover, as shares of that box; only those that
+    cover some of it. Empty when the subject is unknown."""
+    subject = checks.get("subject_box")
+    if not subject:
+        return {}
+    area = max(1, (subject[2] - subject[0]) * (subject[3] - subject[1]))
+    boxes = {role: checks.get(f"plate_{role}") or box
+             for role, box in dict(checks.get("caption_boxes") or {}).items()}
+    if checks.get("logo_box"):
+        boxes["logo"] = checks["logo_box"]
+    out = {}
+    for role, box in boxes.items():
+        width = min(box[2], subject[2]) - max(box[0], subject[0])
+        height = min(box[3], subject[3]) - max(box[1], subject[1])
+        if width > 0 and height > 0:
+            out[role] = round(width * height / area, 4)
+    return out
+
+
 def brand_violations(checks: Mapping[str, Any], placement: Placement, *, has_logo: bool,
                      min_contrast: float) -> list[str]:
-    """Brand-rule violations of one asset, from what post-processing recorded in ``checks``."""
+    """Brand-rule violations of one asset, from what post-processing recorded in ``checks``:
+    logo missing, caption contrast below ``min_contrast``, captions outside the safe area or
+    on the logo, and text or the logo over the product (more than :data:`OVER_SUBJECT` of
+    its box, measured by :func:`over_subject`)."""
     problems = []
+    for role, share in over_subject(checks).items():
+        if share > OVER_SUBJECT:
+            what = "logo" if role == "logo" else f"{role} text"
+            problems.append(f"{what} over the product ({share:.0%} of it covered)")
     logo = checks.get("logo_box")
     if has_logo and not logo:
         problems.append("logo missing")

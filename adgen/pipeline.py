@@ -1,10 +1,12 @@
 """``run(campaign)``: the whole pipeline, from a campaign to placement-ready assets.
 
 1. plan: read the audience, segment it, render templates, build and dedupe jobs
-2. check: brand assets load, every caption can be drawn
+2. preflight: brand assets load, every caption fits and can be drawn (:mod:`adgen.preflight`)
 3. render: jobs not in the cache, on the chosen backend
-4. post-process: crops, logo and captions per variant × placement, encoded and written
-5. write: manifest, assignments and the run summary (atomically), then prune stale assets
+4. post-process: crops, logo and captions per variant × placement, encoded and written; an
+   asset that cannot be made is a ``failed: <reason>`` row, the others are written
+5. write: manifest, assignments, the run summary and the review sheet (atomically, always),
+   then prune the assets adgen wrote earlier that the manifest no longer lists
 6. publish: the upload files of ``export.to`` (:mod:`adgen.export`)
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,17 +37,28 @@ from adgen.assets import (
 from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
-from adgen.errors import CampaignError
+from adgen.errors import MAX_LISTED, CampaignError
 from adgen.export import export
 from adgen.jobs import RenderJob
+from adgen.lock import output_lock
 from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
-from adgen.post.image import Caption, check_captions_drawable
+from adgen.preflight import preflight
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
-from adgen.storage import OutputStore, is_url, join, open_output
-from adgen.store import RenderCache, atomic_write_text, safe_csv, write_parquet
+from adgen.storage import OutputStore, is_url, join, lock_folder, open_output
+from adgen.store import (
+    RenderCache,
+    atomic_write_text,
+    no_links,
+    prune_owned,
+    remove_orphaned_temps,
+    safe_csv,
+    write_parquet,
+)
+
+_NUMBERS = re.compile(r"\d[\d,.]*")
 
 
 @dataclass
@@ -59,6 +73,21 @@ class RunResult:
     assets_written: int = 0
     assets_reused: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    """Render jobs that failed, by job key (their assets are ``failed`` rows)."""
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """The manifest rows of assets that could not be made (``status: failed: …``)."""
+        return self.manifest[self.manifest["status"].str.startswith("failed")]
+
+    def failure_reasons(self) -> dict[str, int]:
+        """How many assets failed for each kind of reason, most frequent first: reasons that
+        differ only in their numbers (sizes, lengths) count as one, shown by its first."""
+        groups: dict[str, list[str]] = {}
+        for reason in self.failures["status"].str.removeprefix("failed: "):
+            groups.setdefault(_NUMBERS.sub("#", reason), []).append(str(reason))
+        ranked = sorted(groups.values(), key=len, reverse=True)
+        return {reasons[0]: len(reasons) for reasons in ranked}
 
     def summary(self) -> dict[str, Any]:
         plan = self.plan.summary()
@@ -70,6 +99,7 @@ class RunResult:
             "assets_written": self.assets_written,
             "assets_reused": self.assets_reused,
             "failed_jobs": len(self.failed),
+            "failed_assets": len(self.failures),
             "assigned_customers": int((self.assignments["variant_id"] != "").sum()),
         }
 
@@ -118,7 +148,8 @@ def run(
     ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
-    with open_output(campaign.output_location):
+    with (output_lock(lock_folder(campaign.output_location), "run"),
+          open_output(campaign.output_location)):
         state = RefreshState.load(campaign.output_dir)  # finishes a refresh that was killed
         result = run_with_state(campaign, state, audience=audience,
                                 make_renderer=make_renderer, progress=progress)
@@ -131,27 +162,36 @@ def run_with_state(
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
     """:func:`run` with the experiment state given (slot generations, weights, ledger); the
-    caller commits the state afterwards (``state.commit()``)."""
-    with open_output(campaign.output_location):
-        return _run(campaign, state, audience, make_renderer, progress)
+    caller commits the state afterwards (``state.commit()``), under the output's lock; a URL
+    output is worked on in its local mirror and pushed back when the run succeeds."""
+    with (output_lock(lock_folder(campaign.output_location), "run"),
+          open_output(campaign.output_location)):
+        return _run_locked(campaign, state, audience=audience, make_renderer=make_renderer,
+                           progress=progress)
 
 
-def _run(
-    campaign: CampaignSpec, state: RefreshState, audience: AudienceSource | None,
-    make_renderer: Callable[[], Renderer] | None, progress: Progress | None,
+def _run_locked(
+    campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
+    make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
     out_dir = campaign.output_dir
-    # 1. plan, 2. check
-    plan = validate(campaign, audience=audience, generations=state.generations)
+    for folder in ("assets", CACHE_DIR):
+        no_links(out_dir, folder)  # never write through a link out of the folder
+    remove_orphaned_temps(out_dir)
+    # 1. plan, 2. preflight: campaign-wide problems stop here; per-asset ones are failed
+    plan = make_plan(campaign, audience, generations=state.generations)
     style = brand_style(campaign)
+    checked = preflight(plan, style)
+    checked.raise_problems()
     cache = render_cache(campaign)
     # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as its
     #    render is in the cache (on Ray: by a CPU worker on the cluster, near the render)
     ctx = post_context(plan, cache, style)
     on_cluster = campaign.backend.name == "ray" and campaign.backend.post == "cluster"
-    post = AssetMaker(plan, ctx, progress, processes=not on_cluster and _use_processes(plan))
+    post = AssetMaker(plan, ctx, progress, failing=checked.failing,
+                      processes=not on_cluster and _use_processes(plan))
     failed: dict[str, str] = {}
-    todo = plan.to_render
+    todo = [job for job in plan.to_render if post.needs_render(job.key)]
     rendered = 0
 
     def on_rendered(result: Rendered) -> None:
@@ -159,6 +199,7 @@ def _run(
         rendered += 1
         if result.error is not None:
             failed[result.job_key] = result.error
+            post.submit(result.job_key, render_error=result.error)
         elif not on_cluster:
             post.submit(result.job_key)
         if progress:
@@ -168,27 +209,40 @@ def _run(
     factory = make_renderer or functools.partial(
         create_renderer, spec.name, spec.model, **spec.options)
     with post:
-        for key in plan.cached:
-            post.submit(key)
-        render_jobs(campaign, factory, todo, cache, on_rendered, progress,
-                    post=ctx if on_cluster else None, post_rows=post.by_job, on_assets=post.add)
+        for key in plan.jobs:
+            if key in plan.cached or not post.needs_render(key):
+                post.submit(key)
+        cluster: dict[str, Any] = {"post": ctx if on_cluster else None,
+                                   "post_rows": post.by_job, "on_assets": post.add}
+        # extend jobs outpaint other renders: those go first, and a failed one fails them
+        later = [job for job in todo if job.source_key is not None]
+        render_jobs(campaign, factory, todo[:len(todo) - len(later)], cache, on_rendered,
+                    progress, **cluster)
+        for job in later:
+            if job.source_key in failed:
+                on_rendered(Rendered(job.key, None, error=f"the render it extends failed: "
+                                                          f"{failed[job.source_key]}"))
+        render_jobs(campaign, factory, [j for j in later if j.source_key not in failed], cache,
+                    on_rendered, progress, **cluster)
         rows = post.results()
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
-    # 5. write
-    failed_variants = set(plan.variants.loc[plan.variants["job_key"].isin(failed), "variant_id"])
-    assignments = assign_customers(plan, state, exclude=failed_variants | set(plan.blocked),
+    # 5. write: manifest, assignments, run.json and the review sheet, always
+    failures = manifest[manifest["status"].str.startswith("failed")]
+    assignments = assign_customers(plan, state,
+                                   exclude=set(failures["variant_id"]) | set(plan.blocked),
                                    command="refresh" if state.pending else "run")
     _write_outputs(out_dir, ctx.assets, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
-                       post.written, len(rows) - post.written, failed)
+                       post.written, int((manifest["status"] == "ok").sum()) - post.written,
+                       failed)
     settings = {
         "experiment": {"weights": state.weights or campaign.experiment.weights,
                        "holdout": campaign.experiment.holdout},
         "refresh": campaign.refresh.model_dump(),
     }
     atomic_write_text(out_dir / "run.json", json.dumps(
-        {**result.summary(), "failed": failed, "blocked": plan.blocked,
-         "products_left_out": plan.products_left_out, **settings,
+        {**result.summary(), "failed": failed, "failures": result.failure_reasons(),
+         "blocked": plan.blocked, "products_left_out": plan.products_left_out, **settings,
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(out_dir, title=campaign.name)
@@ -206,8 +260,10 @@ def render_jobs(
 ) -> None:
     """Render ``jobs`` into the cache on the campaign's backend (on Ray, ``progress`` also gets
     one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``). With ``post``
-    (Ray only), each render's assets (the variants ``post_rows`` lists by job key) are made on
+    (Ray only), each render's assets (the units ``post_rows`` lists by job key) are made on
     the cluster and ``on_assets`` gets their manifest rows."""
+    if not jobs:
+        return
     batch_size = int(campaign.renderer.options.get("batch_size", 4))
     backend = campaign.backend
     if backend.name == "ray":
@@ -233,14 +289,14 @@ def validate(
     generations: Mapping[SlotKey, int] | None = None,
 ) -> Plan:
     """Check everything a run needs before it renders (spec, audience, templates, brand assets,
-    captions' glyphs) and return the plan. Raises an :class:`AdgenError` for the first problem."""
+    every caption in every placement, byte budgets, video timing, renderer options) and return
+    the plan. Raises an :class:`AdgenError` listing every problem, one per line."""
     plan = make_plan(campaign, audience, generations=generations)
-    brand_style(campaign)
-    check_captions_drawable(
-        [Caption(role, text) for captions in plan.variants["captions"].unique()
-         for role, text in json.loads(captions).items()],
-        font=campaign.brand.font,
-    )
+    checked = preflight(plan, brand_style(campaign))
+    lines = checked.lines(campaign)
+    if lines:
+        raise CampaignError("\n".join(lines[:MAX_LISTED] + (
+            [f"and {len(lines) - MAX_LISTED} more problems"] if len(lines) > MAX_LISTED else [])))
     return plan
 
 
@@ -249,8 +305,10 @@ def assign(
 ) -> pd.DataFrame:
     """The customer → variant assignment of a campaign (what ``adgen run`` writes to
     ``assignments.csv``), without rendering anything. New customers are recorded in the
-    output folder's assignment ledger, so a later run gives them the same variants."""
-    with open_output(campaign.output_location):
+    output folder's assignment ledger (under the output's lock), so a later run gives them the
+    same variants."""
+    with (output_lock(lock_folder(campaign.output_location), "assign"),
+          open_output(campaign.output_location)):
         state = RefreshState.load(campaign.output_dir)
         if state.unfinished:
             raise CampaignError(
@@ -284,11 +342,16 @@ def _write_outputs(out_dir: Path, assets: OutputStore, manifest: pd.DataFrame,
     atomic_write_text(out_dir / "assignments.csv", safe_csv(assignments))
     atomic_write_text(out_dir / "manifest.csv", safe_csv(manifest))
     write_parquet(out_dir / "manifest.parquet", manifest)
-    _prune_assets(assets, set(manifest["path"]) - {""})
+    keep = set(manifest["path"]) - {""}
+    if assets.local:  # only files adgen wrote (its record) that the manifest no longer lists
+        prune_owned(out_dir, keep)
+    else:
+        _prune_assets(assets, keep)
 
 
 def _prune_assets(store: OutputStore, keep: set[str]) -> None:
-    """Delete asset files the new manifest no longer lists (e.g. after a caption change)."""
+    """Delete asset files of an object-store output that the new manifest no longer lists
+    (e.g. after a caption change); its ``assets/`` prefix is adgen's alone."""
     for name in store.files("assets"):
         if name not in keep:
             store.delete(name)

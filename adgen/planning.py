@@ -1,12 +1,19 @@
 """The render plan: segments × creatives × variant indices → variants and deduplicated jobs.
 
 Seeds come from the experiment seed and the job's identity (creative, prompt, negative prompt,
-variant index), so the same campaign gives the same seeds on any machine, adding a segment leaves
-every other seed alone, and two segments whose prompts come out the same share one render.
+variant index, and the aspect class for renders at a shape other than the renderer's own
+``width`` x ``height``), so the same campaign gives the same seeds on any machine, adding a
+segment leaves every other seed alone, and two segments whose prompts come out the same share
+one render.
+
+Each variant gets one render per aspect class its placements need (``renderer.aspect:
+native``: rendered at that shape; ``extend``: the base render outpainted to it; ``crop``: one
+render for all). The variant's ``renders`` column maps each class to its job key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -26,7 +33,7 @@ from adgen.audience import (
     segment_audience,
 )
 from adgen.catalog import Catalog, read_catalog
-from adgen.errors import AssetError, AudienceError, CatalogError
+from adgen.errors import AssetError, AudienceError, CampaignError, CatalogError
 from adgen.guardrails import check_columns, compile_blocked, text_problem
 from adgen.jobs import RenderJob, derive_seed
 from adgen.locales import (
@@ -36,10 +43,11 @@ from adgen.locales import (
     check_translations,
     normalise_locale,
 )
+from adgen.placements import Placement, aspect_class, class_size, extend_size, product_stage
 from adgen.product_images import FetchLimits, ProductImages
 from adgen.prompts import TemplateSet
-from adgen.renderers import RUNTIME_OPTIONS, VIDEO_RENDERERS
-from adgen.spec import AudienceSpec, CampaignSpec, Creative
+from adgen.renderers import RUNTIME_OPTIONS, STAGED_RENDERERS, VIDEO_RENDERERS
+from adgen.spec import AudienceSpec, CampaignSpec, Creative, GuardrailSpec
 from adgen.storage import join
 from adgen.store import RenderCache
 
@@ -59,8 +67,10 @@ def variant_name(creative_id: str, segment_id: str, index: int, generation: int)
 VARIANT_COLUMNS = [
     "variant_id", "segment_id", "segment", "creative_id", "variant_index", "generation", "seed",
     "prompt", "negative_prompt", "captions", "headline", "cta", "product", "locale", "job_key",
-    "blocked",
+    "renders", "blocked",
 ]
+CROP = "crop"
+"""The aspect class name of the one render every placement is cut from (``aspect: crop``)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,9 @@ class Plan:
 
     @property
     def to_render(self) -> list[RenderJob]:
-        return [job for key, job in self.jobs.items() if key not in self.cached]
+        """Jobs not in the cache; extend jobs come after the renders they extend."""
+        todo = [job for key, job in self.jobs.items() if key not in self.cached]
+        return sorted(todo, key=lambda job: job.source_key is not None)
 
     def summary(self) -> dict[str, int]:
         """The counts ``adgen plan`` prints."""
@@ -149,6 +161,14 @@ def check_brand_assets(campaign: CampaignSpec) -> None:
             raise AssetError(f"{name}: file not found: {path}; fix the path in the campaign")
 
 
+def placement_classes(campaign: CampaignSpec) -> list[str]:
+    """The aspect class of each of the campaign's placements, in order (:data:`CROP` for all
+    with ``renderer.aspect: crop``)."""
+    if campaign.renderer.aspect == CROP:
+        return [CROP] * len(campaign.placements)
+    return [aspect_class(spec.resolve()) for spec in campaign.placements]
+
+
 @functools.lru_cache(maxsize=256)
 def _file_sha256(path: Path, mtime_ns: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -178,7 +198,8 @@ def make_plan(
     locale_column = campaign.locale.column
     segments = segment_audience(
         data, audience_spec,
-        row_columns=[*guard.prompt_columns, *([locale_column] if locale_column else [])])
+        row_columns=[*guard.prompt_columns, *([locale_column] if locale_column else [])],
+        secret=campaign.experiment.seed)
     contexts = segments.contexts()
     locales = [_segment_locale(campaign, context) for context in contexts]
     captions_by_locale = compile_captions(
@@ -200,9 +221,14 @@ def make_plan(
     # segments whose templates see the same values get the same texts: render those once
     # (per-customer audiences have many customers per product and locale)
     memo: dict[tuple[Any, ...], tuple[str, str, dict[str, str], str, str | None]] = {}
-    job_memo: dict[tuple[Any, ...], tuple[RenderJob, str]] = {}
+    job_memo: dict[tuple[Any, ...], dict[str, RenderJob]] = {}
     rows: list[dict[str, Any]] = []
     jobs: dict[str, RenderJob] = {}
+    stages = _stages(campaign)
+    if campaign.renderer.aspect == "extend" and campaign.renderer.name in VIDEO_RENDERERS:
+        raise CampaignError(
+            f"renderer.aspect 'extend' outpaints still pictures; the video renderer "
+            f"{campaign.renderer.name!r} cannot: use aspect 'native' or 'crop'")
     for segment_id, context, (locale, locale_problem) in zip(
             segments.table["segment_id"], contexts, locales, strict=True):
         context |= extra
@@ -215,18 +241,21 @@ def make_plan(
                         *(context.get(name) for name in used[creative.id]))
             if text_key not in memo:
                 memo[text_key] = _texts(templates, creative, context, captions_by_locale,
-                                        blocked, guard.allow_pii,
+                                        blocked, guard,
                                         locale_problem or product.problem)
             prompt, negative, captions, captions_json, problem = memo[text_key]
             for index in range(campaign.variants):
                 generation = generations.get((creative.id, segment_id, index), 0)
                 job_key = (text_key, index, generation)
                 if job_key not in job_memo:
-                    made = _job(campaign, creative, prompt, negative, product, index, generation)
-                    job_memo[job_key] = (made, made.key)
-                job, key = job_memo[job_key]
+                    job_memo[job_key] = _jobs(campaign, creative, prompt, negative, product,
+                                              index, generation, stages)
+                renders = job_memo[job_key]
+                job = next(iter(renders.values()))
+                key = job.key
                 if problem is None:
-                    jobs.setdefault(key, job)
+                    for each in renders.values():
+                        jobs.setdefault(each.key, each)
                 rows.append({
                     "variant_id": variant_name(creative.id, segment_id, index, generation),
                     "segment_id": segment_id,
@@ -243,6 +272,8 @@ def make_plan(
                     "product": product.name or "",
                     "locale": locale,
                     "job_key": "" if problem else key,
+                    "renders": "{}" if problem else json.dumps(
+                        {name: each.key for name, each in renders.items()}),
                     "blocked": problem or "",
                 })
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
@@ -253,7 +284,7 @@ def make_plan(
 
 def _texts(templates: TemplateSet, creative: Creative, context: dict[str, Any],
            captions_by_locale: Mapping[tuple[str, str, str], str],
-           blocked: Sequence[tuple[str, re.Pattern[str]]], allow_pii: bool,
+           blocked: Sequence[tuple[str, re.Pattern[str]]], guard: GuardrailSpec,
            problem: str | None) -> tuple[str, str, dict[str, str], str, str | None]:
     """A variant's prompt, negative prompt, captions (and as JSON), and why it is blocked."""
     if problem is not None:
@@ -265,7 +296,9 @@ def _texts(templates: TemplateSet, creative: Creative, context: dict[str, Any],
     captions = {name: templates.render(captions_by_locale[(creative.id, name, locale)], context)
                 for name in creative.captions}
     problem = text_problem({"prompt": prompt, "negative_prompt": negative, **captions}, blocked,
-                           allow_pii=allow_pii)
+                           allow_pii=guard.allow_pii, max_prompt_chars=guard.max_prompt_chars,
+                           max_caption_chars=guard.max_caption_chars,
+                           phone_region=guard.phone_region)
     return prompt, negative, captions, json.dumps(captions, ensure_ascii=False), problem
 
 
@@ -380,16 +413,68 @@ class Products:
         return ProductChoice(product_id, cutout.path, cutout.sha256, product.context())
 
 
-def _job(
+def _stages(campaign: CampaignSpec) -> dict[str, tuple[float, ...] | None]:
+    """Each aspect class the placements use, with where its renders put the product
+    (:func:`adgen.placements.product_stage`; None for ``crop`` and renderers that do not take
+    a ``stage`` option, and when the campaign sets one)."""
+    by_class: dict[str, list[Placement]] = {}
+    for name, spec in zip(placement_classes(campaign), campaign.placements, strict=True):
+        by_class.setdefault(name, []).append(spec.resolve())
+    staged = campaign.renderer.name in STAGED_RENDERERS and "stage" not in \
+        campaign.renderer.options
+    return {name: product_stage(group) if staged and name != CROP else None
+            for name, group in by_class.items()}
+
+
+def _jobs(
     campaign: CampaignSpec, creative: Creative, prompt: str, negative: str,
     product: ProductChoice, index: int, generation: int,
+    stages: dict[str, tuple[float, ...] | None],
+) -> dict[str, RenderJob]:
+    """The variant's render job per aspect class. The class at the renderer's own size (and
+    ``crop``) keeps the plain job, and its seed; the others derive their own seed from the
+    class name. ``extend`` jobs outpaint the plain job's render."""
+    base = _job(campaign, creative, prompt, negative, product, index, generation)
+    renderer = campaign.renderer
+    multiple = 64 if renderer.name.startswith("diffusers") else 8
+    out: dict[str, RenderJob] = {}
+    for name, stage in stages.items():
+        extend = renderer.aspect == "extend"
+        size = (base.width, base.height) if name == CROP else (
+            extend_size(name, base.width, base.height) if extend
+            else class_size(name, base.width, base.height, multiple=multiple))
+        if stage is not None and product.image is not None and not extend:
+            base = _job(campaign, creative, prompt, negative, product, index, generation,
+                        stage=stage)
+        if size == (base.width, base.height):
+            out[name] = dataclasses.replace(base, aspect=name)
+            continue
+        seed = _job(campaign, creative, prompt, negative, product, index, generation,
+                    aspect=name).seed
+        source: dict[str, Any] = {}
+        if extend:
+            source = {"source_key": base.key, "source_image": RenderCache(
+                join(campaign.output_location, CACHE_DIR)).image_path(base.key)}
+        out[name] = dataclasses.replace(base, seed=seed, width=size[0], height=size[1],
+                                        aspect=name, **source)
+    return out
+
+
+def _job(
+    campaign: CampaignSpec, creative: Creative, prompt: str, negative: str,
+    product: ProductChoice, index: int, generation: int, *, aspect: str | None = None,
+    stage: tuple[float, ...] | None = None,
 ) -> RenderJob:
     renderer = campaign.renderer
     options = {k: v for k, v in renderer.options.items() if k not in RUNTIME_OPTIONS}
     options["palette"] = tuple(campaign.brand.colors)
+    if stage is not None:
+        options["stage"] = stage
     identity: tuple[object, ...] = (campaign.experiment.seed, creative.id, prompt, negative, index)
     if generation:
         identity += (generation,)
+    if aspect is not None:
+        identity += (aspect,)
     return RenderJob(
         renderer=renderer.name,
         model=renderer.model,

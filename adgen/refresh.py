@@ -40,9 +40,10 @@ from adgen.analysis import (
 from adgen.assignment import RefreshState, arm_list
 from adgen.audience import AudienceSource
 from adgen.errors import ResultsError
+from adgen.lock import output_lock
 from adgen.pipeline import Progress, RunResult, run_with_state
 from adgen.spec import CampaignSpec
-from adgen.storage import open_output
+from adgen.storage import lock_folder, open_output
 
 
 def analyze(
@@ -52,12 +53,14 @@ def analyze(
     or its output folder or URL (whose ``run.json`` holds the experiment settings of that
     run)."""
     location = target.output_location if isinstance(target, CampaignSpec) else target
-    with open_output(location, push=False) as out_dir:
+    with (output_lock(lock_folder(location), "analyze", create=False),
+          open_output(location, push=False) as out_dir):
         return _analyze(target, out_dir, results)
 
 
-def _analyze(target: CampaignSpec | str | Path, out_dir: Path,
-             results: str | Path | pd.DataFrame) -> Analysis:
+def _analyze(
+    target: CampaignSpec | str | Path, out_dir: Path, results: str | Path | pd.DataFrame,
+) -> Analysis:
     if isinstance(target, CampaignSpec):
         state = RefreshState.load(out_dir)
         settings = {"weights": state.weights or target.experiment.weights,
@@ -128,14 +131,17 @@ def refresh(
     audience: AudienceSource | None = None, progress: Progress | None = None,
 ) -> RefreshResult:
     """Retire losers, re-weight, render replacements and re-assign. See the module doc. After
-    an interrupted refresh, finishes that one (its decision stands) instead of deciding anew."""
-    with open_output(campaign.output_location):
-        return _refresh(campaign, results, audience, progress)
+    an interrupted refresh, finishes that one (its decision stands) instead of deciding anew.
+    Holds the output's lock (:func:`adgen.lock.output_lock`) throughout; a URL output is
+    worked on in its local mirror and pushed back when the refresh succeeds."""
+    with (output_lock(lock_folder(campaign.output_location), "refresh"),
+          open_output(campaign.output_location)):
+        return _refresh(campaign, results, audience=audience, progress=progress)
 
 
 def _refresh(
-    campaign: CampaignSpec, results: str | Path | pd.DataFrame,
-    audience: AudienceSource | None, progress: Progress | None,
+    campaign: CampaignSpec, results: str | Path | pd.DataFrame, *,
+    audience: AudienceSource | None = None, progress: Progress | None = None,
 ) -> RefreshResult:
     out_dir = campaign.output_dir
     state = RefreshState.load(out_dir)

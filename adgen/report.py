@@ -39,7 +39,8 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from adgen.errors import AssetError, ResultsError
-from adgen.storage import OutputStore, is_url, open_output
+from adgen.lock import output_lock
+from adgen.storage import OutputStore, is_url, lock_folder, open_output
 from adgen.store import atomic_write_bytes, atomic_write_text, read_safe_csv, unguard
 
 REPORT_NAME = "review.html"
@@ -57,7 +58,13 @@ def write_report(out_dir: str | Path, *, title: str | None = None,
                  thumb_size: int = 320) -> Path:
     """Write ``out_dir/review.html`` (and missing thumbnails under ``out_dir/thumbs/``) and
     return its path (for an object-store URL: the page in its local mirror, also uploaded).
-    ``thumb_size`` is the longest side of a thumbnail in pixels."""
+    ``thumb_size`` is the longest side of a thumbnail in pixels. Holds the output's lock
+    (:func:`adgen.lock.output_lock`)."""
+    with output_lock(lock_folder(out_dir), "report", create=False):
+        return _write_report(out_dir, title, thumb_size)
+
+
+def _write_report(out_dir: str | Path, title: str | None, thumb_size: int) -> Path:
     if thumb_size < 16:
         raise AssetError(f"thumb_size {thumb_size} is too small: use at least 16 pixels")
     with open_output(out_dir) as folder:
@@ -101,7 +108,7 @@ def read_manifest(out_dir: Path) -> pd.DataFrame:
     defaults = {"campaign": "", "segment": "{}", "variant_index": "", "seed": "", "prompt": "",
                 "negative_prompt": "", "captions": "{}", "renderer": "", "model": "",
                 "width": "", "height": "", "format": "", "bytes": "", "sha256": "",
-                "asset_key": "", "checks": "{}", "created_at": ""}
+                "asset_key": "", "checks": "{}", "created_at": "", "status": "ok"}
     for column, value in defaults.items():
         if column not in frame.columns:
             frame[column] = value
@@ -218,6 +225,9 @@ def _make_thumbs(out_dir: Path, manifest: pd.DataFrame, size: int,
 
 
 def _thumb(out_dir: Path, row: dict[str, Any], size: int, store: OutputStore) -> _Thumb:
+    status = str(row.get("status") or "ok")
+    if status != "ok":  # failed or blocked: no file, the card says why
+        return _Thumb(problem=status)
     source = _asset_path(out_dir, str(row["path"]))
     if source is None:
         return _Thumb(problem="invalid path in the manifest")
@@ -611,11 +621,15 @@ class _Page:
         values = _parse_json(checks)
         if not isinstance(values, dict):
             return ""
+        notes = []
         omitted = values.get("omitted")
-        if not omitted:
-            return ""
-        names = omitted if isinstance(omitted, list) else [omitted]
-        return f'<span class="check">{_e("omitted: " + ", ".join(map(str, names)))}</span>'
+        if omitted:
+            names = omitted if isinstance(omitted, list) else [omitted]
+            notes.append("omitted: " + ", ".join(map(str, names)))
+        violations = values.get("violations")
+        if isinstance(violations, list):
+            notes += [str(v) for v in violations]
+        return "".join(f'<span class="check">{_e(note)}</span>' for note in notes)
 
 
 _CSS = """

@@ -56,6 +56,30 @@ class AudienceSpec(_Model):
     drop_missing_keys: bool = False
     encoding: str = "utf-8"
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}; use e.g. utf-8, utf-8-sig, "
+                             "latin-1 or cp1252") from None
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _restricted_filter(cls, value: str | None) -> str | None:
+        if value is not None:
+            from adgen.filters import parse_filter
+
+            try:
+                parse_filter(value)
+            except CampaignError as exc:
+                raise ValueError(str(exc).removeprefix("audience.filter ")) from None
+        return value
+
     @field_validator("aggregates", mode="before")
     @classmethod
     def _short_aggregates(cls, value: Any) -> Any:
@@ -226,6 +250,10 @@ class RendererSpec(_Model):
     width: int = Field(1024, ge=64, le=4096)
     height: int = Field(1024, ge=64, le=4096)
     guidance: float = Field(0.0, ge=0.0, le=50.0)
+    aspect: Literal["native", "extend", "crop"] = "native"
+    """How placements of other shapes get their picture: ``native`` renders each aspect class
+    at its own shape, ``extend`` outpaints the ``width`` x ``height`` render to each shape,
+    ``crop`` cuts every placement from that one render."""
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("width", "height")
@@ -332,6 +360,9 @@ class GuardrailSpec(_Model):
     blocked: list[str] = Field(default_factory=list)
     prompt_columns: list[str] = Field(default_factory=list)
     allow_pii: bool = False
+    phone_region: str | None = Field("US", pattern=r"^[A-Z]{2}$")
+    max_prompt_chars: int = Field(2000, ge=10, le=100_000)
+    max_caption_chars: int = Field(500, ge=1, le=10_000)
     min_contrast: float = Field(4.5, ge=1.0, le=21.0)
 
 
@@ -408,7 +439,7 @@ class CampaignSpec(_Model):
     renderer: RendererSpec = Field(default_factory=RendererSpec)
     backend: BackendSpec = Field(default_factory=BackendSpec)
     placements: list[PlacementSpec] = Field(
-        default_factory=lambda: [PlacementSpec(placement="feed_square")]
+        default_factory=lambda: [PlacementSpec(placement="feed_square")], min_length=1
     )
     output: Path | str | None = Field(
         None, description="a local folder or an object-store URL (s3://, gs://, ...)")
@@ -567,7 +598,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not keys:
         raise CampaignError(f"--set {text!r}: the field path before '=' is empty")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _load_yaml(raw, f"--set {text!r}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML (e.g. a template such as "Hi {{ region }}"): the text itself
     return keys, value
@@ -623,6 +654,41 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+MAX_YAML_NODES = 100_000
+MAX_CAMPAIGN_CHARS = 5_000_000
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` that first counts, from the parser's events and without expanding
+    anything, how many values the document holds once its aliases (``*name``) are expanded, and
+    refuses more than :data:`MAX_YAML_NODES` (an "alias bomb" grows exponentially)."""
+    if len(text) > MAX_CAMPAIGN_CHARS:
+        raise CampaignError(f"{where}: {len(text):,} characters of YAML; keep it under "
+                            f"{MAX_CAMPAIGN_CHARS:,}")
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = [[None, 0]]  # [anchor, expanded size] per open collection
+    for event in yaml.parse(text):
+        if isinstance(event, yaml.CollectionStartEvent):
+            stack.append([event.anchor, 1])
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            anchor, size = None, sizes.get(str(event.anchor), 1)
+        else:
+            continue
+        if anchor is not None:
+            sizes[str(anchor)] = size
+        stack[-1][1] += size
+        if stack[-1][1] > MAX_YAML_NODES:
+            raise CampaignError(f"{where}: the YAML expands to more than {MAX_YAML_NODES:,} "
+                                "values through its aliases (*name); write the values out or "
+                                "use fewer aliases")
+    return yaml.safe_load(text)
+
+
 def load_campaign(path: str | Path, *, overrides: Iterable[str] = ()) -> CampaignSpec:
     """Read and validate a campaign YAML file; ``overrides`` are ``dotted.path=VALUE`` strings.
 
@@ -635,7 +701,7 @@ def load_campaign(path: str | Path, *, overrides: Iterable[str] = ()) -> Campaig
     except (OSError, UnicodeDecodeError) as exc:
         raise CampaignError(f"{path}: cannot read the campaign file ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text, str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

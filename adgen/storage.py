@@ -233,6 +233,16 @@ def output_folder(location: str | Path) -> Path:
     return mirror_folder(str(location)) if is_url(location) else Path(location)
 
 
+def lock_folder(location: str | Path) -> Path:
+    """The local folder whose lock (:func:`adgen.lock.output_lock`) guards the output: the
+    folder itself, or for a URL a folder beside its mirror (which pulls leave alone). A URL
+    output is locked against commands on this machine only."""
+    if not is_url(location):
+        return Path(location)
+    mirror = mirror_folder(str(location).rstrip("/"))
+    return mirror.with_name(mirror.name + ".lock")
+
+
 @contextlib.contextmanager
 def open_output(location: str | Path, *, push: bool = True) -> Iterator[Path]:
     """The output's local folder for the block. For a URL: its small files are pulled into

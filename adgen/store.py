@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 import pandas as pd
 from PIL import Image
 
+from adgen.errors import OutputError
 from adgen.renderers.base import Box, Rendered
 
 if TYPE_CHECKING:
@@ -177,20 +179,41 @@ class RenderCache:
         folder = f"renders/{key[:2]}"
         return f"{folder}/{key}.png", f"{folder}/{key}.json"
 
+    def image_path(self, key: str) -> str:
+        """Where the render of job ``key`` is (or will be) stored: a path, or a URL."""
+        return self.store.url(self._names(key)[0])
+
     def has(self, key: str) -> bool:
-        image, meta = self._names(key)
-        return self.store.exists(meta) and self.store.exists(image)
+        """Whether a complete, decodable entry exists; a truncated or garbled one is removed
+        (so its job renders again)."""
+        return self.get(key) is not None
 
     def get(self, key: str) -> CachedRender | None:
+        """The entry, or None when missing or unreadable (an unreadable one is removed)."""
         image, meta = self._names(key)
         try:
             info = json.loads(self.store.read_bytes(meta))
             png = self.store.read_bytes(image)
         except FileNotFoundError:
             return None
-        box = info.get("subject_box")
-        return CachedRender(png, tuple(box) if box else None, bool(info.get("composite")),
-                            int(info.get("frames") or 0), info.get("fps"))
+        except ValueError:  # a garbled JSON: render it again
+            self.discard(key)
+            return None
+        try:
+            box = info.get("subject_box")
+            entry = CachedRender(png, tuple(box) if box else None, bool(info.get("composite")),
+                                 int(info.get("frames") or 0), info.get("fps"))
+            with Image.open(io.BytesIO(png)) as picture:
+                picture.verify()  # chunk CRCs and the end of the PNG: catches truncation
+        except Exception:  # any decoding problem means: render it again
+            self.discard(key)
+            return None
+        return entry
+
+    def discard(self, key: str) -> None:
+        """Remove an entry (its JSON first, so a half-removed entry reads as missing)."""
+        for name in reversed(self._names(key)):
+            self.store.delete(name)
 
     def put(self, result: Rendered) -> None:
         """Store a successful render."""
@@ -202,5 +225,79 @@ class RenderCache:
         image, meta = self._names(key)
         if self.store.exists(meta):
             return
-        self.store.write_once(image, png)
+        self.store.write_bytes(image, png)  # no JSON yet: any PNG there is a partial entry
         self.store.write_bytes(meta, json.dumps(info).encode("utf-8"))
+
+
+# -- the output folder is adgen's own: what it wrote, links, leftovers ---------------------
+
+OWNED_FILE = ".adgen-files.json"
+"""The record of files adgen wrote under an output folder (relative paths): only these are
+ever pruned."""
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what ``_atomic`` names its temp files
+
+
+def no_links(out: Path, rel: str | Path) -> Path:
+    """``out / rel``, after checking that no folder or file between ``out`` and it is a
+    symbolic link, so a write or delete there stays inside the output folder; raises
+    :class:`OutputError` naming the link."""
+    path = Path(out)
+    for part in Path(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            raise OutputError(
+                f"{path} is a symbolic link; adgen never writes or deletes through links out of "
+                "its output folder: remove the link (or choose another output folder)")
+    return path
+
+
+def read_owned(out: Path) -> set[str]:
+    """The paths (relative, POSIX) of files adgen wrote under ``out``."""
+    try:
+        data = json.loads((Path(out) / OWNED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(p) for p in data} if isinstance(data, list) else set()
+
+
+def write_owned(out: Path, paths: set[str]) -> None:
+    atomic_write_text(Path(out) / OWNED_FILE, json.dumps(sorted(paths), indent=0))
+
+
+def prune_owned(out: Path, keep: set[str]) -> list[str]:
+    """Delete the files adgen wrote earlier (its record) that ``keep`` no longer lists, then
+    folders they leave empty; foreign files and anything behind a link are never touched.
+    Returns the paths deleted."""
+    out = Path(out)
+    owned = read_owned(out)
+    write_owned(out, owned | keep)  # a crash below leaves a record that still covers both
+    deleted = []
+    for rel in sorted(owned - keep):
+        try:
+            path = no_links(out, rel)
+        except OutputError:
+            continue
+        if path.is_file():
+            path.unlink()
+            deleted.append(rel)
+        folder = path.parent
+        while folder != out and not folder.is_symlink() and folder.is_dir() and not any(
+                folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    write_owned(out, keep)
+    return deleted
+
+
+def remove_orphaned_temps(out: Path) -> int:
+    """Delete temporary files a killed run left (``.<name>.<random>.tmp``) under ``out``,
+    without following links; returns how many."""
+    removed = 0
+    for folder, _dirs, files in os.walk(out):  # os.walk does not follow links by default
+        for name in files:
+            path = Path(folder) / name
+            if _TEMP_NAME.match(name) and not path.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed += 1
+    return removed

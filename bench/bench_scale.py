@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import adgen  # noqa: E402
-from adgen.assets import AssetMaker, brand_style, post_context, variant_rows  # noqa: E402
+from adgen.assets import AssetMaker, brand_style, post_context, asset_units  # noqa: E402
 from adgen.backends.local import render_local  # noqa: E402
 from adgen.backends.ray import PoolOptions, render_ray  # noqa: E402
 from adgen.jobs import RenderJob  # noqa: E402
@@ -70,7 +70,7 @@ def scale_run(mode: str, variants: int, ms: float, nodes: int) -> tuple[float, i
         if mode == "cluster":
             rows: list[Any] = []
             report = render_ray(factory, plan.to_render, ctx.cache, batch_size=4, post=ctx,
-                                post_rows=variant_rows(plan),
+                                post_rows=asset_units(plan),
                                 on_assets=lambda _, results: rows.extend(results))
             assets = len(rows)
         else:
@@ -187,7 +187,7 @@ def local(variants: int) -> None:
             ctx = post_context(plan, cache, brand_style(campaign))
             start = time.perf_counter()
             with AssetMaker(plan, ctx, None, processes=processes) as maker:
-                for key in variant_rows(plan):
+                for key in asset_units(plan):
                     maker.submit(key)
                 assets = len(maker.results())
             timings[processes] = time.perf_counter() - start

@@ -21,7 +21,8 @@ def test_plan_json_has_the_documented_keys(campaign_file: Path) -> None:
     out = adgen("plan", campaign_file, "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"customers": 6, "segments": 5, "creatives": 1,
-                                      "variants": 10, "jobs": 10, "cached": 0, "to_render": 10}
+                                      "variants": 10, "jobs": 20, "cached": 0, "to_render": 20,
+                                      "failing_assets": 0}
 
 
 def test_validate_ok_and_set_and_audience_overrides(tmp_path: Path, campaign_file: Path) -> None:

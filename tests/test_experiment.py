@@ -150,8 +150,27 @@ def test_bad_ids_name_the_row() -> None:
                     weights=[0.5, 0.5])
     with pytest.raises(AudienceError, match=r"customer id at position 1 is 2.5 \(float\)"):
         hash_many("e", ["x", 2.5])  # type: ignore[list-item]
-    with pytest.raises(AudienceError, match=r"customer id at row 11 is empty"):
+    with pytest.raises(AudienceError) as info:
         assign_arms(pd.Series(["x", ""], index=[10, 11]), seed="e", weights=[0.5, 0.5])
+    assert str(info.value) == ("customer id at row 11 is empty: every customer needs an id "
+                               "(GrowthBook leaves customers without an id out of experiments)")
+    with pytest.raises(AudienceError, match=r"^customer id at position 2 is empty: every"):
+        assign_arms(["x", "y", ""], seed="e", weights=[0.5, 0.5])
+
+
+def test_an_empty_id_in_a_later_chunk_is_named_by_its_position(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import adgen.experiment
+
+    monkeypatch.setattr(adgen.experiment, "_CHUNK", 4)  # ids are hashed 4 at a time
+    ids = ["a", "b", "c", "d", "e", "f", "", "h"]
+    with pytest.raises(AudienceError, match=r"^customer id at position 6 is empty"):
+        assign_arms(ids, seed="e", weights=[0.5, 0.5])
+    chunked = assign_arms([i or "g" for i in ids], seed="e", weights=[0.5, 0.5])
+    monkeypatch.setattr(adgen.experiment, "_CHUNK", 1 << 20)
+    assert list(chunked) == list(assign_arms([i or "g" for i in ids], seed="e",
+                                             weights=[0.5, 0.5]))
 
 
 @pytest.mark.parametrize(

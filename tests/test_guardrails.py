@@ -83,9 +83,10 @@ def test_email_in_a_caption_blocks_unless_allowed(tmp_path: Path, campaign_data:
         "customer_id,first_name,region,tier,spend\nc1,bob@example.com,north,gold,1\n",
         encoding="utf-8")
     data = per_customer(campaign_data, "Hi {{ first_name }}", prompt_columns=["first_name"])
-    result = run_data(tmp_path, data)
-    assert list(result.manifest["status"]) == [
-        "blocked: an e-mail address in headline (personal data; set guardrails.allow_pii)"]
+    # the only variant is blocked: nothing would be made, which is an error, not a success
+    with pytest.raises(CampaignError, match=r"block every variant \(1\).*an e-mail address in "
+                                            r"headline \(personal data"):
+        run_data(tmp_path, data)
     data = per_customer(campaign_data, "Hi {{ first_name }}", prompt_columns=["first_name"],
                         allow_pii=True)
     assert list(run_data(tmp_path, data).manifest["status"]) == ["ok"]

@@ -21,7 +21,7 @@ def test_summary_counts(tmp_path: Path, campaign_data: dict) -> None:
     plan = plan_of(tmp_path, campaign_data)
     # segments: north/gold, north/silver, south/gold, south/silver, east/gold
     assert plan.summary() == {"customers": 6, "segments": 5, "creatives": 1, "variants": 10,
-                              "jobs": 10, "cached": 0, "to_render": 10}
+                              "jobs": 20, "cached": 0, "to_render": 20}  # square + 9:16
     row = plan.variants.iloc[0]
     assert row["prompt"] == "a bottle in the east, gold style"
     assert json.loads(row["captions"]) == {"headline": "Hello East", "cta": "Shop now"}
@@ -52,7 +52,7 @@ def test_identical_prompts_render_once(tmp_path: Path, campaign_data: dict) -> N
     campaign_data["creatives"][0]["prompt"] = "a bottle for {{ tier }} members"
     plan = plan_of(tmp_path, campaign_data)
     assert plan.summary()["variants"] == 10
-    assert plan.summary()["jobs"] == 4  # gold and silver prompts x 2 variants
+    assert plan.summary()["jobs"] == 8  # gold and silver prompts x 2 variants x 2 shapes
     assert plan.variants["job_key"].nunique() == 4
 
 

@@ -229,9 +229,9 @@ def test_headline_avoids_the_subject_when_there_is_room():
     assert result.caption_boxes["headline"][3] <= subject[1]
 
 
-def test_story_cta_goes_above_a_low_subject_rather_than_over_it():
-    """A product low in a square render leaves no room for the button under it in a story's
-    safe area: the button moves under the headline instead of covering the product."""
+def test_story_text_goes_around_a_wide_subject_rather_than_over_it():
+    """A product across the whole width of a square render: in a story the headline goes
+    above it and the button below it, inside the safe area, neither over the product."""
     image = Image.new("RGB", (1024, 1024), (225, 228, 235))
     subject_box = (60, 450, 1020, 640)
     ImageDraw.Draw(image).rectangle(subject_box, fill=(200, 40, 40))
@@ -241,7 +241,8 @@ def test_story_cta_goes_above_a_low_subject_rather_than_over_it():
     subject = box_check(result, "subject_box")
     cta = result.checks["plate_cta"]
     headline = result.caption_boxes["headline"]
-    assert headline[3] <= cta[1] and cta[3] <= subject[1]
+    assert headline[3] <= subject[1] and subject[3] <= cta[1]
+    assert cta[3] <= PRESETS["story"].safe.box(1080, 1920)[3]
 
 
 @pytest.mark.parametrize("name,kind", [("iab_728x90", "wide"), ("iab_320x50", "wide"),

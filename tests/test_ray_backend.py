@@ -64,13 +64,14 @@ def test_failed_jobs_are_reported_and_the_rest_is_written(campaign_file: Path) -
     result = adgen.run(campaign, make_renderer=functools.partial(SeedRenderer,
                                                                  fail_prompt="south"))
     failed_variants = result.plan.variants[result.plan.variants["prompt"].str.contains("south")]
-    assert len(result.failed) == failed_variants["job_key"].nunique() == 4
-    assert len(result.manifest) == (10 - 4) * 3
-    assert not set(result.manifest["variant_id"]) & set(failed_variants["variant_id"])
-    for path in result.manifest["path"]:
+    assert len(result.failed) == 2 * failed_variants["job_key"].nunique() == 8  # 2 shapes
+    ok = result.manifest[result.manifest["status"] == "ok"]
+    assert len(ok) == (10 - 4) * 3 and len(result.failures) == 4 * 3
+    assert set(result.failures["variant_id"]) == set(failed_variants["variant_id"])
+    for path in ok["path"]:
         assert (result.out / path).is_file()
     again = adgen.run(campaign, make_renderer=SeedRenderer)
-    assert again.rendered == 4 and len(again.manifest) == 30
+    assert again.rendered == 8 and len(again.manifest) == 30
 
 
 def test_ray_run_matches_local_run_byte_for_byte(tmp_path: Path, campaign_file: Path) -> None:

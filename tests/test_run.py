@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import adgen
-from adgen.errors import AssetError, CampaignError, PostProcessError
+from adgen.errors import AssetError, CampaignError
 from adgen.renderers.offline import OfflineRenderer
 from tests.conftest import REPO, write_campaign
 
@@ -89,7 +89,7 @@ def test_second_run_renders_nothing_and_caption_change_only_reposts(
     tmp_path: Path, campaign_file: Path, campaign_data: dict
 ) -> None:
     first = run_file(campaign_file)
-    assert first.rendered == 10 and first.assets_written == 30
+    assert first.rendered == 20 and first.assets_written == 30
     assignments = (first.out / "assignments.csv").read_bytes()
     second = run_file(campaign_file)
     assert (second.rendered, second.assets_written, second.assets_reused) == (0, 0, 30)
@@ -110,7 +110,7 @@ def test_adding_a_segment_renders_only_its_jobs(tmp_path: Path, campaign_file: P
     with (tmp_path / "audience.csv").open("a", encoding="utf-8") as handle:
         handle.write("c7,Guo,west,bronze,3\n")
     again = run_file(campaign_file)
-    assert again.rendered == 2 and again.assets_written == 6 and again.assets_reused == 30
+    assert again.rendered == 4 and again.assets_written == 6 and again.assets_reused == 30
 
 
 class CrashingRenderer(OfflineRenderer):
@@ -133,7 +133,7 @@ def test_interrupted_run_resumes_with_nothing_lost(campaign_file: Path) -> None:
     assert not (out / "manifest.parquet").exists()
     assert not list(out.rglob("*.tmp"))
     resumed = adgen.run(campaign)
-    assert resumed.rendered == 6  # 4 of 10 were cached before the crash
+    assert resumed.rendered == 16  # 4 of 20 (10 squares, 10 stories) were cached before the crash
     assert len(resumed.manifest) == 30
     for path in resumed.manifest["path"]:
         assert (out / path).is_file()
@@ -190,5 +190,8 @@ def test_corrupt_logo_and_too_long_caption(tmp_path: Path, campaign_data: dict) 
 
     data = base_campaign(tmp2)
     data["creatives"][0]["captions"]["cta"] = "Shop " * 80
-    with pytest.raises(PostProcessError, match=r"caption 'cta'"):
-        run_file(write_campaign(tmp2, data))
+    with pytest.raises(CampaignError, match=r"caption 'cta'"):
+        adgen.validate(adgen.load_campaign(write_campaign(tmp2, data)))
+    result = run_file(write_campaign(tmp2, data))  # every asset fails, each saying why
+    assert result.rendered == 0 and result.failures["status"].str.contains("caption 'cta'").all()
+    assert (result.out / "manifest.csv").exists() and (result.out / "review.html").exists()

@@ -23,7 +23,7 @@ from adgen.assets import (
     PostContext,
     brand_style,
     post_context,
-    variant_rows,
+    asset_units,
 )
 from adgen.backends.local import render_local
 from adgen.backends.ray import PoolOptions, render_ray
@@ -59,7 +59,7 @@ def test_processes_make_the_same_assets_as_threads(tmp_path: Path) -> None:
         for name in ctx.assets.files("assets"):
             ctx.assets.delete(name)
         with AssetMaker(plan, ctx, None, workers=2, processes=processes) as maker:
-            for key in variant_rows(plan):
+            for key in asset_units(plan):
                 maker.submit(key)
             made[processes] = maker.results()
         assert maker.written == 10
@@ -102,7 +102,7 @@ def test_a_lost_post_worker_is_retried_and_nothing_is_written_twice(tmp_path: Pa
 
     report = render_ray(SeedRenderer, plan.to_render, ctx.cache, batch_size=2,
                         on_rendered=lambda r: rendered.append(r.job_key), post=dying,
-                        post_rows=variant_rows(plan), on_assets=on_assets,
+                        post_rows=asset_units(plan), on_assets=on_assets,
                         options=PoolOptions(post_queue=2))
     assert not marker.exists()  # a post worker did die
     assert sorted(rendered) == sorted(job.key for job in plan.to_render)
@@ -127,7 +127,7 @@ def test_post_queue_bounds_the_batches_in_memory(tmp_path: Path) -> None:
     slow = SlowPost(**{f: getattr(ctx, f) for f in ctx.__dataclass_fields__})
     made: list[str] = []
     report = render_ray(SeedRenderer, plan.to_render, ctx.cache, batch_size=1, post=slow,
-                        post_rows=variant_rows(plan), on_assets=lambda key, _: made.append(key),
+                        post_rows=asset_units(plan), on_assets=lambda key, _: made.append(key),
                         options=PoolOptions(post_queue=1, in_flight=1))
     assert sorted(made) == sorted(job.key for job in plan.to_render)  # none lost, none twice
     # 10 fast renders, slow post: at most 4 rendering (one per GPU) + 1 waiting, never all 10
@@ -183,7 +183,7 @@ def test_multi_node_cluster_writes_assets_from_worker_nodes_to_s3(tmp_path: Path
         assert out.returncode == 0, out.stderr[-3000:]
         summary = json.loads(out.stdout.strip().splitlines()[-1])
         objects = object_names(env, "shared", "spring")
-    assert summary["rendered"] == 10
+    assert summary["rendered"] == 20  # 10 variants × 2 aspect classes (square, story)
     assert summary["sha256"] == list(local.manifest["sha256"])
     assert summary["paths"] == list(local.manifest["path"])
     for path, sha in zip(summary["paths"], summary["sha256"], strict=True):

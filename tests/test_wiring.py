@@ -291,9 +291,11 @@ def test_run_exits_1_when_a_job_fails_and_writes_the_rest(
     monkeypatch.setattr(adgen.pipeline, "create_renderer", failing)
     out = CliRunner().invoke(app, ["run", str(campaign_file)])
     assert out.exit_code == 1, out.output
-    assert len(re.findall(r"failed job \w+: NaN image", out.output)) == 4
+    assert "12 × render failed: NaN image" in out.output  # 4 jobs x 3 placements, grouped
     manifest = pd.read_csv(campaign_file.parent / "out" / "manifest.csv")
-    assert len(manifest) == 6 * 3 and not manifest["segment"].str.contains("south").any()
+    failed = manifest[manifest["status"].str.startswith("failed")]
+    assert len(manifest) == 10 * 3 and len(failed) == 4 * 3
+    assert failed["segment"].str.contains("south").all()
     monkeypatch.setattr(adgen.pipeline, "create_renderer", functools.partial(
         lambda *a, **k: SeedRenderer()))
     again = CliRunner().invoke(app, ["run", str(campaign_file)])

@@ -3,8 +3,8 @@
 A crop is a window over the source picture with the target's aspect ratio. When the renderer
 says where the subject is (``subject_box``), the window always contains it: it is centred on
 the subject and shifted back inside the picture; if the subject is too wide or too tall for the
-aspect, the window grows past the picture's edges and the outside is filled with a blurred,
-enlarged copy of the picture (padding, never cutting the subject). Without a subject box,
+aspect, the window grows past the picture's edges and the outside is filled with the picture's
+edges continued outwards and blurred (padding, never cutting the subject). Without a subject box,
 ``smartcrop`` (edges, saturation, skin) chooses where the window goes.
 
 The window is then cut and scaled in one ``Image.resize(box=..., reducing_gap=...)`` call
@@ -114,16 +114,24 @@ def salient_window(image: Image.Image, aspect: float) -> Window:
     return (x, y, x + win_w, y + win_h)
 
 
-def _backdrop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """A blurred copy of ``image`` scaled to cover ``size`` (fills padding)."""
-    small_w, small_h = _largest(image.size, size[0] / size[1])
-    left = (image.width - small_w) / 2
-    top = (image.height - small_h) / 2
-    thumb_size = (max(1, round(48 * size[0] / max(size))), max(1, round(48 * size[1] / max(size))))
-    thumb = image.resize(thumb_size, Image.Resampling.BILINEAR,
-                         box=(left, top, left + small_w, top + small_h), reducing_gap=2.0)
-    thumb = thumb.filter(ImageFilter.GaussianBlur(2.5))
-    return thumb.resize(size, Image.Resampling.BICUBIC)
+def _backdrop(image: Image.Image, window: Window, size: tuple[int, int]) -> Image.Image:
+    """The picture's edges continued over ``window`` (which reaches past them), softly blurred,
+    at ``size``: the sky goes on above, the floor below, and nothing of the middle (the
+    product) is repeated."""
+    import numpy as np
+
+    scale = 48 / max(image.size)
+    thumb = np.asarray(image.resize((max(1, round(image.width * scale)),
+                                     max(1, round(image.height * scale))),
+                                    Image.Resampling.BILINEAR, reducing_gap=2.0))
+    out_w = max(1, round(48 * size[0] / max(size)))
+    out_h = max(1, round(48 * size[1] / max(size)))
+    xs = window[0] + (np.arange(out_w) + 0.5) * (window[2] - window[0]) / out_w
+    ys = window[1] + (np.arange(out_h) + 0.5) * (window[3] - window[1]) / out_h
+    cols = np.clip((xs * scale).astype(int), 0, thumb.shape[1] - 1)
+    rows = np.clip((ys * scale).astype(int), 0, thumb.shape[0] - 1)
+    small = Image.fromarray(thumb[rows][:, cols]).filter(ImageFilter.GaussianBlur(2.0))
+    return small.resize(size, Image.Resampling.BICUBIC)
 
 
 def _filter(scale: float, *, fast: bool = False) -> Image.Resampling:
@@ -137,7 +145,7 @@ def _filter(scale: float, *, fast: bool = False) -> Image.Resampling:
 def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
                   fast: bool = False) -> Image.Image:
     """Cut ``window`` out of ``image`` and scale it to ``size`` in one resize; parts of the
-    window past the picture's edges show a blurred backdrop. ``fast`` trades a little
+    window past the picture's edges show its edges continued (blurred). ``fast`` trades a little
     sharpness for speed (see :func:`_filter`)."""
     width, height = image.size
     left, top, right, bottom = window
@@ -146,7 +154,7 @@ def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
     if inside:
         box = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
         return image.resize(size, _filter(scale, fast=fast), box=box, reducing_gap=3.0)
-    canvas = _backdrop(image, size)
+    canvas = _backdrop(image, window, size)
     src = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
     dest = (round((src[0] - left) * scale), round((src[1] - top) * scale),
             round((src[2] - left) * scale), round((src[3] - top) * scale))
@@ -182,3 +190,51 @@ def frame_picture(image: Image.Image, size: tuple[int, int], subject_box: Box | 
     if subject is not None:
         mapped = clamp_box(map_box(subject, window, size), size)
     return picture, Framing(window, padded, mapped)
+
+
+def _span(lo: float, hi: float, stage: tuple[float, float], scale: float, extent: float,
+          view: float) -> tuple[float, float, float]:
+    """For one axis: the window starts that map the subject ``[lo, hi]`` into ``stage`` (output
+    px) at ``scale``, intersected with those keeping the window (``view`` output px) inside
+    ``[0, extent]``; and the start that centres the subject in the stage."""
+    first = max(hi - stage[1] / scale, 0.0)
+    last = min(lo - stage[0] / scale, extent - view / scale)
+    centred = (lo + hi) / 2 - (stage[0] + stage[1]) / 2 / scale
+    return first, last, centred
+
+
+def stage_window(size: tuple[int, int], out: tuple[int, int], subject: Box, stage: Box
+                 ) -> tuple[Window, bool]:
+    """A window of ``out``'s aspect over a picture of ``size`` that shows ``subject`` whole
+    inside ``stage`` (a box in output pixels), as large as it fits there: the product moved and
+    scaled to leave the rest of the placement free. Windows inside the picture are preferred;
+    when none can hold the subject in the stage, the window reaches past the picture (padded
+    with the picture's edges continued, by :func:`render_window`). Returns the window and
+    whether it pads."""
+    sub_w, sub_h = max(1, subject[2] - subject[0]), max(1, subject[3] - subject[1])
+    stage_w, stage_h = max(1, stage[2] - stage[0]), max(1, stage[3] - stage[1])
+    k_max = min(stage_w / sub_w, stage_h / sub_h)
+    k_cover = max(out[0] / size[0], out[1] / size[1])
+    for step in range(41):
+        k = k_max * (1 - step / 40) + k_cover * step / 40 if k_max > k_cover else k_max
+        xs = _span(subject[0], subject[2], (stage[0], stage[2]), k, size[0], out[0])
+        ys = _span(subject[1], subject[3], (stage[1], stage[3]), k, size[1], out[1])
+        if xs[0] <= xs[1] + 1e-6 and ys[0] <= ys[1] + 1e-6:
+            x = min(max(xs[2], xs[0]), xs[1])
+            y = min(max(ys[2], ys[0]), ys[1])
+            return (x, y, x + out[0] / k, y + out[1] / k), False
+        if k_max <= k_cover:
+            break
+    k = k_max  # no window inside the picture holds the subject in the stage: pad
+    x = (subject[0] + subject[2]) / 2 - (stage[0] + stage[2]) / 2 / k
+    y = (subject[1] + subject[3]) / 2 - (stage[1] + stage[3]) / 2 / k
+    return (x, y, x + out[0] / k, y + out[1] / k), True
+
+
+def frame_on_stage(image: Image.Image, size: tuple[int, int], subject_box: Box, stage: Box
+                   ) -> tuple[Image.Image, Framing]:
+    """:func:`frame_picture` with the subject moved and scaled into ``stage`` (output px)."""
+    subject = clamp_box(subject_box, image.size) or (0, 0, image.width, image.height)
+    window, padded = stage_window(image.size, size, subject, stage)
+    picture = render_window(image, window, size)
+    return picture, Framing(window, padded, clamp_box(map_box(subject, window, size), size))

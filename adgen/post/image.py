@@ -35,21 +35,24 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from adgen.errors import PostProcessError
-from adgen.placements import Placement
+from adgen.placements import LayoutKind as Kind
+from adgen.placements import Placement, picture_area
 from adgen.post import color, crop
 from adgen.post import text as textmod
-from adgen.post.logo import LogoStyle, PlacedLogo, load_brand_image, place_logo
+from adgen.post.logo import (
+    LogoStyle,
+    PlacedLogo,
+    anchor,
+    load_brand_image,
+    place_logo,
+    resized,
+)
 
 __all__ = ["Caption", "Composed", "Layers", "LogoStyle", "check_captions_drawable", "compose",
            "compose_layers", "load_brand_image"]
 
 Box = tuple[int, int, int, int]
-Kind = Literal["full", "wide", "tall"]
 
-WIDE_ASPECT = 2.4
-"""Placements wider than this (width / height) get a picture + panel layout side by side."""
-TALL_ASPECT = 0.53
-"""Placements narrower than this get the picture on top of a panel (a 9:16 story is 0.5625)."""
 DEFAULT_PRIMARY = "#111111"
 BOLD_ROLES = frozenset({"headline", "cta"})
 PLATE_CONTRAST = 1.6
@@ -122,6 +125,9 @@ class _Plan:
     content: Box
     margin: int
     scale: int
+    canvas: tuple[int, int]
+    zoom: float = 1.0
+    """The smallest share of the largest window that framing may close in to (banners)."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,7 @@ class _Layout:
     logo: PlacedLogo | None
     texts: list[_Text]
     omitted: list[str] = field(default_factory=list)
+    arrangement: str = ""
 
 
 def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
@@ -361,20 +368,31 @@ def _compose(image: Image.Image, placement: Placement, subject_box: Box | None,
     # 2. plan the layout
     plan = _plan(placement, logo.margin if logo is not None else 0.04)
 
-    # 3. frame the picture, paint the panel
-    canvas = Image.new("RGB", placement.size, palette.primary)
-    picture_size = (plan.picture[2] - plan.picture[0], plan.picture[3] - plan.picture[1])
-    zoom = {"full": 1.0, "wide": 0.6, "tall": 0.85}[plan.kind]
-    picture, framing = crop.frame_picture(source, picture_size, subject_box, zoom=zoom)
-    canvas.paste(picture, plan.picture[:2])
-    subject = _offset(framing.subject, plan.picture) if framing.subject else None
-    background = canvas.copy() if layers is not None else None
-
-    # 4. logo, 5. fit the captions (the layout), 6. paint them
-    context = _Context(canvas, plan, logo, items, palette, subject, font, where, layers)
-    layout = {"full": _layout_full, "wide": _layout_wide, "tall": _layout_tall}[plan.kind](
-        context
-    )
+    # 3. frame the picture, 4. place the logo, 5. fit the captions, all off the subject: as
+    #    rendered; else with the subject moved and scaled into a stage that leaves room for
+    #    them; else with the captions on a band in the brand colour
+    tries: list[tuple[str, _Plan]] = [("as rendered" if plan.kind == "full" else "panel", plan)]
+    if plan.kind == "full":
+        if subject_box is not None:
+            tries.append(("staged", plan))
+        tries.append(("band", _band_plan(placement, plan)))
+    for number, (arrangement, current) in enumerate(tries):
+        if layers is not None:
+            layers.logo, layers.captions = None, {}
+        canvas, framing = _frame(source, current, subject_box, palette,
+                                 staged=arrangement == "staged", logo=logo)
+        subject = _offset(framing.subject, current.picture) if framing.subject else None
+        background = canvas.copy() if layers is not None else None
+        context = _Context(canvas, current, logo, items, palette, subject, font, where, layers)
+        last = number == len(tries) - 1
+        if current.kind == "full":
+            layout = _layout_full(context)
+        else:
+            layout = {"wide": _layout_wide, "tall": _layout_tall}[current.kind](context)
+        if layout is not None or last:
+            break
+    assert layout is not None
+    plan = current
     logo_box = layout.logo.box if layout.logo else None
     logo_area = (layout.logo.plate or layout.logo.box) if layout.logo else None
     boxes, painted = _paint(canvas, layout.texts, logo_area,
@@ -382,6 +400,8 @@ def _compose(image: Image.Image, placement: Placement, subject_box: Box | None,
 
     checks: dict[str, object] = {
         "layout": plan.kind,
+        "framing": arrangement,
+        "arrangement": layout.arrangement or arrangement,
         "picture_box": plan.picture,
         "padded": framing.padded,
         "subject_box": subject,
@@ -424,18 +444,8 @@ def _plan(placement: Placement, margin_share: float) -> _Plan:
     width, height = placement.size
     scale = min(width, height)
     safe = placement.safe.box(width, height)
-    aspect = width / height
-    if aspect > WIDE_ASPECT:
-        kind: Kind = "wide"
-        split = round(min(0.4 * width, 1.6 * height) if width >= 600 else min(0.3 * width,
-                                                                               1.2 * height))
-        picture, panel = (0, 0, split, height), (split, 0, width, height)
-    elif aspect < TALL_ASPECT:
-        kind = "tall"
-        split = round(min(0.5 * height, 1.2 * width))
-        picture, panel = (0, 0, width, split), (0, split, width, height)
-    else:
-        kind, picture, panel = "full", (0, 0, width, height), None
+    area = picture_area(placement)
+    kind, picture, panel = area.kind, area.picture, area.panel
     floor = 0.1 if kind != "full" else 0.0
     margin = max(3, round(scale * max(margin_share, floor)))
     region = _intersect(safe, panel) if panel else safe
@@ -445,7 +455,8 @@ def _plan(placement: Placement, margin_share: float) -> _Plan:
             f"placement {placement.name!r} ({width}x{height}) leaves no room for text and logo "
             "inside its safe zone: reduce the logo margin or the safe zone"
         )
-    return _Plan(kind, picture, panel, content, margin, scale)
+    zoom = {"full": 1.0, "wide": 0.6, "tall": 0.85}[kind]
+    return _Plan(kind, picture, panel, content, margin, scale, (width, height), zoom)
 
 
 # -- layouts ---------------------------------------------------------------------------------
@@ -484,110 +495,185 @@ def _button(palette: _Palette, plan: _Plan) -> color.RGB:
     return color.best_on(palette.primary)
 
 
-def _layout_full(ctx: _Context) -> _Layout:
-    """Picture full bleed; logo in its corner of the safe area; headline and other captions at
-    the top, the CTA button at the bottom, both kept off the subject when there is room."""
-    plan = ctx.plan
+def _frame(source: Image.Image, plan: _Plan, subject_box: Box | None, palette: _Palette, *,
+           staged: bool, logo: LogoStyle | None) -> tuple[Image.Image, crop.Framing]:
+    """The canvas with the picture framed into the plan's picture box (and the panel, if any,
+    in the brand colour). ``staged``: the subject moved and scaled into :func:`_stage`."""
+    canvas = Image.new("RGB", (plan.canvas[0], plan.canvas[1]), palette.primary)
+    size = (plan.picture[2] - plan.picture[0], plan.picture[3] - plan.picture[1])
+    if staged and subject_box is not None:
+        picture, framing = crop.frame_on_stage(source, size, subject_box, _stage(plan, logo))
+    else:
+        picture, framing = crop.frame_picture(source, size, subject_box, zoom=plan.zoom)
+    canvas.paste(picture, plan.picture[:2])
+    return canvas, framing
+
+
+def _stage(plan: _Plan, logo: LogoStyle | None) -> Box:
+    """Where a staged subject goes (full-bleed placements): on landscape pictures the right
+    half of the content area (the captions take the left); else the middle of it, leaving a
+    band above for the headline and other captions, one below for the button, and the logo's
+    row at its end."""
     left, top, right, bottom = plan.content
     width, height = right - left, bottom - top
-    gap = max(4, plan.margin // 2)
-    placed = None
-    if ctx.logo is not None:
-        max_w = min(ctx.logo.size * ctx.canvas.width, 0.45 * width)
-        placed = place_logo(ctx.canvas, ctx.logo, plan.content, max_w, 0.14 * height,
-                            plate_pad=_plate_pad(plan), layer=ctx.logo_layer())
-        if ctx.logo.position.startswith("top"):
-            top = (placed.plate or placed.box)[3] + gap
+    if (plan.picture[2] - plan.picture[0]) / (plan.picture[3] - plan.picture[1]) >= 1.3:
+        return (left + round(0.52 * width), top, right, bottom)
+    above, below = round(0.28 * height), round(0.17 * height)
+    if logo is not None:
+        row = _logo_size(plan, logo, plan.canvas[0])[1] + 2 * _plate_pad(plan) + plan.margin
+        if logo.position.startswith("top"):
+            above += row
         else:
-            bottom = (placed.plate or placed.box)[1] - gap
+            below += row
+    return (left, top + above, right, bottom - below)
+
+
+def _band_plan(placement: Placement, plan: _Plan) -> _Plan:
+    """The last resort for full-bleed placements: the picture above, and a band in the brand
+    colour over the lower third of the safe area (down to the bottom edge) holding logo and
+    text side by side, as on a wide banner."""
+    width, height = placement.size
+    safe = placement.safe.box(width, height)
+    band_top = safe[3] - round(0.36 * (safe[3] - safe[1]))
+    panel = (0, band_top, width, height)
+    region = _intersect(safe, panel)
+    margin = plan.margin
+    content = (region[0] + margin, region[1] + margin, region[2] - margin, region[3] - margin)
+    return _Plan("wide", (0, 0, width, band_top), panel, content, margin, plan.scale,
+                 plan.canvas, 1.0)
+
+
+def _logo_size(plan: _Plan, logo: LogoStyle, canvas_width: int) -> tuple[int, int]:
+    """The logo's size on a full-bleed placement."""
+    left, top, right, bottom = plan.content
+    max_w = min(logo.size * canvas_width, 0.45 * (right - left))
+    return resized(logo.path, "logo", max_w, 0.14 * (bottom - top)).size
+
+
+_NEXT_CORNERS = {
+    "top-right": ("top-left", "bottom-right", "bottom-left"),
+    "top-left": ("top-right", "bottom-left", "bottom-right"),
+    "bottom-right": ("bottom-left", "top-right", "top-left"),
+    "bottom-left": ("bottom-right", "top-left", "top-right"),
+    "top-center": ("top-left", "top-right", "bottom-center"),
+    "bottom-center": ("bottom-left", "bottom-right", "top-center"),
+}
+
+
+def _logo_clear(ctx: _Context, gap: int) -> tuple[bool, PlacedLogo | None]:
+    """Paste the logo in the first corner of the content area (its own, then the others)
+    where it stays clear of the subject. ``(False, None)`` when no corner is clear."""
+    if ctx.logo is None:
+        return True, None
+    plan = ctx.plan
+    left, top, right, bottom = plan.content
+    size = _logo_size(plan, ctx.logo, ctx.canvas.width)
+    pad = _plate_pad(plan)
+    for position in (ctx.logo.position, *_NEXT_CORNERS[ctx.logo.position]):
+        x, y = anchor(plan.content, size, position)
+        box = (x - pad - gap, y - pad - gap, x + size[0] + pad + gap, y + size[1] + pad + gap)
+        if ctx.subject is None or not _crosses(box, ctx.subject):
+            max_w = min(ctx.logo.size * ctx.canvas.width, 0.45 * (right - left))
+            return True, place_logo(ctx.canvas, ctx.logo, plan.content, max_w,
+                                    0.14 * (bottom - top), position=position, plate_pad=pad,
+                                    layer=ctx.logo_layer())
+    return False, None
+
+
+def _layout_full(ctx: _Context) -> _Layout | None:
+    """Picture full bleed; the logo in the first corner of the safe area clear of the subject;
+    the captions in the free space around the subject: beside it on landscape pictures, else
+    the headline (and other captions) above it and the button below, or all above, or all
+    below. None when no arrangement keeps every caption off the subject at a good size."""
+    plan = ctx.plan
+    left, top, right, bottom = plan.content
+    gap = max(4, plan.margin // 2)
+    clear, placed = _logo_clear(ctx, gap)
+    if not clear:
+        return None
+    if placed is not None:
+        logo = placed.plate or placed.box
+        if logo[1] - top < bottom - logo[3]:  # the logo is in the top row
+            top = logo[3] + gap
+        else:
+            bottom = logo[1] - gap
     side = _side_column(ctx, placed, gap)
     if side is not None:
-        return _column_group(ctx, placed, side)
+        try:
+            beside = _column_group(ctx, placed, side)
+        except PostProcessError:
+            beside = None
+        if beside is not None and _good(ctx, beside.texts):
+            beside.arrangement = "beside"
+            return beside
     headline, others, cta = ctx.split()
     tall = bottom - top
-    cta_top = bottom - round(0.15 * tall)
-    subject = ctx.subject
-    if subject is not None and subject[3] > cta_top and bottom - subject[3] - gap >= 0.09 * tall:
-        cta_top = subject[3] + gap  # the button goes under the subject when it fits there
-    texts: list[_Text] = []
-    cta_frame_top = bottom
-    if cta is not None:
-        block = ctx.fit(cta, (left, cta_top, right, bottom),
-                        _style(plan, "cta", cap=round(0.7 * _sizes(plan.scale, "headline",
-                                                                    plan.kind)[1]),
-                               valign="bottom"))
-        texts.append(_Text("cta", block, _button(ctx.palette, plan)))
-        cta_frame_top = block.frame[1]
-    band = (left, top, right, top + round((0.26 + (0.12 if others else 0.0)) * tall))
-    group = _top_group(ctx, headline, others, band, cta_frame_top - gap, strict=False)
-    if subject is not None and group and subject[1] < max(t.block.frame[3] for t in group):
-        # above the subject instead, if everything fits there and the headline stays large
-        free = (left, top, right, subject[1] - gap)
-        above = _top_group(ctx, headline, others, free, free[3], strict=True)
-        if above is not None and (headline is None or
-                                  above[0].block.size >= 0.55 * group[0].block.size):
-            group = above
-    assert group is not None
-    if texts and subject is not None and _crosses(texts[0].block.frame, subject):
-        # no room under the subject: put the button under the headline if it fits there
-        texts = _cta_above(ctx, cta, texts, group, subject, (left, top, right), gap, tall)
-    return _Layout(placed, group + texts)
+    subject = ctx.subject or (left, top + round(0.36 * tall), right, bottom - round(0.2 * tall))
+    above = (left, top, right, subject[1] - gap)
+    below = (left, subject[3] + gap, right, bottom)
+    group = [c for c in (headline, *others) if c is not None]
+    tries: list[tuple[str, list[_Text] | None]] = []
+    head = _stack_fit(ctx, group, above)
+    if head is not None:
+        head_size = next((t.block.size for t in head if t.role == "headline"), None)
+        button = _stack_fit(ctx, [cta] if cta else [], below, head_size=head_size)
+        tries.append(("above and below", None if button is None else head + button))
+    everything = [*group, *([cta] if cta else [])]
+    tries += [("above", _stack_fit(ctx, everything, above)),
+              ("below", _stack_fit(ctx, everything, below))]
+    fitted = [(name, texts) for name, texts in tries if texts is not None]
+    for name, texts in fitted:
+        if _good(ctx, texts) or (ctx.subject is None and name == "above and below"):
+            return _Layout(placed, texts, arrangement=name)
+    return None
+
+
+def _good(ctx: _Context, texts: list[_Text]) -> bool:
+    """Whether the captions keep a size that reads well: the headline at least 1.3 times its
+    minimum size, the others at least their minimum (full-bleed placements)."""
+    for item in texts:
+        low = _sizes(ctx.plan.scale, item.role, ctx.plan.kind)[0]
+        floor = 1.3 * low if item.role == "headline" else low
+        if item.block.size < floor:
+            return False
+    return True
+
+
+def _stack_fit(ctx: _Context, captions: Sequence[Caption], box: Box, *,
+               head_size: int | None = None) -> list[_Text] | None:
+    """``captions`` stacked from the top of ``box``, centred, each in its share of the height
+    (headline 0.6, button 0.3, others 0.22); other captions at most 0.6 and the button 0.7 of
+    the headline's size. None when one does not fit."""
+    if not captions:
+        return []
+    if box[3] - box[1] < 8 or box[2] - box[0] < 8:
+        return None
+    plan = ctx.plan
+    gap = max(4, plan.margin // 2)
+    weights = [{"headline": 0.6, "cta": 0.3}.get(c.role, 0.22) for c in captions]
+    cursor, out = box[1], []
+    for number, caption in enumerate(captions):
+        room = box[3] - cursor
+        height = room if number == len(captions) - 1 else round(
+            room * weights[number] / sum(weights[number:]))
+        cap = None
+        if head_size is not None and caption.role != "headline":
+            cap = round(head_size * (0.7 if caption.role == "cta" else 0.6))
+        block = _try_fit(ctx, caption, (box[0], cursor, box[2], cursor + height),
+                         _style(plan, caption.role, cap=cap, valign="top"))
+        if block is None:
+            return None
+        if caption.role == "headline":
+            head_size = block.size
+        out.append(_Text(caption.role, block,
+                         _button(ctx.palette, plan) if caption.role == "cta" else None))
+        cursor = block.frame[3] + (gap * 2 if number + 1 < len(captions)
+                                   and captions[number + 1].role == "cta" else gap)
+    return out
 
 
 def _crosses(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def _cta_above(ctx: _Context, cta: Caption | None, texts: list[_Text], group: list[_Text],
-               subject: Box, span: tuple[int, int, int], gap: int, tall: int) -> list[_Text]:
-    """The CTA moved into the free band between the top captions and the subject, at the
-    same size, when that band is tall enough; else ``texts`` unchanged."""
-    left, top, right = span
-    pad = _plate_pad(ctx.plan)  # the button's plate reaches this far beyond its text
-    band_top = max((t.block.frame[3] for t in group), default=top) + gap + pad
-    band = (left, band_top, right, subject[1] - gap - pad)
-    if cta is None or band[3] - band[1] < 0.09 * tall:
-        return texts
-    current = texts[0].block
-    style = _style(ctx.plan, "cta", cap=current.size, valign="top")
-    block = _try_fit(ctx, cta, band, style)
-    if block is None or block.size < current.size:
-        return texts
-    return [_Text("cta", block, texts[0].plate), *texts[1:]]
-
-
-def _top_group(ctx: _Context, headline: Caption | None, others: list[Caption], band: Box,
-               limit: int, *, strict: bool) -> list[_Text] | None:
-    """The headline and the other captions stacked from the top of ``band``. Other captions
-    share what the headline leaves of the band; when they do not fit there they go over the
-    picture below it (down to ``limit``), or, if ``strict``, the group is None."""
-    left, top, right, bottom = band
-    gap = max(4, ctx.plan.margin // 2)
-    group: list[_Text] = []
-    cursor, head_size = top, None
-    if headline is not None:
-        share = 0.66 if others else 1.0
-        style = _style(ctx.plan, "headline")
-        box = (left, top, right, top + round(share * (bottom - top)))
-        block = _try_fit(ctx, headline, box, style) if strict else ctx.fit(headline, box, style)
-        if block is None:
-            return None
-        group.append(_Text("headline", block))
-        head_size, cursor = block.size, block.frame[3] + gap
-    for number, caption in enumerate(others):
-        style = _style(ctx.plan, caption.role,
-                       cap=round(head_size * 0.6) if head_size else None)
-        share = (bottom - cursor) // (len(others) - number)
-        block = _try_fit(ctx, caption, (left, cursor, right, cursor + share), style)
-        if block is None and strict:
-            return None
-        if block is None:
-            tall = ctx.plan.content[3] - ctx.plan.content[1]
-            box_bottom = min(cursor + round(0.13 * tall), limit)
-            block = ctx.fit(caption, (left, cursor, right, box_bottom), style)
-        group.append(_Text(caption.role, block))
-        cursor = block.frame[3] + gap // 2
-    return group
 
 
 def _try_fit(ctx: _Context, caption: Caption, box: Box, style: textmod.TextStyle

@@ -11,6 +11,10 @@ RENDERERS = ("offline", "diffusers", "diffusers-video")
 VIDEO_RENDERERS = frozenset({"diffusers-video"})
 """Renderers that make clips (frames) for ``kind: video`` creatives, not stills."""
 
+STAGED_RENDERERS = frozenset({"offline"})
+"""Renderers that take a ``stage`` option: where the product goes in the frame, which the
+planner sets per aspect class so that captions have room around it."""
+
 RUNTIME_OPTIONS = frozenset({
     "batch_size", "batch_invariant", "compile", "cpu_offload", "vae_slicing", "vae_tiling",
     "attention", "channels_last", "retry_blank",
@@ -36,5 +40,5 @@ def create_renderer(name: str, model: str | None = None, **options: Any) -> Rend
     raise CampaignError(f"unknown renderer {name!r}: use one of {', '.join(RENDERERS)}")
 
 
-__all__ = ["RENDERERS", "RUNTIME_OPTIONS", "VIDEO_RENDERERS", "Rendered", "Renderer",
-           "create_renderer"]
+__all__ = ["RENDERERS", "RUNTIME_OPTIONS", "STAGED_RENDERERS", "VIDEO_RENDERERS", "Rendered",
+           "Renderer", "create_renderer"]

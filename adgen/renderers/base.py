@@ -49,3 +49,25 @@ class Renderer(Protocol):
     def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
         """Render ``jobs`` (which share a ``batch_key``) and return one result per job, in order."""
         ...
+
+
+def load_source(path: str) -> tuple[Image.Image, Box | None]:
+    """An extend job's source: the cached render at ``path`` (a path or an object-store URL;
+    RGB) and its subject box, read from the JSON the render cache keeps beside it."""
+    import io
+    import json
+
+    from adgen.storage import OutputStore
+
+    folder, _, name = path.rpartition("/")
+    store = OutputStore(folder or ".")
+    with Image.open(io.BytesIO(store.read_bytes(name))) as opened:
+        image = opened.convert("RGB")
+    meta = name.rsplit(".", 1)[0] + ".json"
+    box = json.loads(store.read_bytes(meta)).get("subject_box") if store.exists(meta) else None
+    return image, (box[0], box[1], box[2], box[3]) if box else None
+
+
+def source_offset(job_size: tuple[int, int], source_size: tuple[int, int]) -> tuple[int, int]:
+    """Where an extend job keeps its source render: centred (rounded down)."""
+    return (job_size[0] - source_size[0]) // 2, (job_size[1] - source_size[1]) // 2

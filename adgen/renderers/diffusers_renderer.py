@@ -24,7 +24,7 @@ from PIL import Image
 from adgen.errors import AssetError, RenderError
 from adgen.jobs import RenderJob
 from adgen.post.logo import load_brand_image
-from adgen.renderers.base import Box, Rendered
+from adgen.renderers.base import Box, Rendered, load_source, source_offset
 
 __all__ = ["DiffusersRenderer"]
 
@@ -53,6 +53,8 @@ class _Scene:
     mask: Image.Image
     product: Image.Image
     box: Box
+    subject: Box | None = None
+    """Where the subject is, when it is not ``box`` (extend jobs: the source's subject)."""
 
 
 @dataclass(frozen=True)
@@ -188,14 +190,17 @@ class DiffusersRenderer(PipelineRenderer):
     def _render_chunk(self, jobs: list[RenderJob]) -> list[Rendered]:
         """Render jobs of one chunk, retrying blank ones with the next seeds."""
         # 1. lay out the products (product jobs only); a bad product image fails its job only
-        pipe = self._inpainting_pipe() if jobs[0].product_image is not None else self._t2i_pipe()
+        #    or the source render of extend jobs
+        inpaint = jobs[0].product_image is not None or jobs[0].source_key is not None
+        pipe = self._inpainting_pipe() if inpaint else self._t2i_pipe()
         results: dict[int, Rendered] = {}
         scenes: dict[int, _Scene] = {}
-        if jobs[0].product_image is not None:
+        if inpaint:
             for i, job in enumerate(jobs):
                 try:
-                    scenes[i] = _layout_product(job, _render_size(job, pipe), pipe.vae_scale_factor)
-                except (RenderError, AssetError) as exc:
+                    layout = _extend_scene if job.source_key is not None else _layout_product
+                    scenes[i] = layout(job, _render_size(job, pipe), pipe.vae_scale_factor)
+                except (RenderError, AssetError, OSError) as exc:
                     results[i] = Rendered(job.key, None, error=str(exc))
         # 2. generate, check, and retry the unusable ones with the next seeds
         pending = [i for i in range(len(jobs)) if i not in results]
@@ -247,7 +252,7 @@ class DiffusersRenderer(PipelineRenderer):
         }
         if "negative_prompt" in inspect.signature(pipe.__call__).parameters:
             kwargs["negative_prompt"] = [j.negative_prompt for j in jobs]
-        if job.product_image is not None:
+        if scenes[0] is not None:
             kwargs["image"] = [s.canvas for s in scenes if s is not None]
             kwargs["mask_image"] = [s.mask for s in scenes if s is not None]
             kwargs["strength"] = 1.0
@@ -266,8 +271,9 @@ class DiffusersRenderer(PipelineRenderer):
         image = image.crop((left, top, left + job.width, top + job.height))
         if scene is None:
             return Rendered(job.key, image)
-        box = (scene.box[0] - left, scene.box[1] - top, scene.box[2] - left, scene.box[3] - top)
-        return Rendered(job.key, image, subject_box=box, composite=True)
+        subject = scene.subject or scene.box
+        box = (subject[0] - left, subject[1] - top, subject[2] - left, subject[3] - top)
+        return Rendered(job.key, image, subject_box=box, composite=job.product_image is not None)
 
     def _configure_vae(self, pipe: Any, count: int, width: int, height: int) -> None:
         """Slice the VAE decode for big batches and tile it for huge images (or as asked)."""
@@ -540,6 +546,41 @@ def _layout_product(job: RenderJob, size: tuple[int, int], vae_scale: int) -> _S
     opaque[top:box[3], left:box[2]] = np.asarray(product.getchannel("A")) == 255
     mask = Image.fromarray(np.where(_whole_cells(opaque, vae_scale), 0, 255).astype(np.uint8))
     return _Scene(canvas, mask, product, box)
+
+
+def _extend_scene(job: RenderJob, size: tuple[int, int], vae_scale: int) -> _Scene:
+    """Outpainting inputs of an extend job: its source render in the middle of the canvas,
+    the mask open everywhere else and over a band at the source's edges that face the new
+    space (where the new scene blends in). The source is pasted back with that band feathered,
+    so its inside (the product) keeps its pixels."""
+    if job.source_image is None:
+        raise RenderError(f"extend job {job.key[:8]} has no source render to extend")
+    source, subject = load_source(job.source_image)
+    width, height = size
+    x, y = source_offset(size, source.size)
+    band = max(vae_scale, round(0.06 * min(source.size)))
+    if subject is not None:
+        band = max(1, min(band, subject[0], subject[1], source.width - subject[2],
+                          source.height - subject[3]))
+    alpha = np.full((source.height, source.width), 255.0, np.float32)
+    ramp = np.arange(1, band + 1, dtype=np.float32) / band * 255.0
+    if y > 0:
+        alpha[:band] = np.minimum(alpha[:band], ramp[:, None])
+        alpha[-band:] = np.minimum(alpha[-band:], ramp[::-1, None])
+    if x > 0:
+        alpha[:, :band] = np.minimum(alpha[:, :band], ramp[None, :])
+        alpha[:, -band:] = np.minimum(alpha[:, -band:], ramp[None, ::-1])
+    product = source.convert("RGBA")
+    product.putalpha(Image.fromarray((alpha + 0.5).astype(np.uint8), "L"))
+    canvas = Image.new("RGB", size, _BACKGROUND)
+    canvas.paste(source, (x, y))
+    keep = np.zeros((height, width), bool)
+    keep[y:y + source.height, x:x + source.width] = alpha >= 255
+    mask = Image.fromarray(np.where(_whole_cells(keep, vae_scale), 0, 255).astype(np.uint8))
+    box = (x, y, x + source.width, y + source.height)
+    moved = None if subject is None else (subject[0] + x, subject[1] + y, subject[2] + x,
+                                          subject[3] + y)
+    return _Scene(canvas, mask, product, box, moved)
 
 
 def _whole_cells(opaque: np.ndarray, cell: int) -> np.ndarray:

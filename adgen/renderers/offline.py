@@ -23,6 +23,10 @@ is what the picture reads, so that the job key covers them):
     ``False`` to compose the product without its shadow (default ``True``).
 ``grain``
     Film grain strength, a number >= 0 (default 1; 0 turns it off).
+``stage``
+    Where the product goes, as shares ``(left, top, right, bottom)`` of the frame: it is
+    scaled to fill most of that box and stands in it (the planner sets it per aspect class
+    from the placements' safe areas, so the captions have room around the product).
 
 ``device``, ``dtype`` and the runtime options of :data:`adgen.renderers.RUNTIME_OPTIONS` are
 accepted and ignored, so a campaign can switch renderers without editing its options.
@@ -46,7 +50,7 @@ from adgen.errors import RenderError
 from adgen.jobs import RenderJob
 from adgen.post.logo import load_brand_image
 from adgen.renderers import RUNTIME_OPTIONS
-from adgen.renderers.base import Box, Rendered
+from adgen.renderers.base import Box, Rendered, load_source, source_offset
 
 RGB = tuple[float, float, float]
 """A colour as sRGB floats in [0, 1]."""
@@ -55,7 +59,7 @@ _WORK_MAX = 768  # long side of the canvas the background is painted on, before 
 _GRADIENT_MAX = 192  # long side of the smooth base (gradient, light, floor), before upscaling
 _STAGINGS = ("auto", "floor", "podium", "float")
 _FAR = ("stars",)  # particles drawn behind the shapes
-_OPTIONS = ("palette", "staging", "shadow", "grain")
+_OPTIONS = ("palette", "staging", "shadow", "grain", "stage")
 _IGNORED = frozenset({"device", "dtype"}) | RUNTIME_OPTIONS
 
 # Random streams: each layer draws from its own generator so that, for example, adding a product
@@ -412,7 +416,7 @@ class _Layout:
 
 
 def _plan(job: RenderJob, look: Look, product_size: tuple[int, int] | None,
-          staging: str) -> _Layout:
+          staging: str, stage: tuple[float, float, float, float] | None = None) -> _Layout:
     rng = np.random.default_rng([job.seed, _LAYOUT])
     w, h = job.width, job.height
     aspect = w / h
@@ -426,6 +430,9 @@ def _plan(job: RenderJob, look: Look, product_size: tuple[int, int] | None,
         return _Layout(w, h, None, light, "none", None, focus)
     if staging == "auto":
         staging = "floor" if rng.random() < 0.5 else "podium"
+
+    if stage is not None:
+        return _staged(rng, w, h, horizon, light, staging, product_size, stage)
 
     # 1. size: a share of the frame's height, capped by its width (wide banners: a third)
     pw, ph = product_size
@@ -456,6 +463,33 @@ def _plan(job: RenderJob, look: Look, product_size: tuple[int, int] | None,
     top = min(max(round(base - bh), 0), h - bh)
     box = (max(left, 0), top, max(left, 0) + bw, top + bh)
     return _Layout(w, h, horizon_or_none, light, staging, box,
+                   ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
+
+
+def _staged(rng: np.random.Generator, w: int, h: int, horizon: float,
+            light: tuple[float, float], staging: str, product_size: tuple[int, int],
+            stage: tuple[float, float, float, float]) -> _Layout:
+    """The product inside ``stage`` (shares of the frame: where the placements leave it room
+    by their captions), as large as fits there less a little, centred with a little play,
+    standing on the floor (the horizon is kept above its foot)."""
+    left, top, right, bottom = stage[0] * w, stage[1] * h, stage[2] * w, stage[3] * h
+    podium = 0.12 * (bottom - top) if staging == "podium" else 0.0
+    pw, ph = product_size
+    fill = float(rng.uniform(0.86, 0.97))
+    scale = fill * min((right - left) / pw, (bottom - top - podium) / ph)
+    bw, bh = max(1, round(pw * scale)), max(1, round(ph * scale))
+    play_x = (right - left - bw) / 2
+    cx = (left + right) / 2 + play_x * float(rng.uniform(-0.5, 0.5))
+    base = bottom - podium - (bottom - top - podium - bh) * float(rng.uniform(0.0, 0.3))
+    box_left = round(min(max(cx - bw / 2, left), right - bw))
+    box_top = round(base - bh)
+    box = (box_left, box_top, box_left + bw, box_top + bh)
+    if staging == "float":
+        return _Layout(w, h, None, light, staging, box, ((box[0] + box[2]) / 2,
+                                                         (box[1] + box[3]) / 2))
+    foot = box[3] + (podium * 0.3 if staging == "podium" else 0.0)
+    horizon = max(min(horizon, foot - 0.04 * h), box[1] + 0.3 * bh)
+    return _Layout(w, h, horizon, light, staging, box,
                    ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
 
 
@@ -869,6 +903,38 @@ def _reflection(canvas: Image.Image, item: Image.Image, lay: _Layout) -> None:
     canvas.paste(flipped.convert("RGB"), (x0, y1), mask)
 
 
+# --- extending a render ------------------------------------------------------------------------
+
+
+def _extended(job: RenderJob, scene: Image.Image) -> Rendered:
+    """An extend job: its source render kept pixel for pixel in the middle of the freshly
+    painted ``scene`` (same look, the job's size), blended into it over a band at the
+    source's edges that face the new space (the product, inside the source, is untouched)."""
+    if job.source_image is None:
+        raise RenderError(f"extend job {job.key[:8]} has no source render to extend")
+    source, subject = load_source(job.source_image)
+    if source.width > scene.width or source.height > scene.height:
+        raise RenderError(f"extend job {job.key[:8]}: its source {source.width}x"
+                          f"{source.height} is larger than the job's {job.width}x{job.height}")
+    x, y = source_offset(scene.size, source.size)
+    band = max(2, round(0.08 * min(source.size)))
+    if subject is not None:  # never let the blend reach the product
+        band = max(1, min(band, subject[0], subject[1], source.width - subject[2],
+                          source.height - subject[3]))
+    ramp = np.minimum(np.arange(1, band + 1, dtype=np.float32) / band, 1.0)
+    mask = np.ones((source.height, source.width), np.float32)
+    if y > 0:
+        mask[:band] *= ramp[:, None]
+        mask[-band:] *= ramp[::-1, None]
+    if x > 0:
+        mask[:, :band] *= ramp[None, :]
+        mask[:, -band:] *= ramp[None, ::-1]
+    scene.paste(source, (x, y), Image.fromarray((mask * 255 + 0.5).astype(np.uint8), "L"))
+    box = None if subject is None else (subject[0] + x, subject[1] + y, subject[2] + x,
+                                        subject[3] + y)
+    return Rendered(job.key, scene, subject_box=box, composite=job.product_image is not None)
+
+
 # --- the renderer -----------------------------------------------------------------------------
 
 
@@ -884,6 +950,7 @@ class _Options:
     staging: str = "auto"
     shadow: bool = True
     grain: float = 1.0
+    stage: tuple[float, float, float, float] | None = None
 
 
 def _read_options(options: dict[str, Any], strict: bool) -> _Options:
@@ -909,7 +976,19 @@ def _read_options(options: dict[str, Any], strict: bool) -> _Options:
     if isinstance(grain, bool) or not isinstance(grain, int | float) or not 0 <= grain <= 10:
         raise RenderError(
             f"offline renderer: grain must be a number from 0 to 10, got {grain!r}")
-    return _Options(tuple(hex_to_rgb(c) for c in palette), staging, shadow, float(grain))
+    stage = options.get("stage")
+    if stage is not None:
+        try:
+            left, top, right, bottom = (float(v) for v in stage)
+        except (TypeError, ValueError):
+            left = top = right = bottom = math.nan
+        if not (0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+            raise RenderError(
+                f"offline renderer: stage must be four shares (left, top, right, bottom) of the "
+                f"frame with left < right and top < bottom, got {stage!r}")
+        stage = (left, top, right, bottom)
+    return _Options(tuple(hex_to_rgb(c) for c in palette), staging, shadow, float(grain),
+                    stage)
 
 
 class OfflineRenderer:
@@ -943,7 +1022,7 @@ class OfflineRenderer:
             raise RenderError(f"offline renderer: size {job.width}x{job.height} is not positive")
         opts = _read_options(dict(job.options), strict=False)
         product = None
-        if job.product_image is not None:
+        if job.product_image is not None and job.source_key is None:
             cache = products if products is not None else {}
             if job.product_image not in cache:
                 cache[job.product_image] = load_product(job.product_image)
@@ -953,7 +1032,7 @@ class OfflineRenderer:
         look = resolve_look(job.prompt, job.negative_prompt, opts.palette)
         look = replace(look, grain=look.grain * opts.grain)
         staging = look.staging if opts.staging == "auto" else opts.staging
-        lay = _plan(job, look, product.size if product else None, staging)
+        lay = _plan(job, look, product.size if product else None, staging, opts.stage)
 
         # 3. paint the background on a work canvas, then bring it to size with grain
         canvas = _base(look, lay, _fit(job.width, job.height, _GRADIENT_MAX), job.seed)
@@ -968,7 +1047,9 @@ class OfflineRenderer:
             canvas = canvas.resize((job.width, job.height), Image.Resampling.BILINEAR)
         canvas = _grain(canvas, 4.0 * look.grain, job.seed)
 
-        # 4. compose the product
+        # 4. compose the product, or keep the source render of an extend job
+        if job.source_key is not None:
+            return _extended(job, canvas)
         if product is not None:
             _compose(canvas, product, look, lay, opts.shadow)
         return Rendered(job_key=job.key, image=canvas, subject_box=lay.product,

@@ -1,0 +1,77 @@
+"""audience.filter: a whitelisted expression language, never code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import adgen
+from adgen.errors import AudienceError, CampaignError
+from adgen.filters import apply_filter
+from tests.conftest import write_campaign
+
+FRAME = pd.DataFrame({
+    "customer_id": ["1", "2", "3", "4", "5"],
+    "region": ["north", "south", "north", None, "east"],
+    "email": ["a@example.com", "b@other.org", None, "d@example.com", "e@example.com"],
+    "spend": [10.0, 50.0, 5.0, 80.0, None],
+    "opted_in": [True, False, True, True, True],
+})
+
+
+@pytest.mark.parametrize(("text", "ids"), [
+    ("opted_in == True", ["1", "3", "4", "5"]),
+    ('region in ["north", "east"] and spend > 6', ["1"]),
+    ('region not in ("north",)', ["2", "4", "5"]),
+    ("not opted_in or spend >= 80", ["2", "4"]),
+    ("10 <= spend < 60", ["1", "2"]),
+    ("region.isna()", ["4"]),
+    ('email.notna() and email.str.endswith("@example.com")', ["1", "4", "5"]),
+    ('email.str.contains(".")', ["1", "2", "4", "5"]),  # plain text, not a regex
+    ('region.str.upper() == "NORTH"', ["1", "3"]),
+    ("spend > -1 and (region == 'south' or region == 'east')", ["2"]),
+])
+def test_allowed_expressions(text: str, ids: list[str]) -> None:
+    assert list(apply_filter(FRAME, text, "test")["customer_id"]) == ids
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("@pd.io.common.os.system('touch /tmp/adgen-pwned')", "not a valid filter expression"),
+    ("__import__('os').system('touch /tmp/adgen-pwned')", "this call"),
+    ("region.__class__.__init__.__globals__", "attribute syntax"),
+    ("region.str.__getattribute__('x')", "this call"),
+    ("region.apply(print)", "this call"),
+    ("[c for c in region]", "listcomp syntax"),
+    ("(lambda: 1)()", "this call"),
+    ("region[0] == 'n'", "subscript syntax"),
+    ("spend + 1 > 2", "binop syntax"),
+    ("region.str.startswith(region)", "a non-literal argument"),
+    ("_secret == 1", "the name '_secret'"),
+    ("a>1" + " and a>1" * 120, "parts"),
+    ("x" * 3000, "characters long"),
+])
+def test_code_is_refused(text: str, why: str, tmp_path: Path) -> None:
+    with pytest.raises(CampaignError, match=r"audience\.filter") as info:
+        apply_filter(FRAME, text, "test")
+    assert why in str(info.value)
+    assert not Path("/tmp/adgen-pwned").exists()
+
+
+def test_unknown_column_and_non_condition(tmp_path: Path) -> None:
+    with pytest.raises(AudienceError, match=r"column 'tier', which the audience does not have"):
+        apply_filter(FRAME, "tier == 'gold'", "audience.csv")
+    with pytest.raises(CampaignError, match="does not depend on any column"):
+        apply_filter(FRAME, "1 == 1", "audience.csv")
+
+
+def test_campaign_and_set_override_are_checked_at_load(tmp_path: Path,
+                                                       campaign_data: dict) -> None:
+    path = write_campaign(tmp_path, campaign_data)
+    attack = "audience.filter=@pd.io.common.os.system('touch /tmp/adgen-pwned') == 0"
+    with pytest.raises(CampaignError, match=r"audience.filter: .*not a valid filter"):
+        adgen.load_campaign(path, overrides=[attack])
+    campaign = adgen.load_campaign(path, overrides=['audience.filter=region == "north"'])
+    assert adgen.plan(campaign).summary()["customers"] == 3
+    assert not Path("/tmp/adgen-pwned").exists()
