@@ -2,7 +2,9 @@
 
 1. A renderer that sleeps a fixed time per image (simulated GPU work) renders N jobs on G
    simulated GPUs: prints ideal time (N × t / G) / measured time, and the overhead per job.
-2. Scaling: images/s on G simulated GPUs against G × images/s on one (target: >= 0.9).
+2. Scaling: images/s on G simulated GPUs against G × images/s on one (target: >= 0.9), renders
+   only (the driver writes the cache). With post-processing on the cluster at 1/2/4/8 simulated
+   GPUs: ``bench_scale.py --only scale --post-ms X --nodes 1 2 4 8`` (its "of N x 1" column).
 3. The same small campaign on the local backend and on the Ray backend with one worker.
 
     .venv/bin/python bench/bench_pool.py [--jobs 1000] [--gpus 8] [--ms 50] [--batch 4]

@@ -57,6 +57,7 @@ from adgen.backends.local import render_local  # noqa: E402
 from adgen.backends.ray import PoolOptions, render_ray  # noqa: E402
 from adgen.jobs import RenderJob  # noqa: E402
 from adgen.pipeline import render_cache  # noqa: E402
+from adgen.renderers.base import Rendered  # noqa: E402
 from adgen.store import RenderCache  # noqa: E402
 from tests.conftest import base_campaign  # noqa: E402
 from tests.fakes import SeedRenderer  # noqa: E402
@@ -124,6 +125,8 @@ def cpu_seconds() -> tuple[float, float]:
     parents: dict[int, int] = {}
     used: dict[int, float] = {}
     for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit():
+            continue
         try:
             stat = Path("/proc", name, "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, ValueError, IndexError):
@@ -142,10 +145,35 @@ def cpu_seconds() -> tuple[float, float]:
     return time.process_time(), sum(t for pid, t in used.items() if descends(pid))
 
 
+class CpuMeter:
+    """CPU per render after the pool's start-up: CPU at the first finished render and at every
+    25th after it (not at the end: the pool's actors exit, and their CPU with them)."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, float] | None = None
+        self.last: tuple[int, tuple[float, float]] | None = None
+        self.count = 0
+
+    def tick(self) -> None:
+        if self.first is None:
+            self.first = cpu_seconds()
+            return
+        self.count += 1
+        if self.count % 25 == 0:
+            self.last = (self.count, cpu_seconds())
+
+    def per_render(self) -> tuple[float, float]:
+        """CPU seconds of the driver and of the cluster per render, between the snapshots."""
+        if self.first is None or self.last is None:
+            return 0.0, 0.0
+        count, now = self.last
+        return ((now[0] - self.first[0]) / count, (now[1] - self.first[1]) / count)
+
+
 def scale_run(mode: str, setting: Setting, nodes: int
               ) -> tuple[float, int, float, int, tuple[float, float]]:
     """One run on the current cluster: (seconds after pool start-up, assets, start-up s,
-    renders, CPU seconds of the driver and of the cluster, start-up included)."""
+    renders, CPU seconds per render of the driver and of the cluster after start-up)."""
     with tempfile.TemporaryDirectory() as tmp:
         simulated = setting.post_ms > 0
         campaign = _campaign(Path(tmp), setting.variants_for(nodes), 64 if simulated else 256)
@@ -155,23 +183,31 @@ def scale_run(mode: str, setting: Setting, nodes: int
             ctx = SleepingPost(**{f.name: getattr(ctx, f.name) for f in fields(PostContext)},
                                post_ms=setting.post_ms)
         factory = functools.partial(SeedRenderer, sleep=setting.ms / 1000)
-        start, cpu = time.perf_counter(), cpu_seconds()
+        meter = CpuMeter()
+        start = time.perf_counter()
         if mode == "cluster":
             rows: list[Any] = []
+
+            def on_assets(_: str, results: JobResults) -> None:
+                meter.tick()
+                rows.extend(results)
+
             report = render_ray(factory, plan.to_render, ctx.cache, batch_size=BATCH, post=ctx,
-                                post_rows=asset_units(plan),
-                                on_assets=lambda _, results: rows.extend(results))
+                                post_rows=asset_units(plan), on_assets=on_assets)
             assets = len(rows)
         else:
             threads = setting.driver_threads or os.cpu_count()
             with AssetMaker(plan, ctx, None, workers=threads) as maker:
+
+                def on_rendered(result: Rendered) -> None:
+                    meter.tick()
+                    maker.submit(result.job_key)
+
                 report = render_ray(factory, plan.to_render, ctx.cache, batch_size=BATCH,
-                                    on_rendered=lambda r: maker.submit(r.job_key))
+                                    on_rendered=on_rendered)
                 assets = len(maker.results())
         total = time.perf_counter() - start - report.startup_seconds
-        after = cpu_seconds()
-        used = (after[0] - cpu[0], after[1] - cpu[1])
-        return total, assets, report.startup_seconds, len(plan.to_render), used
+        return total, assets, report.startup_seconds, len(plan.to_render), meter.per_render()
 
 
 def scale(node_counts: list[int], setting: Setting, cpus_per_node: int) -> None:
@@ -197,6 +233,8 @@ def scale(node_counts: list[int], setting: Setting, cpus_per_node: int) -> None:
     print("   nodes  post     renders  images/s  of N x 1  assets/s  ideal s  measured s  "
           "efficiency  " + ("pipeline eff.  " if post_ms else "")
           + "CPU ms/render: driver, cluster  (start-up s)")
+    print("   (CPU after the first render: the driver process; the cluster = every Ray process "
+          "of this machine's local cluster)")
     one: dict[str, float] = {}  # images/s on the first node count, per mode
     for nodes in node_counts:
         _start(nodes, cpus_per_node)
@@ -210,7 +248,7 @@ def scale(node_counts: list[int], setting: Setting, cpus_per_node: int) -> None:
                 print(f"   {nodes:>5}  {mode:<7}  {renders:>7}  {rate:>8.1f}  "
                       f"{rate / (nodes * base):>8.2f}  {assets / seconds:>8.1f}  "
                       f"{ideal:>7.2f}  {seconds:>10.2f}  {ideal / seconds:>10.2f}  {pipeline}"
-                      f"{cpu[0] / renders * 1000:>20.2f}  {cpu[1] / renders * 1000:>7.1f}  "
+                      f"{cpu[0] * 1000:>20.2f}  {cpu[1] * 1000:>7.1f}  "
                       f"({startup:.1f})", flush=True)
         finally:
             ray.shutdown()
