@@ -18,7 +18,7 @@ cluster; the engine (Ray Data) against the hand-made pool; threads against proce
 3. local: post-processing of the same cached renders on threads and on processes.
 
     .venv/bin/python bench/bench_scale.py [--quick] [--ms 20] [--variants 8]
-    .venv/bin/python bench/bench_scale.py --only scale --post-ms 40 --cpus-per-node 4 \
+    .venv/bin/python bench/bench_scale.py --only scale --post-ms 20 --cpus-per-node 2 \
         --nodes 1 2 4 8
 
 Prints figures; asserts nothing about time. Every simulated node shares this machine's cores:
