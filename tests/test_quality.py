@@ -455,7 +455,8 @@ def test_the_ray_backend_gates_renders_as_the_local_one_does(
     data["audience"] = dict(data["audience"], segment_by=["region"])
     path = write_campaign(tmp_path, data)
     variants = _variants(adgen.load_campaign(path))
-    (north0_id, north0), (north1_id, north1) = variants["north-v0"], variants["north-v1"]
+    north0 = variants["north-v0"][1]
+    north1_id, north1 = variants["north-v1"]
     south0_id, south0 = variants["south-v0"]
     kinds = {north1: f"twin:{north0}", south0: "text", south0 + 1: "flat", south0 + 2: "dark"}
     runs = {}

@@ -28,6 +28,7 @@ from adgen.assets import (
 from adgen.backends.local import render_local
 from adgen.backends.ray import PoolOptions, render_ray
 from adgen.pipeline import render_cache
+from adgen.renderers.base import Rendered
 from tests.conftest import REPO, base_campaign
 from tests.fakes import SeedRenderer
 from tests.s3server import make_bucket, object_names, s3_server
@@ -132,6 +133,46 @@ def test_post_queue_bounds_the_batches_in_memory(tmp_path: Path) -> None:
     assert sorted(made) == sorted(job.key for job in plan.to_render)  # none lost, none twice
     # 10 fast renders, slow post: at most 4 rendering (one per GPU) + 1 waiting, never all 10
     assert report.peak_batches <= 4 * 1 + 1
+
+
+@dataclass(frozen=True)
+class SlowFirstPost(PostContext):
+    """Post-processing that takes its time over one render's assets."""
+
+    slow_key: str = ""
+
+    def job_rows(self, rows: list[dict[str, Any]]) -> JobResults:
+        if rows and rows[0]["render_key"] == self.slow_key:
+            time.sleep(2.0)
+        return super().job_rows(rows)
+
+
+def test_a_render_held_back_is_made_once_its_batch_is_cached(tmp_path: Path) -> None:
+    """The quality gate may hold a render back (a possible twin) and release it with a later
+    batch, while the post task caching its own batch is still running: its assets are made
+    once that task is done, from the cache, exactly once."""
+    plan, ctx = _plan_and_context(tmp_path)
+    first, slow, *rest = [job.key for job in plan.to_render]
+    held = SlowFirstPost(**{f: getattr(ctx, f) for f in ctx.__dataclass_fields__},
+                         slow_key=slow)
+    last = rest[-1]
+
+    def ready(result: Rendered) -> list[str]:  # ``first`` waits for the last render
+        return [] if result.job_key == first else [result.job_key, first] if (
+            result.job_key == last) else [result.job_key]
+
+    made: dict[str, JobResults] = {}
+
+    def on_assets(key: str, results: JobResults) -> None:
+        assert key not in made  # each render's assets arrive once
+        made[key] = results
+
+    render_ray(SeedRenderer, plan.to_render, ctx.cache, batch_size=2, post=held,
+               post_rows=asset_units(plan), on_assets=on_assets, ready=ready)
+    assert set(made) == {job.key for job in plan.to_render}
+    rows = [row for results in made.values() for row, _ in results]
+    assert all(row["status"] == "ok" for row in rows) and len(rows) == 10
+    assert sorted(ctx.assets.files("assets")) == sorted(row["path"] for row in rows)
 
 
 def test_multi_node_cluster_writes_assets_from_worker_nodes_to_s3(tmp_path: Path) -> None:

@@ -246,7 +246,8 @@ def render_ray(
         post_task = ray.remote(max_retries=3)(_post_batch)
         post_task = post_task.options(num_cpus=post_cpus)
     by_job = post_rows or {}
-    uncached = {job.key for job in jobs}  # rendered here, not yet in the cache
+    job_of = {job.key: job for job in jobs}
+    uncached = set(job_of)  # rendered here, not yet in the cache
     waiting: dict[str, list[dict[str, Any]]] = {}  # released, until their render is cached
 
     def fill(actor: Any) -> None:
@@ -312,7 +313,11 @@ def render_ray(
                 raise exc.cause from None
             raise
         except RayError as exc:  # its worker or the renders' node was lost: render again
-            _requeue(queue, (item[0], item[1], rows), options, on_rendered, exc)
+            if item[0]:
+                _requeue(queue, (item[0], item[1], rows), options, on_rendered, exc)
+            else:  # renders from the cache, retried by Ray already: their jobs fail
+                _requeue(queue, ([job_of[key] for key in rows], options.max_attempts, None),
+                         options, on_rendered, exc)
             return
         uncached.difference_update(job.key for job in item[0])
         for job_key, assets in results:
