@@ -162,16 +162,17 @@ class CpuMeter:
         if self.count % 25 == 0:
             self.last = (self.count, cpu_seconds())
 
-    def per_render(self) -> tuple[float, float]:
-        """CPU seconds of the driver and of the cluster per render, between the snapshots."""
+    def per_render(self) -> tuple[float, float] | None:
+        """CPU seconds of the driver and of the cluster per render, between the snapshots
+        (None: too few renders)."""
         if self.first is None or self.last is None:
-            return 0.0, 0.0
+            return None
         count, now = self.last
         return ((now[0] - self.first[0]) / count, (now[1] - self.first[1]) / count)
 
 
 def scale_run(mode: str, setting: Setting, nodes: int
-              ) -> tuple[float, int, float, int, tuple[float, float]]:
+              ) -> tuple[float, int, float, int, tuple[float, float] | None]:
     """One run on the current cluster: (seconds after pool start-up, assets, start-up s,
     renders, CPU seconds per render of the driver and of the cluster after start-up)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -248,8 +249,9 @@ def scale(node_counts: list[int], setting: Setting, cpus_per_node: int) -> None:
                 print(f"   {nodes:>5}  {mode:<7}  {renders:>7}  {rate:>8.1f}  "
                       f"{rate / (nodes * base):>8.2f}  {assets / seconds:>8.1f}  "
                       f"{ideal:>7.2f}  {seconds:>10.2f}  {ideal / seconds:>10.2f}  {pipeline}"
-                      f"{cpu[0] * 1000:>20.2f}  {cpu[1] * 1000:>7.1f}  "
-                      f"({startup:.1f})", flush=True)
+                      + (f"{cpu[0] * 1000:>20.2f}  {cpu[1] * 1000:>7.1f}  " if cpu
+                         else f"{'n/a (few renders)':>29}  ")
+                      + f"({startup:.1f})", flush=True)
         finally:
             ray.shutdown()
 
