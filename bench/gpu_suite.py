@@ -232,9 +232,10 @@ def quality_row(suite: Suite, size: int, count: int) -> Callable[[Row], None]:
         with tempfile.TemporaryDirectory() as tmp:
             clip, safety = check_models(Path(tmp), tiny=suite.quick, device=suite.device)
             scorers, provider = make_scorers(clip, safety, suite.device)
+        reset_peak(suite.device)
         costs = time_checks(scorers, images, prompts, batch, suite.device)
         total = sum(costs.values())
-        row.rate, row.batch = 1 / total, str(batch)
+        row.rate, row.batch, row.peak_gib = 1 / total, str(batch), peak_gib(suite.device)
         render = next((r.rate for r in suite.rows if r.rate and r.name == "adgen defaults"
                        and r.arch == "sd-turbo"), None)
         row.versus = f"{total * render:.1%} of render" if render else ""
