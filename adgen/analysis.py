@@ -32,6 +32,7 @@ import pandas as pd
 from adgen import stats
 from adgen.errors import ResultsError
 from adgen.lock import output_lock
+from adgen.storage import lock_folder, open_output
 from adgen.store import atomic_write_bytes, atomic_write_text, safe_csv
 
 HOLDOUT = "holdout"
@@ -372,11 +373,12 @@ def _srm(group: pd.DataFrame, weights: list[float] | None, holdout: float) -> fl
     return stats.srm_pvalue(observed, [w / total for w in planned])
 
 
-def write_analysis(analysis: Analysis, out_dir: Path) -> list[Path]:
-    """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir`` (under
-    the folder's lock)."""
-    with output_lock(out_dir, "analyze"):
-        return _write_analysis(analysis, out_dir)
+def write_analysis(analysis: Analysis, out_dir: str | Path) -> list[Path]:
+    """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir`` (a folder,
+    or an object-store URL: then the paths returned are in its local mirror), under the
+    output's lock."""
+    with output_lock(lock_folder(out_dir), "analyze"), open_output(out_dir) as folder:
+        return _write_analysis(analysis, folder)
 
 
 def _write_analysis(analysis: Analysis, out_dir: Path) -> list[Path]:

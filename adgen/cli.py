@@ -33,6 +33,7 @@ from adgen.assets import brand_style
 from adgen.errors import MAX_LISTED
 from adgen.lock import WAIT_ENV
 from adgen.preflight import preflight
+from adgen.storage import join
 from adgen.store import atomic_write_text, safe_csv
 
 app = typer.Typer(
@@ -132,7 +133,7 @@ def _print_left_out(plan: adgen.Plan) -> None:
 def run(
     campaign: CampaignArg,
     audience: AudienceOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder or URL.")] = None,
     renderer: Annotated[
         str | None, typer.Option("--renderer", help="Renderer name (offline, diffusers).")
     ] = None,
@@ -232,17 +233,18 @@ def _print_analysis(analysis: adgen.Analysis) -> None:
 
 @app.command()
 def analyze(
-    target: Annotated[Path, typer.Argument(help="Output folder of a run, or the campaign YAML.")],
+    target: Annotated[str, typer.Argument(
+        help="Output folder or URL of a run, or the campaign YAML.")],
     results: ResultsOpt,
 ) -> None:
     """Analyse results: uplift, intervals, p-values, chance to win, SRM; writes analysis.*."""
-    is_campaign = target.suffix.lower() in {".yaml", ".yml"}
-    spec = adgen.load_campaign(target) if is_campaign else None
+    is_campaign = Path(target).suffix.lower() in {".yaml", ".yml"}
+    spec = adgen.load_campaign(Path(target)) if is_campaign else None
     analysis = adgen.analyze(spec or target, results)
     _print_analysis(analysis)
-    out_dir = spec.output_dir if spec else target
+    out_dir = spec.output_location if spec else target
     written = adgen.write_analysis(analysis, out_dir)
-    console.print("wrote " + ", ".join(str(p) for p in written))
+    console.print("wrote " + ", ".join(join(out_dir, p.name) for p in written))
 
 
 @app.command()
@@ -255,7 +257,7 @@ def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None) -> 
                       "decision stands; run refresh again to act on newer results)")
     else:
         _print_analysis(outcome.analysis)
-        adgen.write_analysis(outcome.analysis, spec.output_dir)
+        adgen.write_analysis(outcome.analysis, spec.output_location)
     weights = ", ".join(f"{w:.3f}" for w in outcome.weights) if outcome.weights else "unchanged"
     console.print(
         f"[green]refreshed[/green] {spec.name}: retired {len(outcome.retired)}, kept "
@@ -289,7 +291,7 @@ def explain(
 
 @app.command()
 def report(
-    out_dir: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    out_dir: Annotated[str, typer.Argument(help="Output folder or URL of a run.")],
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
 ) -> None:
     """Write the HTML review sheet (review.html) for a run's output folder."""

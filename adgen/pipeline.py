@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,16 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.assets import MANIFEST_COLUMNS, AssetMaker, Progress, blocked_rows, brand_style
+from adgen.assets import (
+    MANIFEST_COLUMNS,
+    AssetMaker,
+    JobResults,
+    PostContext,
+    Progress,
+    blocked_rows,
+    brand_style,
+    post_context,
+)
 from adgen.assignment import RefreshState, assign_customers
 from adgen.audience import AudienceSource
 from adgen.backends.local import render_local
@@ -38,6 +48,7 @@ from adgen.renderers import backend_batch_size, create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
+from adgen.storage import OutputStore, is_url, join, lock_folder, open_output
 from adgen.store import (
     RenderCache,
     atomic_write_text,
@@ -102,7 +113,7 @@ def with_options(
     """A copy of the campaign with the output folder, renderer, model or backend replaced."""
     update: dict[str, Any] = {}
     if out is not None:
-        update["output"] = Path(out).resolve()
+        update["output"] = str(out) if is_url(out) else Path(out).resolve()
     sections: dict[str, dict[str, Any]] = {
         "renderer": {"name": renderer, "model": model},
         "backend": {"name": backend, "address": ray_address, "gpus": gpus},
@@ -138,7 +149,8 @@ def run(
     ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
-    with output_lock(campaign.output_dir, "run"):
+    with (output_lock(lock_folder(campaign.output_location), "run"),
+          open_output(campaign.output_location)):
         state = RefreshState.load(campaign.output_dir)  # finishes a refresh that was killed
         result = run_with_state(campaign, state, audience=audience,
                                 make_renderer=make_renderer, progress=progress)
@@ -151,8 +163,10 @@ def run_with_state(
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
     """:func:`run` with the experiment state given (slot generations, weights, ledger); the
-    caller commits the state afterwards (``state.commit()``), under the folder's lock."""
-    with output_lock(campaign.output_dir, "run"):
+    caller commits the state afterwards (``state.commit()``), under the output's lock; a URL
+    output is worked on in its local mirror and pushed back when the run succeeds."""
+    with (output_lock(lock_folder(campaign.output_location), "run"),
+          open_output(campaign.output_location)):
         return _run_locked(campaign, state, audience=audience, make_renderer=make_renderer,
                            progress=progress)
 
@@ -170,13 +184,18 @@ def _run_locked(
     style = brand_style(campaign)
     checked = preflight(plan, style)
     checked.raise_problems()
-    cache = RenderCache(out_dir / CACHE_DIR)
-    # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as its
-    #    render is in the cache
-    # the quality gate scores every render; only the ones it releases are post-processed
+    cache = render_cache(campaign)
+    # the quality gate scores every render; only the renders it releases are post-processed
     gate = QualityStep(plan, cache)
     stale = {key for key in plan.cached if gate.stale(key)}
-    post = AssetMaker(plan, cache, style, progress, checked.failing, quality=gate.record)
+    for key in stale:  # measured with other checks, or failing changed thresholds
+        cache.discard(key)
+    # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as the
+    #    gate releases its render (on Ray: by a CPU worker on the cluster, near the render)
+    ctx = post_context(plan, cache, style)
+    on_cluster = campaign.backend.name == "ray" and campaign.backend.post == "cluster"
+    post = AssetMaker(plan, ctx, progress, failing=checked.failing,
+                      processes=not on_cluster and _use_processes(plan), quality=gate.record)
     failed: dict[str, str] = {}
     todo = [job for job in plan.to_render + [plan.jobs[key] for key in sorted(stale)]
             if post.needs_render(job.key)]
@@ -191,7 +210,9 @@ def _run_locked(
     def on_rendered(result: Rendered) -> None:
         nonlocal rendered
         rendered += 1
-        ready = gate.arrived(result)  # first: it records the seeds a failed job tried
+        # the gate first (it records a failed render's rejected seeds); on the cluster the
+        # pool has asked it already (``ready``)
+        ready = [] if on_cluster else gate.arrived(result)
         if result.error is not None:
             failed[result.job_key] = result.error
             post.submit(result.job_key, render_error=result.error)
@@ -202,7 +223,7 @@ def _run_locked(
 
     def render(make: Callable[[], Renderer], jobs: list[RenderJob],
                done: Callable[[Rendered], None]) -> None:
-        render_jobs(campaign, make, jobs, cache, done, progress)
+        render_jobs(campaign, make, jobs, cache, done, progress)  # retries: assets on the driver
 
     spec = campaign.renderer
     factory = gate.wrap(make_renderer or functools.partial(
@@ -214,16 +235,19 @@ def _run_locked(
             if key in plan.cached or not post.needs_render(key):
                 for ready in gate.arrived(Rendered(key, None)):
                     post.submit(ready)
+        cluster: dict[str, Any] = {"post": ctx, "post_rows": post.by_job,
+                                   "on_assets": post.add, "ready": gate.arrived
+                                   } if on_cluster else {}
         # extend jobs outpaint other renders: those go first, and a failed one fails them
         later = [job for job in todo if job.source_key is not None]
         render_jobs(campaign, factory, todo[:len(todo) - len(later)], cache, on_rendered,
-                    progress)
+                    progress, **cluster)
         for job in later:
             if job.source_key in failed:
                 on_rendered(Rendered(job.key, None, error=f"the render it extends failed: "
                                                           f"{failed[job.source_key]}"))
         render_jobs(campaign, factory, [j for j in later if j.source_key not in failed], cache,
-                    on_rendered, progress)
+                    on_rendered, progress, **cluster)
         gate.retry_twins(render, release, failed)
         rows = post.results()
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
@@ -232,7 +256,7 @@ def _run_locked(
     assignments = assign_customers(plan, state,
                                    exclude=set(failures["variant_id"]) | set(plan.blocked),
                                    command="refresh" if state.pending else "run")
-    _write_outputs(out_dir, manifest, assignments)
+    _write_outputs(out_dir, ctx.assets, manifest, assignments)
     result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
                        post.written, int((manifest["status"] == "ok").sum()) - post.written,
                        failed)
@@ -256,10 +280,15 @@ def _run_locked(
 def render_jobs(
     campaign: CampaignSpec, make_renderer: Callable[[], Renderer], jobs: list[RenderJob],
     cache: RenderCache, on_rendered: Callable[[Rendered], None],
-    progress: Progress | None = None,
+    progress: Progress | None = None, *, post: PostContext | None = None,
+    post_rows: dict[str, list[dict[str, Any]]] | None = None,
+    on_assets: Callable[[str, JobResults], None] | None = None,
+    ready: Callable[[Rendered], list[str]] | None = None,
 ) -> None:
     """Render ``jobs`` into the cache on the campaign's backend (on Ray, ``progress`` also gets
-    one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``)."""
+    one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``). With ``post``
+    (Ray only), each render's assets (the units ``post_rows`` lists by job key) are made on
+    the cluster once ``ready`` releases them, and ``on_assets`` gets their manifest rows."""
     if not jobs:
         return
     batch_size = backend_batch_size(campaign.renderer.options)
@@ -276,7 +305,8 @@ def render_jobs(
                 progress(label, stats.images, len(jobs))
 
         render_ray(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered,
-                   options=options, on_worker=on_worker)
+                   options=options, on_worker=on_worker, post=post, post_rows=post_rows,
+                   on_assets=on_assets, ready=ready)
     else:
         render_local(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered)
 
@@ -302,9 +332,10 @@ def assign(
 ) -> pd.DataFrame:
     """The customer → variant assignment of a campaign (what ``adgen run`` writes to
     ``assignments.csv``), without rendering anything. New customers are recorded in the
-    output folder's assignment ledger (under the folder's lock), so a later run gives them the
+    output folder's assignment ledger (under the output's lock), so a later run gives them the
     same variants."""
-    with output_lock(campaign.output_dir, "assign"):
+    with (output_lock(lock_folder(campaign.output_location), "assign"),
+          open_output(campaign.output_location)):
         state = RefreshState.load(campaign.output_dir)
         if state.unfinished:
             raise CampaignError(
@@ -316,12 +347,42 @@ def assign(
         return assignments
 
 
-def _write_outputs(out_dir: Path, manifest: pd.DataFrame, assignments: pd.DataFrame) -> None:
-    write_parquet(out_dir / "manifest.parquet", manifest)
-    atomic_write_text(out_dir / "manifest.csv", safe_csv(manifest))
+def render_cache(campaign: CampaignSpec) -> RenderCache:
+    """The campaign's render cache: ``.cache`` under its output (a folder or a URL)."""
+    return RenderCache(join(campaign.output_location, CACHE_DIR))
+
+
+PROCESS_MIN_CORES, PROCESS_MIN_JOBS = 8, 64
+"""From how many cores and renders the local backend post-processes on one process per core
+rather than one thread per core. Threads share the GIL only for caption layout and crops
+(Pillow's resize and encoders release it), so on few cores they win: on the 2-core CI machine
+processes ran at 0.47x threads' speed (see the README's "Running at scale")."""
+
+
+def _use_processes(plan: Plan) -> bool:
+    jobs = plan.variants.loc[plan.variants["blocked"] == "", "job_key"].nunique()
+    return (os.cpu_count() or 1) >= PROCESS_MIN_CORES and jobs >= PROCESS_MIN_JOBS
+
+
+def _write_outputs(out_dir: Path, assets: OutputStore, manifest: pd.DataFrame,
+                   assignments: pd.DataFrame) -> None:
     atomic_write_text(out_dir / "assignments.csv", safe_csv(assignments))
-    # only files adgen wrote (its record) that the new manifest no longer lists are deleted
-    prune_owned(out_dir, set(manifest["path"]) - {""})
+    atomic_write_text(out_dir / "manifest.csv", safe_csv(manifest))
+    write_parquet(out_dir / "manifest.parquet", manifest)
+    keep = set(manifest["path"]) - {""}
+    if assets.local:  # only files adgen wrote (its record) that the manifest no longer lists
+        prune_owned(out_dir, keep)
+    else:
+        _prune_assets(assets, keep)
+
+
+def _prune_assets(store: OutputStore, keep: set[str]) -> None:
+    """Delete asset files of an object-store output that the new manifest no longer lists
+    (e.g. after a caption change); its ``assets/`` prefix is adgen's alone."""
+    for name in store.files("assets"):
+        if name not in keep:
+            store.delete(name)
+    store.remove_empty_folders("assets")
 
 
 def _now() -> str:

@@ -48,6 +48,7 @@ from adgen.product_images import FetchLimits, ProductImages
 from adgen.prompts import TemplateSet
 from adgen.renderers import RUNTIME_OPTIONS, STAGED_RENDERERS, VIDEO_RENDERERS
 from adgen.spec import AudienceSpec, CampaignSpec, Creative, GuardrailSpec
+from adgen.storage import join
 from adgen.store import RenderCache
 
 CACHE_DIR = ".cache"
@@ -276,7 +277,7 @@ def make_plan(
                     "blocked": problem or "",
                 })
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
-    cache = RenderCache(campaign.output_dir / CACHE_DIR)
+    cache = RenderCache(join(campaign.output_location, CACHE_DIR))
     cached = frozenset(key for key in jobs if cache.has(key))
     return Plan(campaign, segments, variants, jobs, cached, products.left_out())
 
@@ -452,8 +453,8 @@ def _jobs(
                     aspect=name).seed
         source: dict[str, Any] = {}
         if extend:
-            source = {"source_key": base.key, "source_image": str(
-                RenderCache(campaign.output_dir / CACHE_DIR).image_path(base.key))}
+            source = {"source_key": base.key, "source_image": RenderCache(
+                join(campaign.output_location, CACHE_DIR)).image_path(base.key)}
         out[name] = dataclasses.replace(base, seed=seed, width=size[0], height=size[1],
                                         aspect=name, **source)
     return out

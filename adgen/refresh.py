@@ -43,15 +43,18 @@ from adgen.errors import ResultsError
 from adgen.lock import output_lock
 from adgen.pipeline import Progress, RunResult, run_with_state
 from adgen.spec import CampaignSpec
+from adgen.storage import lock_folder, open_output
 
 
 def analyze(
     target: CampaignSpec | str | Path, results: str | Path | pd.DataFrame,
 ) -> Analysis:
     """Analyse experiment results against a campaign's last run: ``target`` is the campaign
-    or its output folder (whose ``run.json`` holds the experiment settings of that run)."""
-    out_dir = target.output_dir if isinstance(target, CampaignSpec) else Path(target)
-    with output_lock(out_dir, "analyze", create=False):
+    or its output folder or URL (whose ``run.json`` holds the experiment settings of that
+    run)."""
+    location = target.output_location if isinstance(target, CampaignSpec) else target
+    with (output_lock(lock_folder(location), "analyze", create=False),
+          open_output(location, push=False) as out_dir):
         return _analyze(target, out_dir, results)
 
 
@@ -129,8 +132,10 @@ def refresh(
 ) -> RefreshResult:
     """Retire losers, re-weight, render replacements and re-assign. See the module doc. After
     an interrupted refresh, finishes that one (its decision stands) instead of deciding anew.
-    Holds the output folder's lock (:func:`adgen.lock.output_lock`) throughout."""
-    with output_lock(campaign.output_dir, "refresh"):
+    Holds the output's lock (:func:`adgen.lock.output_lock`) throughout; a URL output is
+    worked on in its local mirror and pushed back when the refresh succeeds."""
+    with (output_lock(lock_folder(campaign.output_location), "refresh"),
+          open_output(campaign.output_location)):
         return _refresh(campaign, results, audience=audience, progress=progress)
 
 

@@ -19,6 +19,7 @@ did not write. Thumbnail names come from the asset's hash, never from its values
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
@@ -26,6 +27,7 @@ import math
 import os
 import re
 import secrets
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +40,7 @@ from PIL import Image, ImageOps
 
 from adgen.errors import AssetError, ResultsError
 from adgen.lock import output_lock
+from adgen.storage import OutputStore, is_url, lock_folder, open_output
 from adgen.store import atomic_write_bytes, atomic_write_text, read_safe_csv, unguard
 
 REPORT_NAME = "review.html"
@@ -51,29 +54,30 @@ _HEX = re.compile(r"^[0-9a-f]{20,}$")
 _MIME = {"mp4": "video/mp4", "m4v": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
 
 
-def write_report(out_dir: Path, *, title: str | None = None, thumb_size: int = 320) -> Path:
+def write_report(out_dir: str | Path, *, title: str | None = None,
+                 thumb_size: int = 320) -> Path:
     """Write ``out_dir/review.html`` (and missing thumbnails under ``out_dir/thumbs/``) and
-    return its path. ``thumb_size`` is the longest side of a thumbnail in pixels. Holds the
-    folder's lock (:func:`adgen.lock.output_lock`)."""
-    out_dir = Path(out_dir)
-    with output_lock(out_dir, "report", create=False):
+    return its path (for an object-store URL: the page in its local mirror, also uploaded).
+    ``thumb_size`` is the longest side of a thumbnail in pixels. Holds the output's lock
+    (:func:`adgen.lock.output_lock`)."""
+    with output_lock(lock_folder(out_dir), "report", create=False):
         return _write_report(out_dir, title, thumb_size)
 
 
-def _write_report(out_dir: Path, title: str | None, thumb_size: int) -> Path:
+def _write_report(out_dir: str | Path, title: str | None, thumb_size: int) -> Path:
     if thumb_size < 16:
         raise AssetError(f"thumb_size {thumb_size} is too small: use at least 16 pixels")
-    # 1. read what the run (and the analysis, if any) wrote
-    manifest = read_manifest(out_dir)
-    analysis = _read_analysis(out_dir)
-    extras = _Extras.load(out_dir)
-    # 2. thumbnails and video posters, made only when missing
-    thumbs = _make_thumbs(out_dir, manifest, thumb_size)
-    # 3. the page, written atomically
-    page = _Page(out_dir, manifest, analysis, extras, thumbs, title).render()
-    path = out_dir / REPORT_NAME
-    atomic_write_text(path, page)
-    return path
+    with open_output(out_dir) as folder:
+        # 1. read what the run (and the analysis, if any) wrote
+        manifest = read_manifest(folder)
+        analysis = _read_analysis(folder)
+        extras = _Extras.load(folder)
+        # 2. thumbnails and video posters, made only when missing
+        thumbs = _make_thumbs(folder, manifest, thumb_size, OutputStore(out_dir))
+        # 3. the page, written atomically
+        page = _Page(folder, manifest, analysis, extras, thumbs, title).render()
+        atomic_write_text(folder / REPORT_NAME, page)
+    return Path(out_dir) / REPORT_NAME if not is_url(out_dir) else folder / REPORT_NAME
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -211,24 +215,41 @@ def _asset_path(out_dir: Path, rel: str) -> Path | None:
     return out_dir.joinpath(*posix.parts)
 
 
-def _make_thumbs(out_dir: Path, manifest: pd.DataFrame, size: int) -> list[_Thumb]:
+def _make_thumbs(out_dir: Path, manifest: pd.DataFrame, size: int,
+                 store: OutputStore) -> list[_Thumb]:
     rows = _records(manifest)
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        thumbs = list(pool.map(lambda row: _thumb(out_dir, row, size), rows))
+        thumbs = list(pool.map(lambda row: _thumb(out_dir, row, size, store), rows))
     _prune_thumbs(out_dir / THUMBS_DIR, {t.src.rsplit("/", 1)[1] for t in thumbs if t.src})
     return thumbs
 
 
-def _thumb(out_dir: Path, row: dict[str, Any], size: int) -> _Thumb:
+def _thumb(out_dir: Path, row: dict[str, Any], size: int, store: OutputStore) -> _Thumb:
     status = str(row.get("status") or "ok")
     if status != "ok":  # failed or blocked: no file, the card says why
         return _Thumb(problem=status)
     source = _asset_path(out_dir, str(row["path"]))
     if source is None:
         return _Thumb(problem="invalid path in the manifest")
-    video = _is_video(row)
-    name = f"{_ident(row)}-{size}{'-poster' if video else ''}.webp"
+    existing = _existing_thumb(out_dir, row, size)
+    if existing is not None:
+        return existing
+    if not store.local:  # an object-store output: the asset is fetched to make its thumbnail
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / source.name
+            with contextlib.suppress(FileNotFoundError):
+                local.write_bytes(store.read_bytes(str(row["path"])))
+            return _local_thumb(out_dir, row, size, local)
+    return _local_thumb(out_dir, row, size, source)
+
+
+def _thumb_name(row: dict[str, Any], size: int) -> str:
+    return f"{_ident(row)}-{size}{'-poster' if _is_video(row) else ''}.webp"
+
+
+def _existing_thumb(out_dir: Path, row: dict[str, Any], size: int) -> _Thumb | None:
+    name = _thumb_name(row, size)
     target = out_dir / THUMBS_DIR / name
     if target.exists():
         try:
@@ -236,6 +257,13 @@ def _thumb(out_dir: Path, row: dict[str, Any], size: int) -> _Thumb:
                 return _Thumb(f"{THUMBS_DIR}/{name}", *image.size)
         except (OSError, SyntaxError):
             pass  # a damaged thumbnail is made again
+    return None
+
+
+def _local_thumb(out_dir: Path, row: dict[str, Any], size: int, source: Path) -> _Thumb:
+    video = _is_video(row)
+    name = _thumb_name(row, size)
+    target = out_dir / THUMBS_DIR / name
     if not source.is_file():
         return _Thumb(problem="file missing: run `adgen run` again")
     try:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from adgen.errors import CampaignError
 from adgen.experiment import check_weights
 from adgen.placements import Placement, resolve_placement
+from adgen.storage import is_url, output_folder
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -291,13 +292,16 @@ class PlacementSpec(_Model):
 
 
 class BackendSpec(_Model):
-    """Where renders run: ``local`` (in-process, the default) or ``ray`` (a GPU pool)."""
+    """Where renders run: ``local`` (in-process, the default) or ``ray`` (a GPU pool). On Ray,
+    ``post: cluster`` makes each render's assets on a CPU worker of the cluster, near the render,
+    and writes them from there; ``post: driver`` makes them on the driver."""
 
     name: Literal["local", "ray"] = "local"
     address: str | None = None
     gpus: int | None = Field(None, ge=1)
     gpus_per_worker: float = Field(1.0, gt=0.0, le=8.0)
     cpu_workers: int | None = Field(None, ge=1)
+    post: Literal["cluster", "driver"] = "cluster"
 
 
 class ExperimentSpec(_Model):
@@ -460,7 +464,8 @@ class CampaignSpec(_Model):
     placements: list[PlacementSpec] = Field(
         default_factory=lambda: [PlacementSpec(placement="feed_square")], min_length=1
     )
-    output: Path | None = None
+    output: Path | str | None = Field(
+        None, description="a local folder or an object-store URL (s3://, gs://, ...)")
     template_dirs: list[Path] = Field(default_factory=lambda: [Path("templates")])
     experiment: ExperimentSpec = Field(default_factory=ExperimentSpec)
     refresh: RefreshSpec = Field(default_factory=RefreshSpec)
@@ -481,6 +486,14 @@ class CampaignSpec(_Model):
                 f"campaign name {value!r} must be 1-40 lower-case letters, digits, '-' or '_'"
             )
         return value
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output_path_or_url(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and is_url(value)):
+            return value
+        text = str(value)
+        return Path(text.removeprefix("file://")) if isinstance(value, str | Path) else value
 
     @field_validator("placements", mode="before")
     @classmethod
@@ -539,8 +552,17 @@ class CampaignSpec(_Model):
         return len(self.creatives) * self.variants
 
     @property
+    def output_location(self) -> str:
+        """Where the run's outputs go: a local path or an object-store URL."""
+        if isinstance(self.output, str):
+            return self.output
+        return str(self.output if self.output is not None else Path("out") / self.name)
+
+    @property
     def output_dir(self) -> Path:
-        return self.output if self.output is not None else Path("out") / self.name
+        """The local folder of the outputs: the output itself, or a URL output's mirror of its
+        small files (see :func:`adgen.storage.open_output`)."""
+        return output_folder(self.output_location)
 
     def resolve_paths(self, base: Path) -> CampaignSpec:
         """A copy whose relative paths are made absolute against ``base``."""
@@ -572,7 +594,8 @@ class CampaignSpec(_Model):
                 "provenance": provenance,
                 "audience": audience,
                 "brand": brand,
-                "output": absolute(self.output_dir),
+                "output": self.output if isinstance(self.output, str)
+                else absolute(Path(self.output_location)),
                 "template_dirs": [absolute(d) for d in self.template_dirs],
             }
         )

@@ -8,6 +8,8 @@ Layout under a campaign's output folder::
     run.json                                        summary of the last run
     .cache/renders/<k2>/<job_key>.png (+ .json)     rendered pictures by job key
 
+The output may also be an object-store URL: see :mod:`adgen.storage`.
+
 Every file is written to a temporary name in the same folder and renamed into place, so a killed
 run never leaves a half-written file under a final name.
 """
@@ -24,13 +26,16 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 from PIL import Image
 
 from adgen.errors import OutputError
 from adgen.renderers.base import Box, Rendered
+
+if TYPE_CHECKING:
+    from adgen.storage import OutputStore
 
 
 def _current_umask() -> int:
@@ -114,9 +119,10 @@ def encode_render(result: Rendered) -> tuple[bytes, dict[str, Any]]:
         strip = Image.new("RGB", (width, height * len(frames)))
         for index, frame in enumerate(frames):
             strip.paste(frame.convert("RGB"), (0, index * height))
-    info: dict[str, Any] = {"subject_box": list(result.subject_box) if result.subject_box else None,
-            "composite": result.composite, "frames": len(frames) if result.frames else 0,
-            "fps": result.fps}
+    info: dict[str, Any] = {
+        "subject_box": list(result.subject_box) if result.subject_box else None,
+        "composite": result.composite, "frames": len(frames) if result.frames else 0,
+        "fps": result.fps}
     if result.quality is not None:
         info["quality"] = result.quality
     return encode_png(strip), info
@@ -136,43 +142,50 @@ def read_safe_csv(path: Path) -> pd.DataFrame:
 class CachedRender:
     """A cached render: a still (``frames == 0``) or a clip of ``frames`` frames at ``fps``."""
 
-    image_path: Path
+    png: bytes
     subject_box: Box | None
     composite: bool
     frames: int = 0
     fps: float | None = None
     quality: dict[str, Any] | None = None
 
+    def _strip(self) -> Image.Image:
+        with Image.open(io.BytesIO(self.png)) as image:
+            return image.convert("RGB")
+
     def load(self) -> Image.Image:
         """The still, or a clip's first frame."""
-        with Image.open(self.image_path) as image:
-            rgb = image.convert("RGB")
+        rgb = self._strip()
         if self.frames > 1:
             return rgb.crop((0, 0, rgb.width, rgb.height // self.frames))
         return rgb
 
     def load_frames(self) -> list[Image.Image]:
         """A clip's frames (a still gives one)."""
-        with Image.open(self.image_path) as image:
-            rgb = image.convert("RGB")
+        rgb = self._strip()
         count = max(1, self.frames)
         height = rgb.height // count
         return [rgb.crop((0, i * height, rgb.width, (i + 1) * height)) for i in range(count)]
 
 
 class RenderCache:
-    """Rendered pictures by job key (lossless PNG plus a small JSON of what the renderer knew)."""
+    """Rendered pictures by job key (lossless PNG plus a small JSON of what the renderer knew),
+    in a local folder or an object store (a path, URL or :class:`~adgen.storage.OutputStore`).
+    Entries are content-addressed and written once: the PNG first, the JSON last (its presence
+    marks a complete entry, so an interrupted write is redone). Picklable."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: str | Path | OutputStore) -> None:
+        from adgen.storage import OutputStore
 
-    def _paths(self, key: str) -> tuple[Path, Path]:
-        folder = self.root / "renders" / key[:2]
-        return folder / f"{key}.png", folder / f"{key}.json"
+        self.store = root if isinstance(root, OutputStore) else OutputStore(root)
 
-    def image_path(self, key: str) -> Path:
-        """Where the render of job ``key`` is (or will be) stored."""
-        return self._paths(key)[0]
+    def _names(self, key: str) -> tuple[str, str]:
+        folder = f"renders/{key[:2]}"
+        return f"{folder}/{key}.png", f"{folder}/{key}.json"
+
+    def image_path(self, key: str) -> str:
+        """Where the render of job ``key`` is (or will be) stored: a path, or a URL."""
+        return self.store.url(self._names(key)[0])
 
     def has(self, key: str) -> bool:
         """Whether a complete, decodable entry exists; a truncated or garbled one is removed
@@ -181,16 +194,21 @@ class RenderCache:
 
     def get(self, key: str) -> CachedRender | None:
         """The entry, or None when missing or unreadable (an unreadable one is removed)."""
-        image, meta = self._paths(key)
-        if not (image.exists() and meta.exists()):
+        image, meta = self._names(key)
+        try:
+            info = json.loads(self.store.read_bytes(meta))
+            png = self.store.read_bytes(image)
+        except FileNotFoundError:
+            return None
+        except ValueError:  # a garbled JSON: render it again
+            self.discard(key)
             return None
         try:
-            info = json.loads(meta.read_text(encoding="utf-8"))
             box = info.get("subject_box")
-            entry = CachedRender(image, tuple(box) if box else None,
-                                 bool(info.get("composite")), int(info.get("frames") or 0),
-                                 info.get("fps"), info.get("quality"))
-            with Image.open(image) as picture:
+            entry = CachedRender(png, tuple(box) if box else None, bool(info.get("composite")),
+                                 int(info.get("frames") or 0), info.get("fps"),
+                                 info.get("quality"))
+            with Image.open(io.BytesIO(png)) as picture:
                 picture.verify()  # chunk CRCs and the end of the PNG: catches truncation
         except Exception:  # any decoding problem means: render it again
             self.discard(key)
@@ -199,23 +217,23 @@ class RenderCache:
 
     def discard(self, key: str) -> None:
         """Remove an entry (its JSON first, so a half-removed entry reads as missing)."""
-        for path in reversed(self._paths(key)):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        for name in reversed(self._names(key)):
+            self.store.delete(name)
 
     def info(self, key: str) -> dict[str, Any] | None:
         """What the renderer knew of a cached render (its JSON), or ``None`` when not cached."""
-        _, meta = self._paths(key)
         try:
-            value = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            value = json.loads(self.store.read_bytes(self._names(key)[1]))
+        except (FileNotFoundError, ValueError):
             return None
         return value if isinstance(value, dict) else None
 
     def move(self, source: str, target: str, info: dict[str, Any]) -> None:
-        """Store ``source``'s picture under ``target`` with ``info``, then discard ``source``."""
-        image, _ = self._paths(source)
-        self.put_encoded(target, image.read_bytes(), info)
+        """Store ``source``'s picture under ``target`` with ``info`` (replacing what ``target``
+        held), then discard ``source``."""
+        png = self.store.read_bytes(self._names(source)[0])
+        self.discard(target)
+        self.put_encoded(target, png, info)
         self.discard(source)
 
     def put(self, result: Rendered) -> None:
@@ -224,11 +242,12 @@ class RenderCache:
         self.put_encoded(result.job_key, png, info)
 
     def put_encoded(self, key: str, png: bytes, info: dict[str, Any]) -> None:
-        """Store an encoded render: the PNG first, the JSON last (its presence marks
-        completion, so an interrupted write is redone)."""
-        image_path, meta_path = self._paths(key)
-        atomic_write_bytes(image_path, png)
-        atomic_write_text(meta_path, json.dumps(info))
+        """Store an encoded render (once: an entry already there is kept)."""
+        image, meta = self._names(key)
+        if self.store.exists(meta):
+            return
+        self.store.write_bytes(image, png)  # no JSON yet: any PNG there is a partial entry
+        self.store.write_bytes(meta, json.dumps(info).encode("utf-8"))
 
 
 # -- the output folder is adgen's own: what it wrote, links, leftovers ---------------------

@@ -581,3 +581,38 @@ def test_the_gate_runs_inside_ray_workers_with_the_same_outcome(
         f"0.00000 < 0.0002; seed {south0 + 1}: "
         + json.loads(manifest.loc[south0_id, "quality"])["rejected"][1]["reasons"][0])
     assert (manifest.drop(index=south0_id)["status"] == "ok").all()
+
+
+@pytest.mark.usefixtures("ray_pool")
+def test_the_ray_backend_gates_renders_as_the_local_one_does(
+    tmp_path: Path, campaign_data: dict[str, Any]
+) -> None:
+    """On Ray the twins are found on the driver from the hashes the actors send back; with
+    ``post: cluster`` a twin's first picture is never post-processed, and every asset is the
+    local backend's, byte for byte."""
+    data = dict(campaign_data, quality={"retries": 2, "text": True}, placements=["300x250"])
+    data["creatives"] = [dict(data["creatives"][0], product=None,
+                              prompt="a bottle in the {{ region }}")]
+    data["audience"] = dict(data["audience"], segment_by=["region"])
+    path = write_campaign(tmp_path, data)
+    variants = _variants(adgen.load_campaign(path))
+    north0 = variants["north-v0"][1]
+    north1_id, north1 = variants["north-v1"]
+    south0_id, south0 = variants["south-v0"]
+    kinds = {north1: f"twin:{north0}", south0: "text", south0 + 1: "flat", south0 + 2: "dark"}
+    runs = {}
+    for name, options in {"local": [], "cluster": ["backend.name=ray", "backend.post=cluster"],
+                          "driver": ["backend.name=ray", "backend.post=driver"]}.items():
+        campaign = adgen.load_campaign(path, overrides=[f"output={tmp_path / name}", *options])
+        runs[name] = adgen.run(campaign, make_renderer=lambda: ScriptedRenderer(kinds))
+    local = runs["local"].manifest
+    assert local.set_index("variant_id").loc[north1_id, "seed"] == north1 + 1
+    for name in ("cluster", "driver"):
+        manifest = runs[name].manifest
+        for column in ("variant_id", "status", "seed", "quality", "path", "sha256"):
+            assert list(manifest[column]) == list(local[column]), (name, column)
+        # only the kept pictures were made into assets: one file per ok row
+        files = sorted(p.relative_to(runs[name].out).as_posix()
+                       for p in (runs[name].out / "assets").rglob("*.jpg"))
+        assert files == sorted(manifest.loc[manifest["status"] == "ok", "path"])
+    assert south0_id not in set(runs["cluster"].assignments["variant_id"])

@@ -1,14 +1,23 @@
 """The Ray backend: a pool of render actors, one per GPU (or fractional GPU, or CPU worker).
 
 This is the only module that imports :mod:`ray`. Each actor builds its renderer once (the model
-loads once per GPU), renders batches, encodes each picture to PNG and returns small records, so
-pictures never pile up in the object store; the driver writes them to the render cache as they
-stream back. At most ``in_flight`` batches wait per actor.
+loads once per GPU), renders batches and encodes each picture to PNG. At most ``in_flight``
+batches wait per actor.
+
+Where the pixels go: with a :class:`~adgen.assets.PostContext` (``backend.post: cluster``), a
+batch's PNGs stay in the object store of the node that rendered them and a CPU task, which Ray
+schedules next to its arguments, writes them to the render cache, makes their assets, writes
+those to the output store and returns only manifest rows. At most ``post_queue`` such tasks wait
+(backpressure: renders stop being handed out while post-processing is behind). Without one, the
+PNGs stream to the driver, which writes the cache and post-processes.
 
 Faults: when an actor dies (crashed process, CUDA error, lost node) its unfinished batches go back
 to the queue and a replacement actor is started; a batch that kills ``max_attempts`` actors is
-reported as failed. A job that fails on its own (NaN image) comes back as a failed record and is
-reported, not retried. Ctrl-C kills the pool; finished renders are already in the cache.
+reported as failed. A post task whose worker dies is retried by Ray; if its renders were lost
+with their node, the batch is rendered again. Every file is content-addressed and written once,
+so a retry writes nothing twice. A job that fails on its own (NaN image) comes back as a failed
+record and is reported, not retried. Ctrl-C kills the pool; finished renders are already in the
+cache.
 """
 
 from __future__ import annotations
@@ -21,11 +30,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adgen.assets import JobResults, PostContext
 from adgen.backends.local import OnRendered, RendererFactory, batches
 from adgen.errors import AdgenError, CampaignError
 from adgen.jobs import RenderJob
 from adgen.renderers.base import Rendered
 from adgen.store import RenderCache, encode_render
+
+Status = tuple[str, str | None, dict[str, Any] | None]
+"""What the driver hears of a rendered job: its key, error and quality record."""
+Ready = Callable[[Rendered], list[str]]
+"""``ready(result)``: the job keys whose assets may be made now that ``result`` arrived."""
+Queued = tuple[list[RenderJob], int, "dict[str, list[dict[str, Any]]] | None"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,11 @@ class PoolOptions:
     cpu_workers: int | None = None
     in_flight: int = 2
     max_attempts: int = 3
+    post_queue: int | None = None
+    """Rendered batches that may wait for post-processing, beyond one per render slot
+    (default: two per CPU of the cluster). Renders are handed out only while fewer than
+    ``workers × in_flight + post_queue`` batches are rendering or waiting: memory stays
+    bounded when post-processing falls behind."""
 
 
 @dataclass
@@ -60,6 +81,10 @@ class PoolReport:
     replaced: int = 0
     startup_seconds: float = 0.0
     seconds: float = 0.0
+    post_nodes: dict[str, int] = field(default_factory=dict)
+    """Assets made on the cluster, by node id (cluster post-processing only)."""
+    peak_batches: int = 0
+    """The most batches rendering or waiting for post-processing at once."""
 
 
 def connect(address: str | None = None) -> None:
@@ -100,10 +125,14 @@ class _RenderWorker:
     def who(self) -> tuple[list[str], str, str]:
         return self.identity
 
-    def render(self, jobs: Sequence[RenderJob]) -> list[dict[str, Any]]:
+    def render(self, jobs: Sequence[RenderJob]
+               ) -> tuple[list[Status], list[dict[str, Any]]]:
+        """Each job's error and quality record (small, for the driver) and the records with
+        their PNGs (which stay in the object store until the driver or a post task fetches
+        them)."""
         if self.init_error is not None:
             raise self.init_error
-        records = []
+        records: list[dict[str, Any]] = []
         for result in self.renderer(jobs):
             png, info = None, dict[str, Any]()
             if result.error is None and (result.image is not None or result.frames):
@@ -112,7 +141,29 @@ class _RenderWorker:
                 result.error = "renderer returned no image"
             records.append({"job_key": result.job_key, "png": png, "info": info,
                             "error": result.error, "quality": result.quality})
-        return records
+        return [(r["job_key"], r["error"], r["quality"]) for r in records], records
+
+
+def _warm_up() -> None:
+    """Start a CPU worker with post-processing's modules imported (Ray keeps it for tasks)."""
+    import adgen.assets  # noqa: F401
+
+    time.sleep(0.5)  # held long enough that each warm-up task gets its own worker
+
+
+def _post_batch(
+    ctx: PostContext, rows: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]],
+) -> tuple[str, list[tuple[str, JobResults]]]:
+    """Runs on a CPU worker next to the renders: cache them, then make and write the assets
+    of ``rows`` (by job key: renders of this batch, or ones already in the cache). Returns the
+    node id and each job's manifest rows."""
+    import ray
+
+    for record in records:
+        if record["png"] is not None:
+            ctx.cache.put_encoded(record["job_key"], record["png"], record["info"])
+    out = [(key, ctx.job_rows(units)) for key, units in rows.items()]
+    return ray.get_runtime_context().get_node_id(), out
 
 
 def _store(cache: RenderCache, record: dict[str, Any]) -> Rendered:
@@ -133,10 +184,18 @@ def render_ray(
     on_rendered: OnRendered | None = None,
     options: PoolOptions = PoolOptions(),
     on_worker: Callable[[str, WorkerStats], None] | None = None,
+    post: PostContext | None = None,
+    post_rows: dict[str, list[dict[str, Any]]] | None = None,
+    on_assets: Callable[[str, JobResults], None] | None = None,
+    ready: Ready | None = None,
 ) -> PoolReport:
-    """Render ``jobs`` on a Ray actor pool; results stream into the cache as they finish."""
+    """Render ``jobs`` on a Ray actor pool; results stream into the cache as they finish.
+    With ``post``, assets are made on the cluster and ``on_assets`` gets each job's manifest
+    rows (see the module docstring); ``ready`` (default: each successful render) says which
+    jobs' assets may be made as each render arrives (the quality gate holds near-duplicates
+    back until their group is complete)."""
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import RayActorError, RayError, RayTaskError
 
     report = PoolReport()
     if not jobs:
@@ -152,9 +211,17 @@ def render_ray(
         size = max(1, int(gpus / per))
         actor_options: dict[str, Any] = {"num_gpus": per, "num_cpus": 0}
     else:
-        size = options.cpu_workers or max(1, int(resources.get("CPU", 1)) // 2)
+        cpus = resources.get("CPU", 1)
+        size = options.cpu_workers or max(1, int(cpus) // 2)
         actor_options = {"num_cpus": 1}
-    queue = deque((batch, 0) for batch in batches(jobs, batch_size))
+        if post is not None:  # leave CPUs to the post tasks
+            size = max(1, min(size, int(cpus) - 1))
+            if cpus < 2:
+                actor_options = {"num_cpus": cpus / 2}
+    post_cpus = min(1.0, resources.get("CPU", 1) / 2) if gpus == 0 else 1.0
+    # a batch, how many actors it killed, and (after its post task was lost) the assets it
+    # was posting, so a render again posts the same ones without reporting it twice
+    queue: deque[Queued] = deque((batch, 0, None) for batch in batches(jobs, batch_size))
     size = min(size, len(queue))
     worker_cls = ray.remote(max_restarts=0, max_task_retries=0)(_RenderWorker)
 
@@ -162,17 +229,36 @@ def render_ray(
         return worker_cls.options(**actor_options).remote(make_renderer)
 
     actors = [new_actor() for _ in range(size)]
-    ray.get([actor.who.remote() for actor in actors])  # wait until every model is loaded
+    warm = []
+    if post is not None:  # start the CPU workers (and their imports) while models load
+        warm_task = ray.remote(_warm_up).options(num_cpus=post_cpus)
+        free_cpus = int(resources.get("CPU", 1)) - (0 if gpus else size)
+        warm = [warm_task.remote() for _ in range(max(1, free_cpus))]
+    ray.get([actor.who.remote() for actor in actors] + warm)  # until every model is loaded
     report.startup_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    pending: dict[Any, tuple[Any, list[RenderJob], int]] = {}
+    pending: dict[Any, tuple[Any, Queued, Any]] = {}
+    posting: dict[Any, tuple[Queued, dict[str, list[dict[str, Any]]]]] = {}
     load = {id(a): 0 for a in actors}
+    post_queue = options.post_queue or max(2, 2 * int(resources.get("CPU", 1)))
+    if post is not None:
+        post_ctx = ray.put(post.portable())
+        post_task = ray.remote(max_retries=3)(_post_batch)
+        post_task = post_task.options(num_cpus=post_cpus)
+    by_job = post_rows or {}
+    job_of = {job.key: job for job in jobs}
+    uncached = set(job_of)  # rendered here, not yet in the cache
+    waiting: dict[str, list[dict[str, Any]]] = {}  # released, until their render is cached
 
     def fill(actor: Any) -> None:
-        while queue and load[id(actor)] < options.in_flight:
-            batch, attempts = queue.popleft()
-            pending[actor.render.remote(batch)] = (actor, batch, attempts)
+        limit = len(actors) * options.in_flight + post_queue
+        while (queue and load[id(actor)] < options.in_flight
+               and len(pending) + len(posting) < limit):
+            item = queue.popleft()
+            status, records = actor.render.options(num_returns=2).remote(item[0])
+            pending[status] = (actor, item, records)
             load[id(actor)] += 1
+            report.peak_batches = max(report.peak_batches, len(pending) + len(posting))
 
     def stats_of(actor: Any) -> WorkerStats:
         key = actor._actor_id.hex()[:8]
@@ -181,39 +267,103 @@ def render_ray(
             report.workers[key] = WorkerStats(gpu_ids, node[:8])
         return report.workers[key]
 
+    def replace_actor(actor: Any) -> None:
+        for other in [r for r, v in pending.items() if v[0] is actor]:
+            _, item, _ = pending.pop(other)
+            queue.appendleft(item)
+        ray.kill(actor, no_restart=True)
+        actors.remove(actor)
+        replacement = new_actor()
+        actors.append(replacement)
+        load[id(replacement)] = 0
+        report.replaced += 1
+
+    def released(statuses: list[Status]) -> dict[str, list[dict[str, Any]]]:
+        """Report a batch's renders; the assets now ready to make with it."""
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for job_key, error, quality in statuses:
+            result = Rendered(job_key, None, error=error, quality=quality)
+            keys = ready(result) if ready is not None else [] if error else [job_key]
+            if on_rendered is not None:
+                on_rendered(result)
+            if error is not None:
+                uncached.discard(job_key)
+            for key in keys:
+                rows[key] = by_job.get(key, [])
+        return rows
+
+    def post_later(rows: dict[str, list[dict[str, Any]]], batch_keys: set[str]
+                   ) -> dict[str, list[dict[str, Any]]]:
+        """The rows a batch's post task makes now; the others wait for their render's batch
+        to reach the cache."""
+        now = {}
+        for key, units in rows.items():
+            if key in uncached and key not in batch_keys:
+                waiting[key] = units
+            else:
+                now[key] = units
+        return now
+
+    def posted(ref: Any) -> None:
+        item, rows = posting.pop(ref)
+        try:
+            node, results = ray.get(ref)
+        except RayTaskError as exc:
+            if isinstance(exc.cause, AdgenError):
+                raise exc.cause from None
+            raise
+        except RayError as exc:  # its worker or the renders' node was lost: render again
+            if item[0]:
+                _requeue(queue, (item[0], item[1], rows), options, on_rendered, exc)
+            else:  # renders from the cache, retried by Ray already: their jobs fail
+                _requeue(queue, ([job_of[key] for key in rows], options.max_attempts, None),
+                         options, on_rendered, exc)
+            return
+        uncached.difference_update(job.key for job in item[0])
+        for job_key, assets in results:
+            report.post_nodes[node] = report.post_nodes.get(node, 0) + len(assets)
+            if on_assets is not None:
+                on_assets(job_key, assets)
+        now = {key: waiting.pop(key) for key in list(waiting) if key not in uncached}
+        if now:  # renders of this batch another batch released: their assets, from the cache
+            posting[post_task.remote(post_ctx, now, [])] = (([], 0, None), now)
+
     try:
         for actor in actors:
             fill(actor)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            ref = ready[0]
-            actor, batch, attempts = pending.pop(ref)
+        while pending or posting:
+            done, _ = ray.wait([*pending, *posting], num_returns=1)
+            ref = done[0]
+            if ref in posting:
+                posted(ref)
+                for actor in list(actors):
+                    fill(actor)
+                continue
+            actor, item, records_ref = pending.pop(ref)
+            batch, _, reposting = item
             load[id(actor)] -= 1
             try:
-                records = ray.get(ref)
+                statuses = ray.get(ref)
             except (RayActorError, RayTaskError) as exc:
                 cause = getattr(exc, "cause", None)
                 if isinstance(cause, AdgenError):
                     raise cause from None
-                _requeue(queue, batch, attempts, options, on_rendered, exc)
-                for other in [r for r, v in pending.items() if v[0] is actor]:
-                    _, other_batch, other_attempts = pending.pop(other)
-                    queue.appendleft((other_batch, other_attempts))
-                ray.kill(actor, no_restart=True)
-                actors.remove(actor)
-                replacement = new_actor()
-                actors.append(replacement)
-                load[id(replacement)] = 0
-                report.replaced += 1
-                fill(replacement)
+                _requeue(queue, item, options, on_rendered, exc)
+                replace_actor(actor)
+                fill(actors[-1])
                 continue
             stats = stats_of(actor)
             stats.batches += 1
-            stats.images += len(records)
-            for record in records:
-                result = _store(cache, record)
-                if on_rendered is not None:
-                    on_rendered(result)
+            stats.images += len(statuses)
+            if post is not None:
+                rows = reposting if reposting is not None else post_later(
+                    released(statuses), {job.key for job in batch})
+                posting[post_task.remote(post_ctx, rows, records_ref)] = (item, rows)
+            else:
+                for record in ray.get(records_ref):
+                    result = _store(cache, record)
+                    if on_rendered is not None:
+                        on_rendered(result)
             if on_worker is not None:
                 on_worker(actor._actor_id.hex()[:8], stats)
             fill(actor)
@@ -225,13 +375,14 @@ def render_ray(
 
 
 def _requeue(
-    queue: deque[tuple[list[RenderJob], int]], batch: list[RenderJob], attempts: int,
-    options: PoolOptions,
+    queue: deque[Queued], item: Queued, options: PoolOptions,
     on_rendered: OnRendered | None, exc: Exception,
 ) -> None:
-    """Put a batch whose actor died back in the queue, or fail its jobs after max_attempts."""
+    """Put a batch whose actor (or post task's node) died back in the queue, or fail its jobs
+    after max_attempts."""
+    batch, attempts, reposting = item
     if attempts + 1 < options.max_attempts:
-        queue.appendleft((batch, attempts + 1))
+        queue.appendleft((batch, attempts + 1, reposting))
         return
     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     for job in batch:

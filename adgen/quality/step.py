@@ -44,6 +44,7 @@ class QualityStep:
         self.twins = TwinFilter(groups.values(), distance, self._phash)
         self.variant_of = {key: variant for variant, _, key in self.renders}
         self.failures: dict[str, list[dict[str, Any]]] = {}
+        self.phashes: dict[str, str] = {}
         self._shared: SharedGate | None = None
 
     # -- rendering ----------------------------------------------------------------------------
@@ -67,6 +68,9 @@ class QualityStep:
 
     def arrived(self, result: Rendered) -> list[str]:
         """A render came back: the job keys now ready for post-processing."""
+        phash = (result.quality or {}).get("phash")
+        if isinstance(phash, str):  # on the cluster its cache entry may not be written yet
+            self.phashes[result.job_key] = phash
         if result.error is not None and result.quality:
             self.failures[result.job_key] = list(result.quality.get("rejected", []))
         if self.twins.max_distance is None:  # no twins to wait for
@@ -110,6 +114,7 @@ class QualityStep:
                 quality = dict(info.get("quality") or {})
                 quality["rejected"] = history[key] + list(quality.get("rejected", []))
                 self.cache.move(result.job_key, key, {**info, "quality": quality})
+                self.phashes.pop(key, None)  # the picture moved in: its hash is in the cache
                 for released in self.twins.add(key):
                     release(released)
 
@@ -163,14 +168,8 @@ class QualityStep:
         return out
 
     def _phash(self, key: str) -> str | None:
+        if key in self.phashes:
+            return self.phashes[key]
         quality = (self.cache.info(key) or {}).get("quality") or {}
         value = quality.get("phash")
         return value if isinstance(value, str) else None
-
-    def _png(self, key: str) -> bytes:
-        cached = self.cache.get(key)
-        if cached is None:
-            raise KeyError(key)
-        return cached.image_path.read_bytes()
-
-

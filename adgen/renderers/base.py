@@ -54,16 +54,19 @@ class Renderer(Protocol):
 
 
 def load_source(path: str) -> tuple[Image.Image, Box | None]:
-    """An extend job's source: the cached render at ``path`` (RGB) and its subject box, read
-    from the JSON the render cache keeps beside it."""
+    """An extend job's source: the cached render at ``path`` (a path or an object-store URL;
+    RGB) and its subject box, read from the JSON the render cache keeps beside it."""
+    import io
     import json
-    from pathlib import Path
 
-    with Image.open(path) as opened:
+    from adgen.storage import OutputStore
+
+    folder, _, name = path.rpartition("/")
+    store = OutputStore(folder or ".")
+    with Image.open(io.BytesIO(store.read_bytes(name))) as opened:
         image = opened.convert("RGB")
-    meta = Path(path).with_suffix(".json")
-    box = json.loads(meta.read_text(encoding="utf-8")).get("subject_box") if meta.exists() \
-        else None
+    meta = name.rsplit(".", 1)[0] + ".json"
+    box = json.loads(store.read_bytes(meta)).get("subject_box") if store.exists(meta) else None
     return image, (box[0], box[1], box[2], box[3]) if box else None
 
 

@@ -1,0 +1,174 @@
+"""Outputs in object storage, against a real S3-compatible server (moto) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import adgen
+from adgen.cli import app
+from adgen.errors import CampaignError
+from adgen.storage import OutputStore, open_output
+from tests.s3server import make_bucket, object_names, restore_env, s3_server, set_env
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, str]]:
+    with s3_server() as env:
+        saved = set_env(env)
+        try:
+            make_bucket(env, "ads")
+            yield env
+        finally:
+            restore_env(saved)
+
+
+@pytest.fixture(autouse=True)
+def mirrors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADGEN_MIRROR_DIR", str(tmp_path / "mirrors"))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_store_round_trip_listing_and_hostile_names(s3: dict[str, str]) -> None:
+    store = OutputStore("s3://ads/unit")
+    assert store.write_once("assets/a/x.png", b"one") is True
+    assert store.write_once("assets/a/x.png", b"two") is False  # written once, kept
+    store.write_bytes("run.json", b"{}")
+    assert store.read_bytes("assets/a/x.png") == b"one"
+    assert store.files() == ["assets/a/x.png", "run.json"]
+    assert store.files("assets") == ["assets/a/x.png"]
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("missing.json")
+    for hostile in ("../escape", "/etc/passwd", "a/../../b", "a\\b", ""):
+        with pytest.raises(ValueError, match="not a relative path"):
+            store.write_bytes(hostile, b"x")
+    store.delete("run.json")
+    assert not store.exists("run.json")
+
+
+def test_unknown_scheme_is_a_clear_error() -> None:
+    with pytest.raises(CampaignError, match="cannot open this location"):
+        OutputStore("nosuchscheme://bucket/x")
+
+
+def test_mirror_pushes_changes_and_the_manifest_last(
+    s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = OutputStore("s3://ads/mirror")
+    store.write_bytes("keep.txt", b"same")
+    store.write_bytes("gone.txt", b"old")
+    store.write_bytes("assets/v/a.png", b"pixels")
+    writes: list[str] = []
+    original = OutputStore.write_bytes
+
+    def record(self: OutputStore, rel: str, data: bytes) -> None:
+        writes.append(rel)
+        original(self, rel, data)
+
+    monkeypatch.setattr(OutputStore, "write_bytes", record)
+    with open_output("s3://ads/mirror") as folder:
+        assert sorted(p.name for p in folder.iterdir()) == ["gone.txt", "keep.txt"]  # no assets
+        (folder / "manifest.parquet").write_bytes(b"m")
+        (folder / "manifest.csv").write_bytes(b"m")
+        (folder / "run.json").write_bytes(b"{}")
+        (folder / "gone.txt").unlink()
+        with open_output("s3://ads/mirror") as inner:  # nested: same mirror, no early push
+            assert inner == folder
+            assert writes == []
+    assert writes[-2:] == ["manifest.csv", "manifest.parquet"] and "keep.txt" not in writes
+    assert store.files() == ["assets/v/a.png", "keep.txt", "manifest.csv", "manifest.parquet",
+                             "run.json"]
+    writes.clear()
+    with pytest.raises(RuntimeError), open_output("s3://ads/mirror") as folder:
+        (folder / "manifest.parquet").write_bytes(b"half")
+        raise RuntimeError("the run failed")
+    assert writes == [] and store.read_bytes("manifest.parquet") == b"m"  # nothing committed
+
+
+def _campaign(campaign_data: dict[str, Any], root: Path, output: str) -> adgen.CampaignSpec:
+    data = {**campaign_data, "output": output, "placements": ["feed_square", "300x250"]}
+    return adgen.campaign_from_dict(data, base_dir=root)
+
+
+def test_run_to_s3_matches_the_local_run_and_reruns_write_nothing(
+    s3: dict[str, str], tmp_path: Path, campaign_data: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = adgen.run(_campaign(campaign_data, tmp_path, str(tmp_path / "local")))
+    remote = adgen.run(_campaign(campaign_data, tmp_path, "s3://ads/spring"))
+    objects = object_names(s3, "ads", "spring")
+    # every asset is in the bucket, byte-identical to the local backend's
+    assert list(remote.manifest["sha256"]) == list(local.manifest["sha256"])
+    for row in remote.manifest.itertuples():
+        assert _sha(objects[row.path]) == row.sha256
+    manifest = pd.read_parquet(io.BytesIO(objects["manifest.parquet"]))
+    assert list(manifest["path"]) == list(local.manifest["path"])
+    assert {"assignments.csv", "run.json", "review.html", "manifest.csv"} <= set(objects)
+    assert any(name.startswith(".cache/renders/") for name in objects)
+    with Image.open(io.BytesIO(objects[remote.manifest["path"][0]])) as image:
+        assert image.size == (1080, 1080)
+    # the driver's disk holds no asset: only the mirror of the small files
+    assert not list((tmp_path / "mirrors").rglob("*.png"))
+    # a rerun renders nothing and writes no asset again
+    written: list[str] = []
+    original = OutputStore.write_bytes
+
+    def record(self: OutputStore, rel: str, data: bytes) -> None:
+        written.append(rel)
+        original(self, rel, data)
+
+    monkeypatch.setattr(OutputStore, "write_bytes", record)
+    again = adgen.run(_campaign(campaign_data, tmp_path, "s3://ads/spring"))
+    assert again.rendered == 0 and again.assets_written == 0
+    assert not [name for name in written if name.startswith(("assets/", ".cache/"))]
+    assert set(written) <= {"run.json", "review.html", "manifest.csv", "manifest.parquet"}
+    if "manifest.parquet" in written:
+        assert written[-1] == "manifest.parquet"
+
+
+def test_report_analyze_refresh_on_an_s3_output(
+    s3: dict[str, str], tmp_path: Path, campaign_data: dict[str, Any]
+) -> None:
+    campaign = _campaign({**campaign_data, "report": False}, tmp_path, "s3://ads/loop")
+    result = adgen.run(campaign)
+    runner = CliRunner()
+    out = runner.invoke(app, ["report", "s3://ads/loop"])
+    assert out.exit_code == 0, out.output
+    objects = object_names(s3, "ads", "loop")
+    thumbs = [name for name in objects if name.startswith("thumbs/")]
+    assert len(thumbs) == len(result.manifest)
+    assert b"<html" in objects["review.html"].lower()
+    variants = result.manifest.drop_duplicates("variant_id")
+    rates = {"v0": 0.08, "v1": 0.03}
+    results = pd.DataFrame({"variant_id": variants["variant_id"], "users": 5000,
+                            "conversions": [int(5000 * rates[v.rsplit("-", 1)[-1]])
+                                            for v in variants["variant_id"]]})
+    results_path = tmp_path / "results.csv"
+    results.to_csv(results_path, index=False)
+    out = runner.invoke(app, ["analyze", "s3://ads/loop", "--results", str(results_path)])
+    assert out.exit_code == 0, out.output
+    assert "s3://ads/loop/analysis.csv" in out.output
+    objects = object_names(s3, "ads", "loop")
+    assert {"analysis.csv", "analysis.json", "analysis.png"} <= set(objects)
+    outcome = adgen.refresh(campaign, results_path)
+    assert outcome.retired and outcome.run.rendered == len(outcome.retired)
+    objects = object_names(s3, "ads", "loop")
+    assert {"refresh.json", "refresh_log.jsonl"} <= set(objects)
+    manifest = pd.read_parquet(io.BytesIO(objects["manifest.parquet"]))
+    for path in manifest["path"]:
+        assert path in objects  # every listed asset exists
+    assert not set(manifest["variant_id"]) & set(outcome.retired)
+    files = [n for n in objects if not n.endswith("/")]  # not the empty "folder" markers
+    stale = [n for n in files if n.startswith("assets/") and n not in set(manifest["path"])]
+    assert stale == []  # the retired variants' files were pruned from the bucket
