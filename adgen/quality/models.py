@@ -130,9 +130,8 @@ _PREPROCESSING = ("do_resize", "size", "resample", "do_center_crop", "crop_size"
 def same_image_tower(clip: AlignmentScorer, safety: SafetyScorer) -> bool:
     """Whether the safety checker's vision tower and projection are the CLIP model's, weight
     for weight, behind the same picture preprocessing. Then the tower runs once for both
-    checks. (Diffusers' safety checker was built on OpenAI's CLIP ViT-L/14, so with
-    ``openai/clip-vit-large-patch14`` as the CLIP model this is expected to hold; it is
-    checked, never assumed.)"""
+    checks. (``CompVis/stable-diffusion-safety-checker`` is thought to carry the tower of
+    ``openai/clip-vit-large-patch14``; this checks it, never assumes it.)"""
     import torch
 
     mine = clip.processor.image_processor.to_dict()
@@ -226,11 +225,12 @@ class TextDetector:
             batch[i, :, :height, :width] = (bgr / 127.5 - 1.0).transpose(2, 0, 1)
             shapes.append((height, width, image.height / height))
         probabilities = self.session.run(None, {self.input: batch})[0][:, 0]
-        return [self._area(probabilities[i, :h, :w], scale)
-                for i, (h, w, scale) in enumerate(shapes)]
+        return [self._area(probabilities[i, :h, :w], pixel)
+                for i, (h, w, pixel) in enumerate(shapes)]
 
-    def _area(self, probability: np.ndarray, scale: float) -> float:
-        """Share of the picture inside text boxes, from its probability map."""
+    def _area(self, probability: np.ndarray, pixel: float) -> float:
+        """Share of the picture inside text boxes, from its probability map (``pixel``: the
+        picture's pixels per map pixel)."""
         import cv2
 
         # thresholded and dilated as in RapidOCR's DB post-processing
@@ -248,7 +248,7 @@ class TextDetector:
             if min(w, h) < 3 or scores[label] <= self.min_score:
                 continue
             grow = w * h * self.unclip / (2 * (w + h))
-            if (min(w, h) + 2 * grow) * scale <= 3:  # RapidOCR drops boxes of 3 px and less
+            if (min(w, h) + 2 * grow) * pixel <= 3:  # RapidOCR drops boxes of 3 px and less
                 continue
             x0, y0 = max(0, int(left - grow)), max(0, int(top - grow))
             x1 = min(width, int(np.ceil(left + w + grow)))
