@@ -16,13 +16,13 @@ size (``--tiny``: shrunk, for CPUs): real compute and memory, nothing downloaded
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+from _timing import Timing, time_after_warmup
 
 from adgen.archs import build_pipeline, parse_random_model
 from adgen.jobs import RenderJob, derive_seed
@@ -34,19 +34,6 @@ PROMPTS = ("a glass bottle of olive oil on a marble counter, morning light",
            "a watch on black velvet, studio lighting, macro")
 
 
-@dataclass
-class Timing:
-    """What one timed run gave: steady-state seconds, warm-up seconds, pictures, peak memory."""
-
-    seconds: float
-    warmup: float
-    images: list[np.ndarray]
-    peak_bytes: int = 0
-
-    def rate(self) -> float:
-        return len(self.images) / self.seconds
-
-
 def make_jobs(model: str, count: int, size: int, steps: int, guidance: float) -> list[RenderJob]:
     return [RenderJob(renderer="diffusers", model=model, prompt=PROMPTS[i % len(PROMPTS)],
                       negative_prompt="", seed=derive_seed("bench", i), width=size,
@@ -54,33 +41,11 @@ def make_jobs(model: str, count: int, size: int, steps: int, guidance: float) ->
             for i in range(count)]
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def reset_peak(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-
-
-def peak(device: str) -> int:
-    return int(torch.cuda.max_memory_allocated()) if device.startswith("cuda") else 0
-
-
 def time_adgen(renderer: DiffusersRenderer, jobs: list[RenderJob]) -> Timing:
     """Warm up (probe the auto batch, compile) on one chunk's worth, then time all the jobs."""
-    start = time.perf_counter()
-    warm = renderer._chunk_size(jobs[0])
-    renderer(jobs[:warm])
-    sync(renderer.device)
-    warmup = time.perf_counter() - start
-    reset_peak(renderer.device)
-    start = time.perf_counter()
-    results = renderer(jobs)
-    sync(renderer.device)
-    seconds = time.perf_counter() - start
-    return Timing(seconds, warmup, [np.asarray(r.image) for r in results], peak(renderer.device))
+    timing = time_after_warmup(lambda: renderer(jobs[:renderer._chunk_size(jobs[0])]),
+                               lambda: renderer(jobs), renderer.device)
+    return replace(timing, outputs=[np.asarray(r.image) for r in timing.outputs])
 
 
 def time_plain(pipe: Any, jobs: list[RenderJob], device: str) -> Timing:
@@ -91,15 +56,8 @@ def time_plain(pipe: Any, jobs: list[RenderJob], device: str) -> Timing:
                     num_inference_steps=job.steps, guidance_scale=job.guidance,
                     height=job.height, width=job.width).images[0]
 
-    start = time.perf_counter()
-    one(jobs[0])
-    sync(device)
-    warmup = time.perf_counter() - start
-    reset_peak(device)
-    start = time.perf_counter()
-    images = [np.asarray(one(job)) for job in jobs]
-    sync(device)
-    return Timing(time.perf_counter() - start, warmup, images, peak(device))
+    return time_after_warmup(lambda: one(jobs[0]),
+                             lambda: [np.asarray(one(job)) for job in jobs], device)
 
 
 def load_plain(model: str, device: str, dtype: str) -> Any:
@@ -171,7 +129,7 @@ def main() -> None:
     print(f"plain diffusers loop:   {plain.rate():8.2f} images/s")
     print(f"ratio adgen / plain:    {adgen.rate() / plain.rate():8.2f}x")
     if not args.tiny_vae:
-        print(f"pictures against the plain loop: {pixel_difference(adgen.images, plain.images)}")
+        print(f"pictures against the plain loop: {pixel_difference(adgen.outputs, plain.outputs)}")
 
 
 if __name__ == "__main__":

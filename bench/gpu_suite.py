@@ -43,7 +43,8 @@ sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from bench_render import Timing, load_plain, make_jobs, time_adgen, time_plain  # noqa: E402
+from _timing import Timing, sync, time_after_warmup  # noqa: E402
+from bench_render import load_plain, make_jobs, time_adgen, time_plain  # noqa: E402
 
 from adgen.archs import arch_spec, build_component, build_pipeline  # noqa: E402
 from adgen.jobs import RenderJob, derive_seed  # noqa: E402
@@ -195,21 +196,14 @@ def video_row(suite: Suite, count: int) -> Callable[[Row], None]:
                           negative_prompt="", seed=derive_seed("video", i), width=size,
                           height=size, steps=steps, guidance=1.0, kind="video")
                 for i in range(count)]
-        start = time.perf_counter()
-        renderer(jobs[:1])
-        sync(suite.device)
-        warmup = time.perf_counter() - start
-        reset_peak(suite.device)
-        start = time.perf_counter()
-        results = renderer(jobs)
-        sync(suite.device)
-        seconds = time.perf_counter() - start
-        if any(r.error for r in results):
-            raise RuntimeError(next(r.error for r in results if r.error))
-        row.rate, row.unit, row.batch, row.steps = count / seconds, "clips/s", "1", steps
-        row.peak_gib = peak_gib(suite.device)
+        timing = time_after_warmup(lambda: renderer(jobs[:1]), lambda: renderer(jobs),
+                                   suite.device)
+        if any(r.error for r in timing.outputs):
+            raise RuntimeError(next(r.error for r in timing.outputs if r.error))
+        row.rate, row.unit, row.batch, row.steps = timing.rate(), "clips/s", "1", steps
+        row.peak_gib = gib(timing)
         row.size = f"{size}x{size}x{frames}f"
-        row.note = f"warm-up {warmup:.1f} s"
+        row.note = f"warm-up {timing.warmup:.1f} s"
     return body
 
 
@@ -305,20 +299,6 @@ def flop_report(suite: Suite) -> str:
 
 def gib(timing: Timing) -> float | None:
     return timing.peak_bytes / 2**30 if timing.peak_bytes else None
-
-
-def peak_gib(device: str) -> float | None:
-    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def reset_peak(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
 
 
 # -- main ---------------------------------------------------------------------------------------

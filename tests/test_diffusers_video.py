@@ -54,15 +54,6 @@ def plain_video(pipe: Any, job: RenderJob, num_frames: int, **extra: Any) -> np.
     return np.stack([np.asarray(frame) for frame in frames])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run far faster on one thread than on cores shared with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_animatediff_pipeline(tmp_path_factory.mktemp("models") / "tiny-animatediff")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,7 @@ import pytest
 from PIL import Image
 
 import adgen
-from tests.browser.test_review_browser import CHROMIUM_ARGS, REPO, _chromium
 from tests.export_fixture import URL, make_output
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright not installed (pip install playwright)")
-    executable = _chromium()
-    if executable is None:
-        pytest.skip("no Chromium found: run `bash tests/system_deps.sh` or set ADGEN_CHROMIUM")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +31,8 @@ def _screenshot(page: Any, width: int, height: int) -> np.ndarray:
 
 @pytest.mark.parametrize("placement", ["iab_300x250", "iab_728x90"])
 def test_banner_plays_to_the_static_ad_and_clicks_through(
-        browser: Any, run: adgen.RunResult, tmp_path: Path, placement: str) -> None:
+        browser: Any, run: adgen.RunResult, tmp_path: Path, artifacts: Path,
+        placement: str) -> None:
     variant = sorted(set(run.manifest["variant_id"]))[0]
     row = run.manifest[(run.manifest["variant_id"] == variant)
                        & (run.manifest["placement"] == placement)].iloc[0]
@@ -103,8 +89,6 @@ def test_banner_plays_to_the_static_ad_and_clicks_through(
     page.wait_for_function("document.getAnimations().every((a) => a.playState === 'finished')",
                            timeout=20_000)
     final = _screenshot(page, width, height)
-    artifacts = REPO / "artifacts"
-    artifacts.mkdir(exist_ok=True)
     Image.fromarray(final.astype(np.uint8)).save(artifacts / f"banner-{placement}.png")
     assert np.abs(final - static).mean() < 3
     # around the text the static JPEG has its compression ringing; the PNG captions do not

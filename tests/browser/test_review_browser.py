@@ -7,41 +7,13 @@ browsers. Skipped when either is missing. Saves a screenshot to ``artifacts/revi
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from adgen.report import write_report
 from tests.browser.sample_output import make_output
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 XSS = {"headline": "<script>alert(1)</script>", "cta": '"><img src=x onerror=alert(1)>'}
-
-
-def _chromium() -> str | None:
-    candidates = [os.environ.get("ADGEN_CHROMIUM", "")]
-    candidates += [shutil.which(n) or "" for n in ("chromium", "chromium-browser",
-                                                     "google-chrome", "google-chrome-stable")]
-    return next((c for c in candidates if c and Path(c).is_file()), None)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright not installed (pip install playwright)")
-    executable = _chromium()
-    if executable is None:
-        pytest.skip("no Chromium found: run `bash tests/system_deps.sh` or set ADGEN_CHROMIUM")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _visible_assets(page: Any) -> list[tuple[str, str]]:
@@ -51,7 +23,7 @@ def _visible_assets(page: Any) -> list[tuple[str, str]]:
              .map((f) => [f.closest('section').dataset.segment, f.dataset.placement])""")]
 
 
-def test_review_sheet_in_chromium(tmp_path: Path, browser: Any) -> None:
+def test_review_sheet_in_chromium(tmp_path: Path, browser: Any, artifacts: Path) -> None:
     out = make_output(tmp_path, captions=XSS)
     report = write_report(out)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -109,8 +81,6 @@ def test_review_sheet_in_chromium(tmp_path: Path, browser: Any) -> None:
     page.select_option("#placement-filter", "")
     assert _visible_assets(page) == everything
     page.evaluate("window.scrollTo(0, 0)")
-    artifacts = REPO / "artifacts"
-    artifacts.mkdir(exist_ok=True)
     page.screenshot(path=str(artifacts / "review.png"), full_page=True)
 
     # responsive: nothing wider than a phone screen

@@ -1,0 +1,45 @@
+"""The headless Chromium both browser tests drive (Playwright with the system browser), and the
+folder where they save screenshots. Skipped without Playwright or Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _chromium() -> str | None:
+    candidates = [os.environ.get("ADGEN_CHROMIUM", "")]
+    candidates += [shutil.which(n) or "" for n in ("chromium", "chromium-browser",
+                                                     "google-chrome", "google-chrome-stable")]
+    return next((c for c in candidates if c and Path(c).is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright not installed (pip install playwright)")
+    executable = _chromium()
+    if executable is None:
+        pytest.skip("no Chromium found: run `bash tests/system_deps.sh` or set ADGEN_CHROMIUM")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    """``artifacts/`` in the repo, where the browser tests save what a reviewer looks at."""
+    folder = REPO / "artifacts"
+    folder.mkdir(exist_ok=True)
+    return folder
