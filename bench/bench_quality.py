@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _timing import sync
 from PIL import Image
 
 from adgen.jobs import RenderJob, derive_seed
@@ -187,13 +188,6 @@ def render_flops() -> float:
 
 
 # -- timing -------------------------------------------------------------------------------------
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
 
 
 def timed(fn: Callable[[], Any], device: str) -> float:

@@ -215,6 +215,7 @@ def quality_row(suite: Suite, size: int, count: int) -> Callable[[Row], None]:
     def body(row: Row) -> None:
         import tempfile
 
+        from _timing import peak_bytes, reset_peak
         from bench_quality import check_models, make_jobs, make_scorers, time_checks
 
         from adgen.renderers import create_renderer
@@ -228,8 +229,8 @@ def quality_row(suite: Suite, size: int, count: int) -> Callable[[Row], None]:
             scorers, provider = make_scorers(clip, safety, suite.device)
         reset_peak(suite.device)
         costs = time_checks(scorers, images, prompts, batch, suite.device)
-        total = sum(costs.values())
-        row.rate, row.batch, row.peak_gib = 1 / total, str(batch), peak_gib(suite.device)
+        total, peak = sum(costs.values()), peak_bytes(suite.device)
+        row.rate, row.batch, row.peak_gib = 1 / total, str(batch), peak / 2**30 or None
         render = next((r.rate for r in suite.rows if r.rate and r.name == "adgen defaults"
                        and r.arch == "sd-turbo"), None)
         row.versus = f"{total * render:.1%} of render" if render else ""
