@@ -9,6 +9,8 @@ the network and compute and memory are the real ones. Rows, each timed after a w
   time reported apart), and the tiny VAE for drafts;
 * SDXL-Turbo arch, 1024 px, 1 and 4 steps: plain loop against adgen;
 * LTX-Video arch: clips per second;
+* the quality gate's checks (CLIP ViT-L/14, safety checker, text detector, pixels) per
+  picture, as a share of the SD-Turbo 512 px render time;
 * the share of a batch's time spent in the VAE decode, peak memory per row, and the FLOP limit
   (FLOPs of one image counted with torch.utils.flop_counter on the meta device, against the
   GPU's dense bf16 peak).
@@ -205,6 +207,38 @@ def video_row(suite: Suite, count: int) -> Callable[[Row], None]:
     return body
 
 
+def quality_row(suite: Suite, size: int, count: int) -> Callable[[Row], None]:
+    """The quality gate's checks per picture, each batch in one call, on the GPU: CLIP
+    ViT-L/14 alignment and the safety checker (real architectures, random weights, bf16), the
+    text detector (on the GPU with onnxruntime-gpu, else the CPU) and pixels + pHash, against
+    the render time per picture of the "adgen defaults" SD-Turbo row above."""
+    def body(row: Row) -> None:
+        import tempfile
+
+        from _timing import peak_bytes, reset_peak
+        from bench_quality import check_models, make_jobs, make_scorers, time_checks
+
+        from adgen.renderers import create_renderer
+
+        batch = int(suite.base.get(f"batch/sd-turbo/{size}/1", 16))
+        renderer = create_renderer("offline", None)
+        images = [r.image for r in renderer(make_jobs("offline", None, count, size))]
+        prompts = [f"prompt {i}" for i in range(count)]
+        with tempfile.TemporaryDirectory() as tmp:
+            clip, safety = check_models(Path(tmp), tiny=suite.quick, device=suite.device)
+            scorers, provider = make_scorers(clip, safety, suite.device)
+        reset_peak(suite.device)
+        costs = time_checks(scorers, images, prompts, batch, suite.device)
+        total, peak = sum(costs.values()), peak_bytes(suite.device)
+        row.rate, row.batch, row.peak_gib = 1 / total, str(batch), peak / 2**30 or None
+        render = next((r.rate for r in suite.rows if r.rate and r.name == "adgen defaults"
+                       and r.arch == "sd-turbo"), None)
+        row.versus = f"{total * render:.1%} of render" if render else ""
+        row.note = ", ".join(f"{name} {seconds * 1000:.1f}" for name, seconds in costs.items())
+        row.note += f" ms/img; text on {provider}"
+    return body
+
+
 def flops_per_image(arch: str, size: int, steps: int, vae: str | None = None) -> dict[str, float]:
     """FLOPs of one image, counted on the meta device (shapes only: no memory, no compute)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -309,6 +343,8 @@ def main() -> int:
               adgen_row(suite, sd, small, 1, n512, tiny_vae=True))
     suite.run(r("VAE decode share", sd, small, 1), 15, decode_share_row(suite, sd, small, 1,
                                                                        2 if q else 16))
+    suite.run(r("quality gate checks", sd, small, 0), 30,
+              quality_row(suite, small, 8 if q else 64))
     suite.run(r("plain diffusers loop", xl, large, 1), 25, plain_row(suite, xl, large, 1,
                                                                      nplain // 2 or 1))
     suite.run(r("adgen defaults", xl, large, 1), 25, adgen_row(suite, xl, large, 1, n1024))

@@ -148,6 +148,48 @@ def test_ocr_finds_text_drawn_into_the_scene_and_none_in_a_clean_one() -> None:
         f"text in the scene: {banner:.2%} of the picture (max 0.20%)"]
 
 
+def banner(size: tuple[int, int], text: str = "Fresh olive oil, 2 for 1") -> Image.Image:
+    """A scene of ``size`` with a line of dark text near its bottom, about 1/20 of its width
+    high."""
+    image = scene(9, max(size)).crop((0, 0, *size))
+    font = ImageFont.load_default(size=max(10, size[0] // 20))
+    ImageDraw.Draw(image).text((size[0] // 12, size[1] * 3 // 4), text, fill=(15, 15, 15),
+                               font=font)
+    return image
+
+
+def test_text_detector_scores_a_batch_as_it_scores_each_picture_alone() -> None:
+    detector = TextDetector()
+    pictures = [scene(4), with_text(scene(5)), banner((1024, 576)), banner((300, 500)),
+                flat(), banner((512, 512), "")]
+    batch = detector(pictures)
+    alone = [detector([picture])[0] for picture in pictures]
+    assert batch == pytest.approx(alone, abs=1e-4)
+    clean, drawn, wide, tall, grey, no_text = batch
+    assert clean == grey == no_text == 0.0
+    assert drawn > 0.03 and wide > 0.005 and tall > 0.005  # letterboxed, the text still found
+    assert detector([]) == []
+
+
+def test_text_detector_takes_any_picture_mode_and_shape() -> None:
+    detector = TextDetector()
+    drawn = with_text(scene(6))
+    scores = detector([drawn.convert("L"), drawn.convert("RGBA"), drawn.convert("P"),
+                       Image.new("RGB", (1, 1)), Image.new("RGB", (4000, 12), "white")])
+    assert all(s > 0.03 for s in scores[:3]) and scores[3:] == [0.0, 0.0]
+
+
+def test_text_detector_runs_on_the_cpu_without_onnxruntime_gpu() -> None:
+    import onnxruntime
+
+    detector = TextDetector(device="cuda:0")
+    expected = ("CUDAExecutionProvider" if "CUDAExecutionProvider" in
+                onnxruntime.get_available_providers() else "CPUExecutionProvider")
+    assert detector.provider == expected
+    with pytest.raises(ValueError, match="multiple of 32"):
+        TextDetector(side=500)
+
+
 def stripes(size: int = 64) -> Image.Image:
     """The tiny safety checker's "unsafe" picture: red and green stripes."""
     pixels = np.zeros((size, size, 3), np.uint8)
@@ -193,8 +235,10 @@ def test_clip_alignment_is_the_cosine_of_clip_embeddings(tmp_path: Path) -> None
 
 
 def test_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(adgen.RenderError, match=r"cannot load the CLIP model .*nowhere.*safetens"):
+    with pytest.raises(adgen.RenderError, match=r"cannot load the CLIP model .*nowhere.*safetens"
+                       r".* quality.clip_model: null$") as caught:
         AlignmentScorer(str(tmp_path / "nowhere"))
+    assert "\n" not in str(caught.value) and "set quality.clip_model to " in str(caught.value)
 
 
 # -- the gate around a renderer -----------------------------------------------------------------
@@ -237,6 +281,102 @@ def test_checker_scores_a_batch_with_every_model_on(tmp_path: Path) -> None:
                                          "unsafe", "text_area"}
     assert records[0]["scores"]["text_area"] == 0.0 and records[1]["scores"]["text_area"] > 0.03
     assert records[0]["phash"] == phash(scene(1))
+
+
+class CountingSession:
+    """An onnxruntime session that counts its runs."""
+
+    def __init__(self, session: Any) -> None:
+        self.session, self.runs = session, 0
+
+    def run(self, *args: Any) -> Any:
+        self.runs += 1
+        return self.session.run(*args)
+
+
+def test_checker_scores_a_batch_in_one_call_per_model_as_it_scores_each_picture(
+    tmp_path: Path
+) -> None:
+    spec = QualitySpec(clip_model=str(make_tiny_clip(tmp_path / "clip")), min_alignment=-1.0,
+                       safety_model=str(make_tiny_safety_checker(tmp_path / "safety",
+                                                                 unsafe=[stripes()])))
+    # the renderer's half precision is for a GPU: on the CPU the models stay in float32
+    checker = QualityChecker(GateSettings.of(spec, "diffusers"), dtype=torch.bfloat16)
+    assert checker.alignment is not None and checker.safety is not None and checker.text
+    assert checker.alignment.model.dtype == checker.safety.model.dtype == torch.float32
+    calls = {"clip": 0, "safety": 0}
+    checker.alignment.model.vision_model.register_forward_hook(
+        lambda *_: calls.__setitem__("clip", calls["clip"] + 1))
+    checker.safety.model.vision_model.register_forward_hook(
+        lambda *_: calls.__setitem__("safety", calls["safety"] + 1))
+    checker.text.session = CountingSession(checker.text.session)
+    pictures = [scene(1), with_text(scene(2)), stripes(256), banner((640, 360))]
+    prompts = ["a shoe", "a bottle", "stripes", "a banner " * 30]
+    batch = checker(pictures, prompts)
+    assert calls == {"clip": 1, "safety": 1} and checker.text.session.runs == 1
+    alone = [checker([picture], [prompt])[0]
+             for picture, prompt in zip(pictures, prompts, strict=True)]
+    for together, single in zip(batch, alone, strict=True):
+        assert together["phash"] == single["phash"]
+        assert together["scores"] == pytest.approx(single["scores"], abs=1e-3)
+    assert [r["scores"]["unsafe"] > 0 for r in batch] == [False, False, True, False]
+    assert [r["scores"]["text_area"] > 0.005 for r in batch] == [False, True, False, True]
+
+
+def safety_checker_on_clips_tower(folder: Path, clip: Path) -> Path:
+    """A tiny safety checker whose vision tower and projection are the tiny CLIP's (as
+    diffusers' checker is built on OpenAI's CLIP ViT-L/14), flagging the stripes."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import (
+        StableDiffusionSafetyChecker,
+    )
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    make_tiny_safety_checker(folder)
+    checker = StableDiffusionSafetyChecker.from_pretrained(folder)
+    model = CLIPModel.from_pretrained(clip)
+    tower = {k.removeprefix("vision_model."): v for k, v in model.vision_model.state_dict().items()}
+    checker.vision_model.load_state_dict(
+        {k: tower[k.removeprefix("vision_model.")] for k in checker.vision_model.state_dict()})
+    checker.visual_projection.load_state_dict(model.visual_projection.state_dict())
+    pixels = CLIPImageProcessor.from_pretrained(folder)(images=[stripes()],
+                                                         return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        checker.concept_embeds[:1] = checker.visual_projection(checker.vision_model(pixels)[1])
+    checker.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_a_safety_checker_on_clips_own_tower_shares_its_run(tmp_path: Path) -> None:
+    clip = make_tiny_clip(tmp_path / "clip")
+    shared = safety_checker_on_clips_tower(tmp_path / "safety", clip)
+    spec = QualitySpec(clip_model=str(clip), min_alignment=-1.0, safety_model=str(shared),
+                       text=False)
+    checker = QualityChecker(GateSettings.of(spec, "diffusers"))
+    assert checker.shared_tower and checker.alignment and checker.safety
+    calls = {"clip": 0, "safety": 0}
+    checker.alignment.model.vision_model.register_forward_hook(
+        lambda *_: calls.__setitem__("clip", calls["clip"] + 1))
+    checker.safety.model.vision_model.register_forward_hook(
+        lambda *_: calls.__setitem__("safety", calls["safety"] + 1))
+    pictures, prompts = [scene(1), stripes(), flat()], ["a shoe", "stripes", "grey"]
+    records = checker(pictures, prompts)
+    assert calls == {"clip": 1, "safety": 0}  # one tower run for both checks
+    # the same scores as each model computes alone
+    assert [r["scores"]["unsafe"] for r in records] == pytest.approx(
+        SafetyScorer(str(shared))(pictures), abs=1e-4)
+    unsafe = [r["scores"]["unsafe"] for r in records]
+    assert unsafe[1] == pytest.approx(0.1, abs=1e-3) and unsafe[1] == max(unsafe)  # its concept
+    assert [r["scores"]["alignment"] for r in records] == pytest.approx(
+        AlignmentScorer(str(clip))(pictures, prompts), abs=1e-4)
+    # another tower (the usual tiny checker) or another preprocessing: each runs its own
+    other = QualitySpec(clip_model=str(clip), min_alignment=-1.0, text=False,
+                        safety_model=str(make_tiny_safety_checker(tmp_path / "other")))
+    assert not QualityChecker(GateSettings.of(other, "diffusers")).shared_tower
+    from transformers import CLIPImageProcessor
+
+    CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}
+                       ).save_pretrained(shared)
+    assert not QualityChecker(GateSettings.of(spec, "diffusers")).shared_tower
 
 
 def test_twins_are_judged_in_plan_order_whatever_order_renders_arrive_in() -> None:
@@ -349,7 +489,8 @@ def test_safety_is_on_by_default_for_a_generative_renderer_and_names_its_model(
     generative = GateSettings.of(QualitySpec(), "diffusers")
     assert generative.safety and generative.text
     assert not GateSettings.of(QualitySpec(safety=False), "diffusers").safety
-    with pytest.raises(adgen.RenderError, match=r"safety checker model .*nowhere"):
+    with pytest.raises(adgen.RenderError, match=r"safety checker model .*nowhere.* set "
+                       r"quality.safety_model to .* quality.safety: false$"):
         SafetyScorer(str(tmp_path / "nowhere"))
 
 

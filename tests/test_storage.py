@@ -62,21 +62,28 @@ def test_unknown_scheme_is_a_clear_error() -> None:
         OutputStore("nosuchscheme://bucket/x")
 
 
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names every OutputStore writes, in order."""
+    written: list[str] = []
+    original = OutputStore.write_bytes
+
+    def record(self: OutputStore, rel: str, data: bytes) -> None:
+        written.append(rel)
+        original(self, rel, data)
+
+    monkeypatch.setattr(OutputStore, "write_bytes", record)
+    return written
+
+
 def test_mirror_pushes_changes_and_the_manifest_last(
-    s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    s3: dict[str, str], writes: list[str]
 ) -> None:
     store = OutputStore("s3://ads/mirror")
     store.write_bytes("keep.txt", b"same")
     store.write_bytes("gone.txt", b"old")
     store.write_bytes("assets/v/a.png", b"pixels")
-    writes: list[str] = []
-    original = OutputStore.write_bytes
-
-    def record(self: OutputStore, rel: str, data: bytes) -> None:
-        writes.append(rel)
-        original(self, rel, data)
-
-    monkeypatch.setattr(OutputStore, "write_bytes", record)
+    writes.clear()
     with open_output("s3://ads/mirror") as folder:
         assert sorted(p.name for p in folder.iterdir()) == ["gone.txt", "keep.txt"]  # no assets
         (folder / "manifest.parquet").write_bytes(b"m")
@@ -102,8 +109,7 @@ def _campaign(campaign_data: dict[str, Any], root: Path, output: str) -> adgen.C
 
 
 def test_run_to_s3_matches_the_local_run_and_reruns_write_nothing(
-    s3: dict[str, str], tmp_path: Path, campaign_data: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
+    s3: dict[str, str], tmp_path: Path, campaign_data: dict[str, Any], writes: list[str],
 ) -> None:
     local = adgen.run(_campaign(campaign_data, tmp_path, str(tmp_path / "local")))
     remote = adgen.run(_campaign(campaign_data, tmp_path, "s3://ads/spring"))
@@ -121,20 +127,13 @@ def test_run_to_s3_matches_the_local_run_and_reruns_write_nothing(
     # the driver's disk holds no asset: only the mirror of the small files
     assert not list((tmp_path / "mirrors").rglob("*.png"))
     # a rerun renders nothing and writes no asset again
-    written: list[str] = []
-    original = OutputStore.write_bytes
-
-    def record(self: OutputStore, rel: str, data: bytes) -> None:
-        written.append(rel)
-        original(self, rel, data)
-
-    monkeypatch.setattr(OutputStore, "write_bytes", record)
+    writes.clear()
     again = adgen.run(_campaign(campaign_data, tmp_path, "s3://ads/spring"))
     assert again.rendered == 0 and again.assets_written == 0
-    assert not [name for name in written if name.startswith(("assets/", ".cache/"))]
-    assert set(written) <= {"run.json", "review.html", "manifest.csv", "manifest.parquet"}
-    if "manifest.parquet" in written:
-        assert written[-1] == "manifest.parquet"
+    assert not [name for name in writes if name.startswith(("assets/", ".cache/"))]
+    assert set(writes) <= {"run.json", "review.html", "manifest.csv", "manifest.parquet"}
+    if "manifest.parquet" in writes:
+        assert writes[-1] == "manifest.parquet"
 
 
 def test_report_analyze_refresh_on_an_s3_output(

@@ -85,35 +85,48 @@ class GateSettings:
 
 
 class QualityChecker:
-    """Scores batches of pictures; the models load once, here, on ``device``.
+    """Scores batches of pictures; the models load once, here, on ``device`` (in ``dtype`` on a
+    GPU: the renderer's). Each model check scores a whole batch in one call.
 
     Call it on pictures and their prompts: it returns one ``scores`` dict per picture
     (``brightness``, ``contrast``, ``sharpness``, and ``alignment``, ``unsafe``, ``text_area``
     for the checks that are on) plus its perceptual hash under ``phash``."""
 
     def __init__(self, settings: GateSettings, *, device: str = "cpu", dtype: Any = None) -> None:
-        from adgen.quality.models import AlignmentScorer, SafetyScorer, TextDetector
+        from adgen.quality.models import (
+            AlignmentScorer,
+            SafetyScorer,
+            TextDetector,
+            same_image_tower,
+        )
 
         spec = settings.spec
         self.settings = settings
         self.device = spec.device or device
+        if not self.device.startswith("cuda"):
+            dtype = None  # half precision only on a GPU: on a CPU it is slower, not faster
         self.alignment = (AlignmentScorer(spec.clip_model, device=self.device, dtype=dtype)
                           if spec.clip_model and spec.min_alignment is not None else None)
         self.safety = (SafetyScorer(spec.safety_model, device=self.device, dtype=dtype)
                        if settings.safety else None)
         self.text = TextDetector(device=self.device) if settings.text else None
+        self.shared_tower = bool(self.alignment and self.safety
+                                 and same_image_tower(self.alignment, self.safety))
+        """The safety checker's vision tower is CLIP's: it runs once for both checks."""
 
     def __call__(self, images: Sequence[Image.Image], prompts: Sequence[str]
                  ) -> list[dict[str, Any]]:
         # 1. pixels: exposure, contrast, sharpness, perceptual hash
         scores: list[dict[str, Any]] = [pixel_scores(image) for image in images]
         hashes = [phash(image) for image in images]
-        # 2. models, one batched call each
+        # 2. models, one batched call each (one image tower run when CLIP's is the safety's)
+        embeds = (self.alignment.image_embeds(images)
+                  if self.alignment is not None and self.shared_tower and images else None)
         if self.alignment is not None:
-            for row, value in zip(scores, self.alignment(images, prompts), strict=True):
+            for row, value in zip(scores, self.alignment(images, prompts, embeds), strict=True):
                 row["alignment"] = value
         if self.safety is not None:
-            for row, value in zip(scores, self.safety(images), strict=True):
+            for row, value in zip(scores, self.safety(images, embeds), strict=True):
                 row["unsafe"] = value
         if self.text is not None:
             for row, value in zip(scores, self.text(images), strict=True):
