@@ -316,8 +316,7 @@ def render_ray(
             if item[0]:
                 _requeue(queue, (item[0], item[1], rows), options, on_rendered, exc)
             else:  # renders from the cache, retried by Ray already: their jobs fail
-                _requeue(queue, ([job_of[key] for key in rows], options.max_attempts, None),
-                         options, on_rendered, exc)
+                _fail([job_of[key] for key in rows], options, on_rendered, exc)
             return
         uncached.difference_update(job.key for job in item[0])
         for job_key, assets in results:
@@ -383,9 +382,15 @@ def _requeue(
     batch, attempts, reposting = item
     if attempts + 1 < options.max_attempts:
         queue.appendleft((batch, attempts + 1, reposting))
-        return
+    else:
+        _fail(batch, options, on_rendered, exc)
+
+
+def _fail(jobs: list[RenderJob], options: PoolOptions, on_rendered: OnRendered | None,
+          exc: Exception) -> None:
+    """Report ``jobs`` as failed: their workers died ``max_attempts`` times."""
     reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    for job in batch:
+    for job in jobs:
         if on_rendered is not None:
             on_rendered(Rendered(job.key, None, error=f"render worker failed "
                                  f"{options.max_attempts} times: {reason}"))
