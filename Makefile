@@ -21,9 +21,13 @@ demo: $(STAMP)
 	$(BIN)/adgen run campaigns/northwind-spring.yaml
 	@echo "open out/northwind-spring/review.html (assets/, manifest.csv, assignments.csv beside it)"
 
+# Two pytest-xdist workers (the Ray tests share one of them and its cluster); TEST_WORKERS=0
+# runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	bash tests/gbstats_env.sh
-	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
+	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 
 lint: $(STAMP)

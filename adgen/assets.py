@@ -149,17 +149,17 @@ class _JobAssets:
         self.ctx, self.rows = ctx, rows
         self.creatives = {c.id: c for c in ctx.campaign.creatives}
         self._render: CachedRender | None = None
-        self._quality: dict[str, Any] | None = None
+        self._info: dict[str, Any] | None = None  # the render's cache JSON, read once
 
     def quality(self, job_key: str) -> dict[str, Any]:
         """The quality gate's record of the render (from its cache entry's JSON)."""
-        if self._quality is None:
-            self._quality = dict((self.ctx.cache.info(job_key) or {}).get("quality") or {})
-        return self._quality
+        if self._info is None:
+            self._info = self.ctx.cache.info(job_key) or {}
+        return dict(self._info.get("quality") or {})
 
     def render(self, job_key: str) -> CachedRender:
         if self._render is None:
-            self._render = self.ctx.cache.get(job_key)
+            self._render = self.ctx.cache.get(job_key, info=self._info or None)
             if self._render is None:
                 raise AdgenError(f"render {job_key[:12]} missing or unreadable in the cache; "
                                  "run again to render it again")

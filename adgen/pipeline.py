@@ -257,7 +257,9 @@ def _run_locked(
                                    exclude=set(failures["variant_id"]) | set(plan.blocked),
                                    command="refresh" if state.pending else "run")
     _write_outputs(out_dir, ctx.assets, manifest, assignments)
-    result = RunResult(out_dir, manifest, assignments, plan, len(todo) - len(failed),
+    # rendered and kept: a cached twin rendered again counts, a variant failed afterwards not
+    kept = ({job.key for job in todo} | gate.rerendered) - failed.keys()
+    result = RunResult(out_dir, manifest, assignments, plan, len(kept),
                        post.written, int((manifest["status"] == "ok").sum()) - post.written,
                        failed)
     settings = {

@@ -192,11 +192,13 @@ class RenderCache:
         (so its job renders again)."""
         return self.get(key) is not None
 
-    def get(self, key: str) -> CachedRender | None:
-        """The entry, or None when missing or unreadable (an unreadable one is removed)."""
+    def get(self, key: str, info: dict[str, Any] | None = None) -> CachedRender | None:
+        """The entry, or None when missing or unreadable (an unreadable one is removed).
+        ``info``: its JSON, when the caller has read it already (see :meth:`info`)."""
         image, meta = self._names(key)
         try:
-            info = json.loads(self.store.read_bytes(meta))
+            if info is None:
+                info = json.loads(self.store.read_bytes(meta))
             png = self.store.read_bytes(image)
         except FileNotFoundError:
             return None

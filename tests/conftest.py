@@ -147,3 +147,15 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths["key"].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
     return paths
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs two workers) the tests of the session's Ray
+    cluster run on one worker (one cluster, not one per worker), and first: the longest
+    stretch starts while the other worker takes the rest."""
+    def on_ray(item: pytest.Item) -> bool:
+        return "ray_pool" in getattr(item, "fixturenames", ())
+
+    for item in filter(on_ray, items):
+        item.add_marker(pytest.mark.xdist_group("ray"))
+    items.sort(key=lambda item: not on_ray(item))  # stable: each file keeps its order

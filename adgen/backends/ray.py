@@ -9,7 +9,8 @@ batch's PNGs stay in the object store of the node that rendered them and a CPU t
 schedules next to its arguments, writes them to the render cache, makes their assets, writes
 those to the output store and returns only manifest rows. At most ``post_queue`` such tasks wait
 (backpressure: renders stop being handed out while post-processing is behind). Without one, the
-PNGs stream to the driver, which writes the cache and post-processes.
+PNGs stream to the driver, whose threads write them to the cache (each write fsynced, several
+at once) while the loop hands out the next batches; a render is reported once it is cached.
 
 Faults: when an actor dies (crashed process, CUDA error, lost node) its unfinished batches go back
 to the queue and a replacement actor is started; a batch that kills ``max_attempts`` actors is
@@ -27,6 +28,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,8 @@ Status = tuple[str, str | None, dict[str, Any] | None]
 Ready = Callable[[Rendered], list[str]]
 """``ready(result)``: the job keys whose assets may be made now that ``result`` arrived."""
 Queued = tuple[list[RenderJob], int, "dict[str, list[dict[str, Any]]] | None"]
+CACHE_WRITERS = 8
+"""Threads writing renders to the cache on the driver (``backend.post: driver``)."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,8 @@ def render_ray(
     by_job = post_rows or {}
     job_of = {job.key: job for job in jobs}
     uncached = set(job_of)  # rendered here, not yet in the cache
+    writer = ThreadPoolExecutor(CACHE_WRITERS, "adgen-cache") if post is None else None
+    storing: deque[Future[Rendered]] = deque()  # cache writes on the driver, in arrival order
     waiting: dict[str, list[dict[str, Any]]] = {}  # released, until their render is cached
 
     def fill(actor: Any) -> None:
@@ -304,6 +310,14 @@ def render_ray(
                 now[key] = units
         return now
 
+    def stored(wait: bool) -> None:
+        """Report the renders whose cache writes finished (all of them with ``wait``), in the
+        order they arrived."""
+        while storing and (wait or storing[0].done()):
+            result = storing.popleft().result()
+            if on_rendered is not None:
+                on_rendered(result)
+
     def posted(ref: Any) -> None:
         item, rows = posting.pop(ref)
         try:
@@ -331,7 +345,11 @@ def render_ray(
         for actor in actors:
             fill(actor)
         while pending or posting:
-            done, _ = ray.wait([*pending, *posting], num_returns=1)
+            done, _ = ray.wait([*pending, *posting], num_returns=1,
+                               timeout=0.01 if storing else None)
+            stored(wait=False)
+            if not done:
+                continue
             ref = done[0]
             if ref in posting:
                 posted(ref)
@@ -359,16 +377,18 @@ def render_ray(
                     released(statuses), {job.key for job in batch})
                 posting[post_task.remote(post_ctx, rows, records_ref)] = (item, rows)
             else:
-                for record in ray.get(records_ref):
-                    result = _store(cache, record)
-                    if on_rendered is not None:
-                        on_rendered(result)
+                assert writer is not None
+                storing.extend(writer.submit(_store, cache, record)
+                               for record in ray.get(records_ref))
             if on_worker is not None:
                 on_worker(actor._actor_id.hex()[:8], stats)
             fill(actor)
+        stored(wait=True)
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
+        if writer is not None:  # renders already handed to a thread are cached; none is lost
+            writer.shutdown(wait=True)
         report.seconds = time.perf_counter() - start
     return report
 

@@ -45,6 +45,8 @@ class QualityStep:
         self.variant_of = {key: variant for variant, _, key in self.renders}
         self.failures: dict[str, list[dict[str, Any]]] = {}
         self.phashes: dict[str, str] = {}
+        self.rerendered: set[str] = set()
+        """Job keys whose picture a near-duplicate retry replaced (rendered again this run)."""
         self._shared: SharedGate | None = None
 
     # -- rendering ----------------------------------------------------------------------------
@@ -115,6 +117,7 @@ class QualityStep:
                 quality["rejected"] = history[key] + list(quality.get("rejected", []))
                 self.cache.move(result.job_key, key, {**info, "quality": quality})
                 self.phashes.pop(key, None)  # the picture moved in: its hash is in the cache
+                self.rerendered.add(key)
                 for released in self.twins.add(key):
                     release(released)
 
