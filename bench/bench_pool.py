@@ -2,12 +2,13 @@
 
 1. A renderer that sleeps a fixed time per image (simulated GPU work) renders N jobs on G
    simulated GPUs: prints ideal time (N × t / G) / measured time, and the overhead per job.
-2. Scaling: images/s on G simulated GPUs against G × images/s on one (target: >= 0.9), renders
-   only (the driver writes the cache). With post-processing on the cluster at 1/2/4/8 simulated
-   GPUs: ``bench_scale.py --only scale --post-ms X --nodes 1 2 4 8`` (its "of N x 1" column).
+2. Scaling: images/s on 1, 2, 4, 8 simulated GPUs against N × images/s on one (target: >= 0.9),
+   renders only (the driver writes the cache). With post-processing on the cluster:
+   ``bench_scale.py --only scale --post-ms X --nodes 1 2 4 8`` (its "of N x 1" column).
 3. The same small campaign on the local backend and on the Ray backend with one worker.
 
     .venv/bin/python bench/bench_pool.py [--jobs 1000] [--gpus 8] [--ms 50] [--batch 4]
+                                         [--scale 2 4 8] [--per-gpu 200]
 
 Prints figures; asserts nothing about time.
 """
@@ -42,14 +43,18 @@ def pool_run(jobs: int, ms: float, batch: int, gpus: int | None = None) -> PoolR
                           options=PoolOptions(gpus=gpus, in_flight=2))
 
 
-def scaling(jobs: int, gpus: int, ms: float, batch: int) -> None:
-    count_one = max(jobs // gpus, 50)
-    one = pool_run(count_one, ms, batch, gpus=1)
-    many = pool_run(jobs, ms, batch, gpus=gpus)
-    rate_one, rate_many = count_one / one.seconds, jobs / many.seconds
-    print(f"scaling: 1 simulated GPU {rate_one:.1f} images/s, {gpus} simulated GPUs "
-          f"{rate_many:.1f} images/s = {rate_many / (gpus * rate_one):.3f} of {gpus} x one "
-          f"(target >= 0.9)")
+def scaling(per_gpu: int, counts: list[int], ms: float, batch: int) -> None:
+    """images/s on each number of simulated GPUs against that many times one GPU's."""
+    print(f"scaling, {per_gpu} jobs x {ms:.0f} ms per simulated GPU, batch {batch} "
+          "(target >= 0.9 of N x one):")
+    print("  GPUs  images/s  of N x one  of ideal")
+    rate_one = 0.0
+    for gpus in sorted(set([1, *counts])):
+        report = pool_run(per_gpu * gpus, ms, batch, gpus=gpus)
+        rate = per_gpu * gpus / report.seconds
+        rate_one = rate_one or rate
+        print(f"  {gpus:>4}  {rate:>8.1f}  {rate / (gpus * rate_one):>10.3f}  "
+              f"{rate / (gpus * 1000 / ms):>8.3f}")
 
 
 def pool_efficiency(jobs: int, gpus: int, ms: float, batch: int) -> None:
@@ -84,7 +89,10 @@ def local_vs_ray() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--gpus", type=int, default=8, help="simulated GPUs in the cluster")
+    parser.add_argument("--scale", type=int, nargs="*", default=[2, 4, 8],
+                        help="numbers of GPUs the scaling table compares with one")
+    parser.add_argument("--per-gpu", type=int, default=200, help="jobs per GPU when scaling")
     parser.add_argument("--ms", type=float, default=50.0)
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args()
@@ -93,7 +101,7 @@ def main() -> None:
              log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     try:
         pool_efficiency(args.jobs, args.gpus, args.ms, args.batch)
-        scaling(args.jobs, args.gpus, args.ms, args.batch)
+        scaling(args.per_gpu, [g for g in args.scale if g <= args.gpus], args.ms, args.batch)
         ray.shutdown()
         ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
                  log_to_driver=False)

@@ -251,8 +251,12 @@ def time_checks(scorers: dict[str, Scorer], images: list[Image.Image], prompts: 
     costs = {}
     for name, score in scorers.items():
         score(images[:batch], prompts[:batch])
-        seconds = timed(lambda score=score: [score([images[i] for i in b], [prompts[i] for i in b])
-                                             for b in batches], device)
+
+        def every_batch(score: Scorer = score) -> None:
+            for b in batches:
+                score([images[i] for i in b], [prompts[i] for i in b])
+
+        seconds = timed(every_batch, device)
         costs[name] = seconds / len(images)
     return costs
 

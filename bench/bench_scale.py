@@ -275,7 +275,7 @@ class _DataRenderer:
         return out
 
 
-def _write_cache(batch: dict[str, Any], root: str) -> dict[str, Any]:
+def _write_cache(batch: Any, root: str) -> dict[str, Any]:  # Ray Data's batch: a dict of columns
     import ast
 
     cache = RenderCache(root)
@@ -313,7 +313,7 @@ def engine(jobs: int, gpus: int, ms: float) -> None:
             ds = (ray.data.from_items([{"i": i} for i in range(jobs)])
                   .map_batches(_DataRenderer, fn_constructor_kwargs={"ms": ms}, batch_size=4,
                                compute=ActorPoolStrategy(size=gpus), num_gpus=1)
-                  .map_batches(_write_cache, fn_kwargs={"root": str(Path(tmp) / "b")},
+                  .map_batches(functools.partial(_write_cache, root=str(Path(tmp) / "b")),
                                batch_size=4, num_cpus=1))
             done = 0
             for batch in ds.iter_batches(batch_size=None):

@@ -222,7 +222,8 @@ def quality_row(suite: Suite, size: int, count: int) -> Callable[[Row], None]:
 
         batch = int(suite.base.get(f"batch/sd-turbo/{size}/1", 16))
         renderer = create_renderer("offline", None)
-        images = [r.image for r in renderer(make_jobs("offline", None, count, size))]
+        images = [r.image for r in renderer(make_jobs("offline", None, count, size))
+                  if r.image is not None]
         prompts = [f"prompt {i}" for i in range(count)]
         with tempfile.TemporaryDirectory() as tmp:
             clip, safety = check_models(Path(tmp), tiny=suite.quick, device=suite.device)

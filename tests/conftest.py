@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def campaign_file(tmp_path: Path, campaign_data: dict[str, Any]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_pool():  # type: ignore[no-untyped-def]
+def ray_pool() -> Iterator[Any]:
     """One local Ray cluster for the whole test run, with a simulated pool of 4 GPUs."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
