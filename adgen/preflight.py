@@ -138,8 +138,8 @@ def _asset_problem(campaign: CampaignSpec, style: object, kind: str, spec: objec
     captions = [Caption(r, t, lang) for r, t in json.loads(captions_json).items()]
     if campaign.provenance.visible_label:
         captions.append(Caption("label", campaign.provenance.label))
-    flat = Image.new("RGB", (campaign.renderer.width, campaign.renderer.height),
-                     style.colors[0])
+    # a flat picture already at the placement's size: framing it is a copy, not a resize
+    flat = Image.new("RGB", placement.size, style.colors[0])
     try:
         composed = compose(flat, placement, logo=style.logo, captions=captions,
                            colors=style.colors, font=style.font)
