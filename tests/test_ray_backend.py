@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -32,9 +34,16 @@ def jobs(count: int) -> list[RenderJob]:
 def test_every_job_once_on_distinct_gpus_and_equal_to_local(tmp_path: Path) -> None:
     work = jobs(24)
     seen: list[Rendered] = []
-    report = render_ray(SeedRenderer, work, RenderCache(tmp_path / "ray"), batch_size=2,
-                        on_rendered=seen.append)
+    cache = RenderCache(tmp_path / "ray")
+    cached_when_reported: list[bool] = []
+
+    def reported(result: Rendered) -> None:  # the driver's threads wrote it before
+        seen.append(result)
+        cached_when_reported.append(cache.get(result.job_key) is not None)
+
+    report = render_ray(SeedRenderer, work, cache, batch_size=2, on_rendered=reported)
     assert sorted(r.job_key for r in seen) == sorted(j.key for j in work)
+    assert cached_when_reported == [True] * 24
     assert len(report.workers) == 4
     gpu_ids = [tuple(w.gpu_ids) for w in report.workers.values()]
     assert len(set(gpu_ids)) == 4 and all(len(ids) == 1 for ids in gpu_ids)
@@ -44,6 +53,31 @@ def test_every_job_once_on_distinct_gpus_and_equal_to_local(tmp_path: Path) -> N
         ray_png = next((tmp_path / "ray" / "renders").rglob(f"{job.key}.png")).read_bytes()
         local_png = next((tmp_path / "local" / "renders").rglob(f"{job.key}.png")).read_bytes()
         assert ray_png == local_png
+
+
+class FullDisk(RenderCache):
+    """A cache whose disk fills up after ``room`` renders."""
+
+    def __init__(self, root: Path, room: int) -> None:
+        super().__init__(root)
+        self.room = room
+
+    def put_encoded(self, key: str, png: bytes, info: dict[str, Any]) -> None:
+        self.room -= 1
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().put_encoded(key, png, info)
+
+
+def test_a_full_disk_on_the_driver_stops_the_pool_and_keeps_what_was_reported(
+    tmp_path: Path
+) -> None:
+    cache = FullDisk(tmp_path / "c", room=6)
+    seen: list[Rendered] = []
+    with pytest.raises(OSError, match="No space left on device"):
+        render_ray(SeedRenderer, jobs(24), cache, batch_size=2, on_rendered=seen.append)
+    assert 0 < len(seen) <= 6  # nothing is reported that is not in the cache
+    assert all(RenderCache(tmp_path / "c").get(r.job_key) is not None for r in seen)
 
 
 def test_a_dead_actor_is_replaced_and_its_jobs_retried(tmp_path: Path) -> None:
