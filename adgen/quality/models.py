@@ -7,6 +7,7 @@ pictures in one call, on the device it is given. Only safetensors weights are lo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -164,6 +165,12 @@ the detector saw text in some clean renders that it finds none in at 512 (measur
 offline renderer's pictures, 512 and 1024 px)."""
 
 
+TEXT_ON_CPU = (
+    "quality gate: the text check runs on the CPU beside a CUDA renderer (onnxruntime has no "
+    "CUDA provider here), where it can take longer than the render; install onnxruntime-gpu "
+    "in place of onnxruntime, or set quality.text: false")
+
+
 class TextDetector:
     """Text drawn into a generated scene, found by RapidOCR's text detector (the PP-OCRv4 DB
     model, ONNX, shipped in the ``rapidocr-onnxruntime`` wheel: it runs offline). Only the
@@ -209,6 +216,8 @@ class TextDetector:
         self.session = onnxruntime.InferenceSession(str(self.model_path), options,
                                                     providers=providers)
         self.provider = self.session.get_providers()[0]
+        if device.startswith("cuda") and self.provider != "CUDAExecutionProvider":
+            warnings.warn(TEXT_ON_CPU, RuntimeWarning, stacklevel=2)
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, images: Sequence[Image.Image]) -> list[float]:
