@@ -46,7 +46,7 @@ def test_one_bad_caption_fails_only_its_assets(tmp_path: Path, campaign_data: di
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["failed_assets"] == 6 and sum(run_json["failures"].values()) == 6
     html = (out / "review.html").read_text(encoding="utf-8")
-    assert html.count("failed: caption &#x27;headline&#x27;") == 6
+    assert html.count("failed: caption &#39;headline&#39;") == 6
     # the fix: a rerun makes only what failed
     campaign_data["creatives"][0]["captions"]["headline"] = "Hello {{ region }}"
     fixed = adgen.run(adgen.load_campaign(write_campaign(tmp_path, campaign_data)))

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import html
+import json
 import os
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from markupsafe import escape
 from PIL import Image
 
 from adgen.errors import AssetError, ResultsError
@@ -89,7 +90,7 @@ def test_customer_data_is_escaped(tmp_path: Path) -> None:
 
     for raw in (XSS_CAPTION, XSS_ATTR, "<svg onload", "<b onmouseover"):
         assert raw not in text
-    assert html.escape(XSS_CAPTION) in text and html.escape(XSS_ATTR) in text
+    assert escape(XSS_CAPTION) in text and escape(XSS_ATTR) in text  # as Jinja escapes them
     assert "&lt;b onmouseover=alert(3)&gt;x&lt;/b&gt;" in text
     assert [name for name, _ in tags.tags].count("script") == 1  # only the page's own
     assert "alert" not in tags.scripts[0]
@@ -98,6 +99,29 @@ def test_customer_data_is_escaped(tmp_path: Path) -> None:
     assert all(i["src"].startswith("thumbs/") or i["src"] == "analysis.png"
                for i in tags.all("img"))
     assert "<svg" not in text and "<b " not in text
+
+
+def test_hostile_values_everywhere_are_text_not_markup(tmp_path: Path) -> None:
+    out = make_output(tmp_path, video=False)
+    manifest = pd.read_parquet(out / "manifest.parquet").assign(
+        placement=XSS_ATTR, segment=json.dumps({XSS_CAPTION: XSS_ATTR}),
+        checks=json.dumps({"violations": [XSS_CAPTION]}),
+        quality=json.dumps({"rejected": [{"seed": XSS_ATTR, "reasons": [XSS_CAPTION]}]}))
+    manifest["segment_id"] += XSS_ATTR
+    manifest.to_parquet(out / "manifest.parquet")
+    analysis = json.loads((out / "analysis.json").read_text())
+    (out / "analysis.json").write_text(json.dumps({**analysis, "warnings": [XSS_CAPTION]}))
+    text, tags = _page(out, title=XSS_ATTR)
+
+    assert XSS_CAPTION not in text and XSS_ATTR not in text
+    assert escape(XSS_CAPTION) in text and escape(XSS_ATTR) in text
+    assert [name for name, _ in tags.tags].count("script") == 1
+    assert not [k for _, attrs in tags.tags for k in attrs if k.startswith("on")]
+    assert not [i for i in tags.all("img") if i["src"] == "x"]
+    # values in attributes stay whole: the filters still match them
+    assert {f["data-placement"] for f in tags.all("figure")} == {XSS_ATTR}
+    segments = {s["data-segment"] for s in tags.all("section") if s["class"] == "segment"}
+    assert segments == set(manifest["segment_id"])
 
 
 def test_thumbnails_are_made_once_and_stale_ones_removed(tmp_path: Path) -> None:
