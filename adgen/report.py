@@ -498,7 +498,6 @@ class _Page:
             "variant_id": variant_id, "index": index, "seed": first["seed"],
             "model": model or "—", "customers": None if assigned is None else f"{assigned:,}",
             "verdict": _verdict(metrics["verdict"]) if metrics else None,
-            "verdict_class": _verdict_class(metrics["verdict"]) if metrics else "none",
             "quality": _Quality.of(first).view(), "captions": self._captions(first["captions"]),
             "prompt": first["prompt"], "negative": negative if negative else None,
             "metrics": self._metrics(metrics),
