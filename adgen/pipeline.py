@@ -75,6 +75,9 @@ class RunResult:
     assets_reused: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     """Render jobs that failed, by job key (their assets are ``failed`` rows)."""
+    cached: int = 0
+    """Render jobs whose cached picture was used as it was (not measured stale, not a
+    near-duplicate rendered again, not failed)."""
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -95,6 +98,7 @@ class RunResult:
         return {
             **plan,
             "blocked": len(self.plan.blocked),
+            "cached": self.cached,
             "rendered": self.rendered,
             "assets": int((self.manifest["status"] == "ok").sum()),
             "assets_written": self.assets_written,
@@ -259,9 +263,10 @@ def _run_locked(
     _write_outputs(out_dir, ctx.assets, manifest, assignments)
     # rendered and kept: a cached twin rendered again counts, a variant failed afterwards not
     kept = ({job.key for job in todo} | gate.rerendered) - failed.keys()
+    reused = set(plan.cached) - stale - gate.rerendered - failed.keys()
     result = RunResult(out_dir, manifest, assignments, plan, len(kept),
                        post.written, int((manifest["status"] == "ok").sum()) - post.written,
-                       failed)
+                       failed, cached=len(reused))
     settings = {
         "experiment": {"weights": state.weights or campaign.experiment.weights,
                        "holdout": campaign.experiment.holdout},

@@ -480,6 +480,7 @@ def test_a_cached_twin_rendered_again_counts_as_rendered(
     again = adgen.run(_campaign(tmp_path, campaign_data, retries=2),
                       make_renderer=lambda: strict)
     assert strict.seeds == [north1 + 1] and again.rendered == 1
+    assert again.summary()["cached"] == len(variants) - 1  # the twin is not counted twice
     assert again.manifest.set_index("variant_id").loc[north1_id, "seed"] == north1 + 1
 
 
