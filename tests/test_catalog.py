@@ -175,9 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "image/png")
             self.end_headers()
             for _ in range(40):
-                try:
-                    self.wfile.write(b"\0" * 65536)
-                except OSError:
+                if not self._write(b"\0" * 65536):
                     return
         elif self.path == "/slow.png":
             time.sleep(1.5)
@@ -190,7 +188,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        self._write(body)
+
+    def _write(self, data: bytes) -> bool:
+        """Send ``data``; False when the client has gone (a reader that stopped or timed out)."""
+        try:
+            self.wfile.write(data)
+        except OSError:
+            return False
+        return True
 
 
 def _jpeg() -> bytes:
