@@ -35,8 +35,9 @@ FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 """Allowed image types: MIME type → the format Pillow must decode the bytes as."""
 
 MAX_SIDE = 2048
-"""Photos are reduced to at most this many pixels on their longer side before the cut-out: a
-product never fills more of a render, and matting a 40-megapixel photo takes half a minute."""
+"""Photos are reduced to at most this many pixels on their longer side before the cut-out (more
+than a product fills of a render at the default sizes); matting a 40-megapixel photo at full
+size takes half a minute and 4 GB."""
 
 
 @dataclass(frozen=True)

@@ -441,3 +441,14 @@ def test_validate_lists_twenty_products_left_out_then_a_count(tmp_path: Path) ->
         assert lines[:20] == [f"left out product gone-{i}: availability is out_of_stock"
                               for i in range(20)]
         assert lines[20:] == ["left out 25 more products (run.json lists them all after a run)"]
+
+
+def test_allow_hosts_takes_host_names_and_addresses() -> None:
+    from adgen.spec import FetchSpec
+
+    assert FetchSpec(allow_hosts=["Images.Intranet", "[::1]", "10.0.0.5"]).allow_hosts == [
+        "images.intranet", "::1", "10.0.0.5"]
+    for bad in ("http://images.intranet", "images.intranet:8080", "images.intranet/x", ""):
+        with pytest.raises(ValueError, match="is not a host name or address: give it without "
+                                             "scheme, port or path"):
+            FetchSpec(allow_hosts=[bad])
