@@ -16,9 +16,13 @@ import multiprocessing
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+Result = tuple[float, float, tuple[int, int]]
+"""Seconds, peak memory in MB, and the size of what was made."""
 
 
 def _photo(folder: Path, side: int, kind: str) -> Path:
@@ -30,7 +34,7 @@ def _photo(folder: Path, side: int, kind: str) -> Path:
     return path
 
 
-def _cutout(path: Path, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _cutout(path: Path, queue: multiprocessing.Queue[Result]) -> None:
     from adgen.catalog import Product
     from adgen.product_images import ProductImages
 
@@ -41,7 +45,7 @@ def _cutout(path: Path, queue: multiprocessing.Queue) -> None:  # type: ignore[t
     queue.put((time.perf_counter() - start, _peak_mb(), size))
 
 
-def _full_matte(path: Path, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _full_matte(path: Path, queue: multiprocessing.Queue[Result]) -> None:
     from adgen.post.matte import white_matte
 
     start = time.perf_counter()
@@ -54,13 +58,13 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(target: object, path: Path) -> tuple[float, float, tuple[int, int]]:
-    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+def _measure(target: Callable[..., None], path: Path) -> Result:
+    queue: multiprocessing.Queue[Result] = multiprocessing.Queue()
     child = multiprocessing.get_context("fork").Process(target=target, args=(path, queue))
     child.start()
     result = queue.get()
     child.join()
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def main() -> None:
