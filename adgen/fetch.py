@@ -135,8 +135,9 @@ def _hop(url: str, deadline: _Deadline, max_bytes: int, types: Collection[str],
             why = refusal(ipaddress.ip_address(address.split("%")[0]))
             if why is not None:
                 shown = "" if address == target.host else f" ({address})"
+                article = "an" if why[0] in "aeiou" else "a"
                 raise FetchError(
-                    f"is on a {why} address{shown}; adgen fetches catalog images only from "
+                    f"is on {article} {why} address{shown}; adgen fetches catalog images only from "
                     f"public hosts: add {target.host!r} to catalog.images.allow_hosts to allow it")
     connection = _connect(target, addresses, deadline)
     try:
@@ -152,7 +153,7 @@ def _hop(url: str, deadline: _Deadline, max_bytes: int, types: Collection[str],
             raise FetchError(f"answered HTTP {response.status} {_printable(response.reason)}")
         content_type = response.headers.get_content_type()
         if types and content_type not in types:
-            raise FetchError(f"is {content_type}, not one of {', '.join(types)}")
+            raise FetchError(f"is {_printable(content_type)}, not one of {', '.join(types)}")
         declared = response.getheader("Content-Length", "").strip()
         length = int(declared) if declared.isdigit() else None
         if length is not None and length > max_bytes:
@@ -184,9 +185,10 @@ def _addresses(target: _Target, deadline: _Deadline) -> list[Address]:
     def lookup() -> None:
         try:
             answer.append(socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM))
-        except (OSError, UnicodeError) as exc:
+        except Exception as exc:  # handed to the caller, which sorts it out
             answer.append(exc)
-        done.set()
+        finally:
+            done.set()
 
     threading.Thread(target=lookup, name="adgen-lookup", daemon=True).start()
     if not done.wait(deadline.left()):

@@ -47,34 +47,34 @@ def refused(url: str, **kwargs: Any) -> str:
 
 
 @pytest.mark.parametrize(("host", "kind", "address"), [
-    ("127.0.0.1", "loopback", ""),
-    ("localhost", "loopback", " (127.0.0.1)"),
-    ("0x7f000001", "loopback", " (127.0.0.1)"),
-    ("2130706433", "loopback", " (127.0.0.1)"),
-    ("0177.0.0.1", "loopback", " (127.0.0.1)"),
-    ("127.1", "loopback", " (127.0.0.1)"),
-    ("[::ffff:127.0.0.1]", "loopback", ""),
-    ("[::1]", "loopback", ""),
-    ("169.254.169.254", "link-local", ""),
-    ("[::ffff:169.254.169.254]", "link-local", ""),
-    ("[fe80::1]", "link-local", ""),
-    ("10.1.2.3", "private", ""),
-    ("192.168.0.10", "private", ""),
-    ("[fd00::1]", "private", ""),
-    ("[64:ff9b::a00:1]", "private", ""),  # NAT64 of 10.0.0.1
-    ("[2002:c0a8:101::1]", "private", ""),  # 6to4 of 192.168.1.1
-    ("100.64.0.1", "shared (carrier-grade NAT)", ""),
-    ("0.0.0.0", "unspecified", ""),
-    ("224.0.0.1", "multicast", ""),
-    ("[ff02::1]", "multicast", ""),
-    ("240.0.0.1", "reserved", ""),
+    ("127.0.0.1", "a loopback", ""),
+    ("localhost", "a loopback", " (127.0.0.1)"),
+    ("0x7f000001", "a loopback", " (127.0.0.1)"),
+    ("2130706433", "a loopback", " (127.0.0.1)"),
+    ("0177.0.0.1", "a loopback", " (127.0.0.1)"),
+    ("127.1", "a loopback", " (127.0.0.1)"),
+    ("[::ffff:127.0.0.1]", "a loopback", ""),
+    ("[::1]", "a loopback", ""),
+    ("169.254.169.254", "a link-local", ""),
+    ("[::ffff:169.254.169.254]", "a link-local", ""),
+    ("[fe80::1]", "a link-local", ""),
+    ("10.1.2.3", "a private", ""),
+    ("192.168.0.10", "a private", ""),
+    ("[fd00::1]", "a private", ""),
+    ("[64:ff9b::a00:1]", "a private", ""),  # NAT64 of 10.0.0.1
+    ("[2002:c0a8:101::1]", "a private", ""),  # 6to4 of 192.168.1.1
+    ("100.64.0.1", "a shared (carrier-grade NAT)", ""),
+    ("0.0.0.0", "an unspecified", ""),
+    ("224.0.0.1", "a multicast", ""),
+    ("[ff02::1]", "a multicast", ""),
+    ("240.0.0.1", "a reserved", ""),
 ])
 def test_non_public_hosts_are_refused_after_the_lookup(server: str, host: str, kind: str,
                                                        address: str) -> None:
     port = server.rsplit(":", 1)[1]
     before = sum(Handler.hits.values())
     message = refused(f"http://{host}:{port}/ok.png", allow=())
-    assert message.startswith(f"is on a {kind} address{address}; adgen fetches catalog images "
+    assert message.startswith(f"is on {kind} address{address}; adgen fetches catalog images "
                               "only from public hosts: add ")
     assert message.endswith("to catalog.images.allow_hosts to allow it")
     assert sum(Handler.hits.values()) == before  # refused before connecting
