@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,10 @@ _PRICE = re.compile(
     r"(?:\s*(?P<cur2>[A-Za-z]{3}))?\s*$"
 )
 
+MAX_DIGITS = (15, 6)
+"""Digits a price may have before and after the point: more is a feed error, and would be more
+than Babel's decimal arithmetic formats."""
+
 
 @dataclass(frozen=True)
 class Money:
@@ -73,11 +77,12 @@ def parse_price(text: str) -> Money:
     if not match or not currency or (match["cur1"] and match["cur2"]):
         raise ValueError(f"price {str(text)[:40]!r} is not an amount and a currency code "
                          "such as '15.00 USD'")
-    try:
-        amount = Decimal(match["amount"].replace(",", ""))
-    except InvalidOperation:  # pragma: no cover - the pattern admits only digits
-        raise ValueError(f"price {text!r} has no valid amount") from None
-    return Money(amount, currency.upper())
+    amount = match["amount"].replace(",", "")
+    whole, _, cents = amount.partition(".")
+    if len(whole.lstrip("0")) > MAX_DIGITS[0] or len(cents) > MAX_DIGITS[1]:
+        raise ValueError(f"price {str(text)[:40]!r} has more digits than a price can (at most "
+                         f"{MAX_DIGITS[0]} before the point and {MAX_DIGITS[1]} after)")
+    return Money(Decimal(amount), currency.upper())
 
 
 @dataclass(frozen=True)

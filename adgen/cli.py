@@ -124,9 +124,13 @@ def plan(
 
 
 def _print_left_out(plan: adgen.Plan) -> None:
-    for product_id, reason in plan.products_left_out.items():
+    left_out = plan.products_left_out
+    for product_id, reason in list(left_out.items())[:MAX_LISTED]:
         console.print(f"[yellow]left out[/yellow] product {product_id}: {reason}",
                       highlight=False)
+    if len(left_out) > MAX_LISTED:
+        console.print(f"[yellow]left out[/yellow] {len(left_out) - MAX_LISTED} more products "
+                      "(run.json lists them all after a run)", highlight=False)
 
 
 @app.command()

@@ -5,19 +5,24 @@ anything is evaluated (by adgen, against the DataFrame; nothing is ever passed t
 ``DataFrame.query``). Grammar::
 
     expr       := expr "or" expr | expr "and" expr | "not" expr | "(" expr ")" | comparison
-    comparison := value (op value)+          op: == != < <= > >= in, not in
+    comparison := value (op value)+          op: == != < <= > >= (18 <= age < 65)
+                | value ("in" | "not in") "[" literal, ... "]"
                 | value                      (a boolean column or method result)
-    value      := column | literal | "[" literal, ... "]"
+    value      := column | literal
                 | column ".isna()" | column ".notna()"
-                | column ".str." method "(" literal, ... ")"
-    method     := startswith | endswith | contains | lower | upper | strip | len
+                | column ".str." method
+    method     := startswith(text) | endswith(text) | contains(text) | strip() | strip(text)
+                | lower() | upper() | len()
     column     := a column name that is a Python identifier (region, loyalty_tier)
-    literal    := number | "text" | 'text' | True | False | None | -number
+    literal    := number | -number | text | True | False | None
+    text       := "text" | 'text'
 
 Examples: ``opted_in == True and region in ["north", "south"]``,
 ``not email.isna() and email.str.endswith("@example.com")``, ``18 <= age < 65``.
 ``contains`` matches plain text, never a regular expression. Anything else (``@`` names,
-attribute access, other calls, subscripts, lambdas, dunders) is a :class:`CampaignError`.
+attribute access, other calls, subscripts, lambdas, dunders, a list anywhere but after ``in``,
+a minus before anything but a number, a method given other arguments) is a
+:class:`CampaignError` when the campaign loads.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from adgen.errors import AudienceError, CampaignError, listed
 
 MAX_LENGTH = 2000
 MAX_NODES = 400
-STR_METHODS = ("startswith", "endswith", "contains", "lower", "upper", "strip", "len")
+STR_METHODS = {"startswith": (1, 1), "endswith": (1, 1), "contains": (1, 1), "strip": (0, 1),
+               "lower": (0, 0), "upper": (0, 0), "len": (0, 0)}
+"""The ``.str`` methods, and how many text arguments each takes: (at least, at most)."""
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Gt: operator.gt, ast.GtE: operator.ge,
@@ -56,6 +63,9 @@ def parse_filter(text: str) -> ast.Expression:
     if len(nodes) > MAX_NODES:
         raise CampaignError(f"audience.filter has {len(nodes)} parts; keep it under {MAX_NODES}")
     _check(tree.body, text)
+    if not any(isinstance(node, ast.Name) for node in nodes):
+        raise CampaignError(f"audience.filter {_short(text)} does not depend on any column; "
+                            "compare a column, e.g. opted_in == True")
     return tree
 
 
@@ -87,14 +97,13 @@ def _check(node: ast.AST, text: str) -> None:
     if isinstance(node, ast.BoolOp):
         for value in node.values:
             _check(value, text)
-    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
         _check(node.operand, text)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        if not _is_number(node.operand):
+            raise _refuse(node, text, "a minus sign before a non-number")
     elif isinstance(node, ast.Compare):
-        for op in node.ops:
-            if type(op) not in _COMPARE and not isinstance(op, ast.In | ast.NotIn):
-                raise _refuse(op, text, f"the operator {type(op).__name__}")
-        for part in (node.left, *node.comparators):
-            _check(part, text)
+        _check_compare(node, text)
     elif isinstance(node, ast.Name):
         if node.id.startswith("_"):
             raise _refuse(node, text, f"the name {node.id!r}")
@@ -102,16 +111,45 @@ def _check(node: ast.AST, text: str) -> None:
         if not isinstance(node.value, str | int | float | bool | type(None)):
             raise _refuse(node, text, "this literal")
     elif isinstance(node, ast.List | ast.Tuple):
-        for item in node.elts:
-            if not isinstance(item, ast.Constant) and not (
-                    isinstance(item, ast.UnaryOp) and isinstance(item.op, ast.USub)
-                    and isinstance(item.operand, ast.Constant)):
-                raise _refuse(item, text, "a non-literal list item")
-            _check(item, text)
+        raise _refuse(node, text, "a list not after `in` / `not in`")
     elif isinstance(node, ast.Call):
         _check_call(node, text)
     else:
         raise _refuse(node, text, f"{type(node).__name__.lower()} syntax")
+
+
+def _is_number(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, int | float) \
+        and not isinstance(node.value, bool)
+
+
+def _is_literal(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub))
+
+
+def _check_compare(node: ast.Compare, text: str) -> None:
+    """Operators from the whitelist; a list only right after ``in`` / ``not in`` (and nothing
+    after it), which take nothing else and need a column on their left."""
+    _check(node.left, text)
+    left = node.left
+    for position, (op, right) in enumerate(zip(node.ops, node.comparators, strict=True)):
+        membership = isinstance(op, ast.In | ast.NotIn)
+        if type(op) not in _COMPARE and not membership:
+            raise _refuse(op, text, f"the operator {type(op).__name__}")
+        if membership:
+            if not isinstance(right, ast.List | ast.Tuple) or position < len(node.ops) - 1:
+                raise _refuse(right, text, '`in` without a list of literals after it (write '
+                              'region in ["north", "south"])')
+            if _is_literal(left):
+                raise _refuse(left, text, "a literal before `in` (put a column there)")
+            for item in right.elts:
+                if not _is_literal(item):
+                    raise _refuse(item, text, "a non-literal list item")
+                _check(item, text)
+        else:
+            _check(right, text)
+        left = right
 
 
 def _check_call(node: ast.Call, text: str) -> None:
@@ -119,20 +157,23 @@ def _check_call(node: ast.Call, text: str) -> None:
     if (isinstance(func, ast.Attribute) and func.attr in ("isna", "notna")
             and isinstance(func.value, ast.Name)):
         column: ast.AST = func.value
-        allowed_args = 0
+        fewest = most = 0
     elif (isinstance(func, ast.Attribute) and func.attr in STR_METHODS
             and isinstance(func.value, ast.Attribute) and func.value.attr == "str"
             and isinstance(func.value.value, ast.Name)):
-        column, allowed_args = func.value.value, 2
+        column, (fewest, most) = func.value.value, STR_METHODS[func.attr]
     else:
         raise _refuse(node, text, "this call")
     if node.keywords:
         raise _refuse(node, text, "a keyword argument")
-    if len(node.args) > allowed_args:
-        raise _refuse(node, text, f"{len(node.args)} arguments to .{func.attr}()")
     for arg in node.args:
-        if not isinstance(arg, ast.Constant) or not isinstance(arg.value, str | int):
-            raise _refuse(arg, text, "a non-literal argument")
+        if not isinstance(arg, ast.Constant) or not isinstance(arg.value, str):
+            raise _refuse(arg, text, "a non-literal argument (give a text in quotes)")
+    if not fewest <= len(node.args) <= most:
+        takes = "no argument" if most == 0 else "one text" if fewest == 1 else \
+            "at most one text"
+        raise _refuse(node, text, f"{len(node.args)} argument(s) to .{func.attr}() (it takes "
+                      f"{takes})")
     _check(column, text)
 
 
@@ -186,10 +227,10 @@ class _Evaluator:
                     step = ~step if isinstance(op, ast.NotIn) else step
                 else:
                     step = _COMPARE[type(op)](left, right)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise AudienceError(f"{self.where}: audience.filter {_short(self.text)} compares "
                                     f"values of different types ({exc})") from None
-            result = step if result is True else (result & step)
+            result = step if result is True else (_truth(result) & _truth(step))
             left = right
         return result
 
@@ -211,6 +252,7 @@ class _Evaluator:
 
 
 def _truth(value: Any) -> Any:
+    """``value`` as true/false (a Series elementwise, missing values false)."""
     if isinstance(value, pd.Series):
-        return value.fillna(False).astype(bool)
+        return value.astype(object).where(value.notna(), False).astype(bool)
     return bool(value)

@@ -1,12 +1,15 @@
 """Catalog product images: fetched once into the cache, checked, and cut out.
 
 An ``image_link`` is an http(s) URL or a path inside the catalog's folder (relative to it, or
-``file://``). Downloads have a time limit for the whole transfer, a byte limit (checked against
-``Content-Length`` and while reading), an allowed set of types (by the ``Content-Type`` header
-and by what the bytes decode as) and a pixel limit. Each URL is downloaded once; the bytes live
-under ``.cache/catalog/downloads`` and the cut-out under ``.cache/catalog/cutouts``, keyed by the
-source bytes' hash and the matte version, so a changed photo is cut out again. Anything that
-fails raises :class:`CatalogError` with the reason, which the plan records for that product.
+``file://``). Downloads go through :mod:`adgen.fetch`: public hosts only (unless named in
+``allow_hosts``), on every redirect too, with a time limit for the whole transfer, a byte limit,
+an allowed set of types (by the ``Content-Type`` header and by what the bytes decode as) and a
+pixel limit. Photos are reduced to :data:`MAX_SIDE` before the cut-out (JPEGs are decoded at the
+reduced size). Each URL is downloaded once; the bytes live under ``.cache/catalog/downloads``
+and the cut-out under ``.cache/catalog/cutouts``, keyed by the source bytes' hash and the matte
+version, so a changed photo is cut out again. Anything that fails, a cut-out with nothing left
+in it included, raises :class:`CatalogError` with the reason, which the plan records for that
+product.
 """
 
 from __future__ import annotations
@@ -14,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
-import urllib.error
-import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +27,17 @@ from PIL import Image, UnidentifiedImageError
 
 from adgen.catalog import Product
 from adgen.errors import CatalogError
+from adgen.fetch import FetchError, get
 from adgen.post.matte import MATTE_VERSION, model_matte, white_matte
 from adgen.store import atomic_write_bytes, atomic_write_text
 
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 """Allowed image types: MIME type → the format Pillow must decode the bytes as."""
+
+MAX_SIDE = 2048
+"""Photos are reduced to at most this many pixels on their longer side before the cut-out (more
+than a product fills of a render at the default sizes); matting a 40-megapixel photo at full
+size takes half a minute and 4 GB."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class FetchLimits:
     timeout: float = 10.0
     max_bytes: int = 15_000_000
     max_pixels: int = 40_000_000
+    allow_hosts: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -67,13 +75,18 @@ class ProductImages:
         if product.id not in self._cutouts:
             data = self.fetch(product.image_link)
             source = hashlib.sha256(data).hexdigest()
-            key = hashlib.sha256(f"{source}|{self.matte}|{MATTE_VERSION}".encode()).hexdigest()
+            key = hashlib.sha256(
+                f"{source}|{self.matte}|{MATTE_VERSION}|{MAX_SIDE}".encode()).hexdigest()
             path = self.root / "cutouts" / f"{key}.png"
             meta = path.with_suffix(".json")
             if path.is_file() and meta.is_file():
                 note = json.loads(meta.read_text(encoding="utf-8")).get("note", "")
             else:
                 cut, note = self._cut(self._decode(data, product.image_link))
+                if cut.getchannel("A").getbbox() is None:
+                    raise CatalogError(
+                        f"image {product.image_link[:80]!r} has nothing left to show after the "
+                        f"cut-out ({note}): the photo is all background or fully transparent")
                 buffer = io.BytesIO()
                 cut.save(buffer, "PNG")
                 atomic_write_bytes(path, buffer.getvalue())
@@ -93,7 +106,10 @@ class ProductImages:
 
     def fetch(self, link: str) -> bytes:
         """The bytes behind an image link (from the cache after the first download)."""
-        parsed = urlparse(link)
+        try:
+            parsed = urlparse(link)
+        except ValueError as exc:  # a broken IPv6 literal
+            raise CatalogError(f"image link {link[:80]!r} is not a valid URL ({exc})") from None
         if parsed.scheme in {"http", "https"}:
             return self._download(link)
         if parsed.scheme not in {"", "file"} or (parsed.scheme == "" and "://" in link):
@@ -118,47 +134,24 @@ class ProductImages:
         path = self.root / "downloads" / key[:2] / key
         if path.is_file():
             return path.read_bytes()
-        data, content_type = self._get(url)
-        self._decode(data, url, content_type=content_type)
+        limits = self.limits
+        try:
+            response = get(url, timeout=limits.timeout, max_bytes=limits.max_bytes,
+                           types=FORMATS, allow_hosts=limits.allow_hosts)
+        except FetchError as exc:
+            raise CatalogError(f"image {url[:80]!r} {exc}") from None
+        data = response.body
+        self._decode(data, url, content_type=response.content_type)
         atomic_write_bytes(path, data)
         atomic_write_text(path.with_suffix(".json"), json.dumps({
-            "url": url, "content_type": content_type, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
+            "url": url, "final_url": response.url, "content_type": response.content_type,
+            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "fetched_at": datetime.now(tz=UTC).isoformat(timespec="seconds")}))
         return data
 
-    def _get(self, url: str) -> tuple[bytes, str]:
-        limits, short = self.limits, url[:80]
-        request = urllib.request.Request(url, headers={"User-Agent": "adgen"})
-        start = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=limits.timeout) as response:
-                content_type = response.headers.get_content_type()
-                if content_type not in FORMATS:
-                    raise CatalogError(f"image {short!r} is {content_type}, not an image adgen "
-                                       f"takes ({', '.join(FORMATS)})")
-                length = response.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > limits.max_bytes:
-                    raise CatalogError(f"image {short!r} is {int(length)} bytes, more than the "
-                                       f"limit of {limits.max_bytes}")
-                chunks, size = [], 0
-                while chunk := response.read(65536):
-                    size += len(chunk)
-                    if size > limits.max_bytes:
-                        raise CatalogError(f"image {short!r} is more than {limits.max_bytes} "
-                                           "bytes")
-                    if time.monotonic() - start > limits.timeout:
-                        raise CatalogError(f"image {short!r} took more than {limits.timeout:g} s")
-                    chunks.append(chunk)
-        except urllib.error.HTTPError as exc:
-            raise CatalogError(f"image {short!r}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CatalogError(f"image {short!r} could not be fetched ({reason})") from None
-        return b"".join(chunks), content_type
-
     def _decode(self, data: bytes, link: str, *, content_type: str | None = None
                 ) -> Image.Image:
+        """The photo, checked and reduced to at most :data:`MAX_SIDE` on its longer side."""
         short = link[:80]
         try:
             with Image.open(io.BytesIO(data)) as probe:
@@ -168,6 +161,7 @@ class ProductImages:
                 kind = probe.format
                 probe.verify()
             image = Image.open(io.BytesIO(data))
+            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)  # draft, reduce
             image.load()
         except CatalogError:
             raise

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -98,11 +99,24 @@ Availability = Literal["in_stock", "out_of_stock", "preorder", "backorder"]
 
 
 class FetchSpec(_Model):
-    """Limits on downloading one catalog image."""
+    """Limits on downloading one catalog image. ``allow_hosts`` names hosts fetched although
+    they resolve to a loopback, private or other non-public address (an intranet image host,
+    a test server); every other such host is refused."""
 
     timeout: float = Field(10.0, gt=0.0, le=300.0)
     max_bytes: int = Field(15_000_000, ge=1000)
     max_pixels: int = Field(40_000_000, ge=10_000)
+    allow_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        hosts = [host.strip().lower().removeprefix("[").removesuffix("]") for host in value]
+        bad = [host for host in hosts if not host or re.search(r"[/\\\s@?#]|^[^:]*:[^:]*$", host)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a host name or address: give it without scheme, "
+                             "port or path, e.g. images.intranet or 10.0.0.5")
+        return hosts
 
 
 class CatalogSpec(_Model):
@@ -397,6 +411,17 @@ META_CTA_TYPES = (
 ExportFormat = Literal["meta", "google", "html5", "csv"]
 
 
+def _is_web_address(text: str) -> bool:
+    """An http(s) URL with a host (and a valid port), without spaces, quotes or brackets."""
+    if not re.match(r"^https?://[^\s\"'<>\\]+$", text):
+        return False
+    try:
+        parts = urlsplit(text)
+        return bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port out of range, a broken IPv6 literal
+        return False
+
+
 class ExportSpec(_Model):
     """Upload files for ad platforms, written to ``<output>/exports/`` after every run
     (``to``) or by ``adgen export``. Nothing is uploaded; every ad is created paused."""
@@ -420,10 +445,10 @@ class ExportSpec(_Model):
     @field_validator("url", "asset_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s\"'<>\\]+$", value):
+        if value is not None and not _is_web_address(value):
             raise ValueError(
-                f"{value!r} is not a web address: give a full http(s):// URL without spaces "
-                "or quotes"
+                f"{value[:200]!r} is not a web address: give a full http(s):// URL with a host, "
+                "without spaces or quotes"
             )
         return value
 
@@ -601,7 +626,8 @@ class CampaignSpec(_Model):
         )
 
 
-def _format_validation_error(error: ValidationError, where: str) -> str:
+def validation_message(error: ValidationError, where: str) -> str:
+    """A pydantic error as one line per problem: ``where: field.path: what is wrong``."""
     lines = []
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -666,7 +692,7 @@ def campaign_from_dict(
     try:
         spec = CampaignSpec.model_validate(raw)
     except ValidationError as exc:
-        raise CampaignError(_format_validation_error(exc, where)) from None
+        raise CampaignError(validation_message(exc, where)) from None
     return spec.resolve_paths((base_dir or Path.cwd()).resolve())
 
 

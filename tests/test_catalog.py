@@ -4,12 +4,10 @@ from a real HTTP server on 127.0.0.1, and the white-background matte."""
 from __future__ import annotations
 
 import io
-import threading
-import time
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +18,7 @@ from adgen.catalog import Money, parse_price, read_catalog
 from adgen.errors import CatalogError
 from adgen.post.matte import connected_to_border, white_matte
 from adgen.product_images import FetchLimits, ProductImages
+from tests.catalog_server import Handler, png_bytes, serve
 
 TSV = (
     "id\ttitle\tdescription\tbrand\tprice\tsale_price\tavailability\timage_link\t"
@@ -141,102 +140,38 @@ def test_a_missing_feed_names_the_file(tmp_path: Path) -> None:
 # -- downloads ----------------------------------------------------------------------------------
 
 
-def png_bytes(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 30, 30)
-              ) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    hits: dict[str, int] = {}  # noqa: RUF012 - shared with the test through the class
-
-    def log_message(self, *args: object) -> None:  # keep test output clean
-        pass
-
-    def do_GET(self) -> None:
-        _Handler.hits[self.path] = _Handler.hits.get(self.path, 0) + 1
-        routes = {
-            "/ok.png": ("image/png", png_bytes()),
-            "/html": ("text/html", b"<html>not an image</html>"),
-            "/liar.png": ("image/png", b"\x89PNG but not really" * 10),
-            "/jpeg-as-png.png": ("image/png", _jpeg()),
-        }
-        if self.path in routes:
-            kind, body = routes[self.path]
-            self._send(200, kind, body)
-        elif self.path == "/big.png":
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(50_000_000))
-            self.end_headers()
-        elif self.path == "/stream-big.png":  # no Content-Length: the reader must stop itself
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.end_headers()
-            for _ in range(40):
-                if not self._write(b"\0" * 65536):
-                    return
-        elif self.path == "/slow.png":
-            time.sleep(1.5)
-            self._send(200, "image/png", png_bytes())
-        else:
-            self._send(404, "text/plain", b"missing")
-
-    def _send(self, code: int, kind: str, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self._write(body)
-
-    def _write(self, data: bytes) -> bool:
-        """Send ``data``; False when the client has gone (a reader that stopped or timed out)."""
-        try:
-            self.wfile.write(data)
-        except OSError:
-            return False
-        return True
-
-
-def _jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), "white").save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve() as url:
+        yield url
 
 
 def images(tmp_path: Path, **limits: float) -> ProductImages:
-    return ProductImages(tmp_path / "cache", tmp_path, limits=FetchLimits(**limits))  # type: ignore[arg-type]
+    """A fetcher that may use the test server on 127.0.0.1."""
+    return ProductImages(tmp_path / "cache", tmp_path, limits=FetchLimits(
+        **limits, allow_hosts=("127.0.0.1",)))  # type: ignore[arg-type]
 
 
 def test_download_once_then_from_the_cache(tmp_path: Path, server: str) -> None:
-    fetcher = images(tmp_path)
-    first = fetcher.fetch(f"{server}/ok.png")
+    before = Handler.hits.get("/ok.png", 0)  # the server is shared with other tests
+    first = images(tmp_path).fetch(f"{server}/ok.png")
     assert Image.open(io.BytesIO(first)).size == (64, 48)
-    assert ProductImages(tmp_path / "cache", tmp_path).fetch(f"{server}/ok.png") == first
-    assert _Handler.hits["/ok.png"] == 1
+    assert images(tmp_path).fetch(f"{server}/ok.png") == first
+    assert Handler.hits["/ok.png"] == before + 1
     cached = list((tmp_path / "cache" / "downloads").rglob("*.json"))
     assert len(cached) == 1 and '"content_type": "image/png"' in cached[0].read_text()
 
 
 @pytest.mark.parametrize(("path", "limits", "message"), [
     ("/missing.png", {}, "HTTP 404"),
-    ("/html", {}, "is text/html, not an image adgen takes"),
+    ("/html", {}, "is text/html, not one of image/jpeg, image/png, image/webp"),
     ("/big.png", {"max_bytes": 1_000_000}, "is 50000000 bytes, more than the limit of 1000000"),
     ("/stream-big.png", {"max_bytes": 1_000_000}, "is more than 1000000 bytes"),
     ("/liar.png", {}, "does not decode"),
     ("/jpeg-as-png.png", {}, "is sent as image/png but is a JPEG file"),
-    ("/slow.png", {"timeout": 0.5}, "could not be fetched"),
+    ("/slow.png", {"timeout": 0.5}, "took more than 0.5 s"),
+    ("/short.png", {}, f"could not be fetched (the server sent {len(png_bytes())} of "
+                       f"{len(png_bytes()) + 500} bytes)"),
 ])
 def test_bad_downloads_say_why(tmp_path: Path, server: str, path: str,
                                limits: dict[str, float], message: str) -> None:
@@ -370,3 +305,150 @@ def test_a_segmentation_model_cuts_out_when_configured(tmp_path: Path) -> None:
     assert white.path != made.path  # the matte enters the cut-out's cache key
     with pytest.raises(CatalogError, match="cannot be loaded as an image-segmentation model"):
         model_matte(photo, str(tmp_path / "no-such-model"))
+
+
+# -- one bad product costs only itself ----------------------------------------------------------
+
+
+def test_a_price_with_too_many_digits_leaves_its_product_out(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"has more digits than a price can \(at most 15 before"):
+        parse_price("1" * 35 + " USD")
+    with pytest.raises(ValueError, match="and 6 after"):
+        parse_price("1.1234567 USD")
+    assert parse_price("999999999999999.999999 USD").amount == Decimal("999999999999999.999999")
+    (tmp_path / "feed.tsv").write_text(TSV.replace("USD 9", "1" * 35 + " USD"), encoding="utf-8")
+    catalog = read_catalog(tmp_path / "feed.tsv")
+    assert list(catalog.products) == ["mug-1"]
+    assert catalog.excluded["mug-4"].startswith(f"price '{'1' * 35} USD' has more digits")
+
+
+@pytest.mark.parametrize(("path", "note"), [("/white.png", "white matte, 100% background"),
+                                            ("/clear.png", "kept alpha")])
+def test_a_photo_with_nothing_left_after_the_cut_out_is_refused(
+        tmp_path: Path, server: str, path: str, note: str) -> None:
+    (tmp_path / "feed.tsv").write_text(
+        f"id\ttitle\tprice\timage_link\np\tLamp\t5 USD\t{server}{path}\n", encoding="utf-8")
+    product = read_catalog(tmp_path / "feed.tsv").products["p"]
+    with pytest.raises(CatalogError) as info:
+        images(tmp_path).cutout(product)
+    assert str(info.value) == (f"image '{server}{path}' has nothing left to show after the "
+                               f"cut-out ({note}): the photo is all background or fully "
+                               "transparent")
+    assert not list((tmp_path / "cache").rglob("cutouts/*"))
+
+
+@pytest.mark.parametrize("kind", ["PNG", "JPEG"])
+def test_large_photos_are_reduced_before_the_cut_out(tmp_path: Path, kind: str) -> None:
+    from adgen.product_images import MAX_SIDE
+
+    photo = Image.new("RGB", (4800, 3600), (252, 252, 252))
+    ImageDraw.Draw(photo).rectangle((1200, 900, 3600, 2700), fill=(190, 30, 40))
+    photo.save(tmp_path / f"big.{kind.lower()}", kind)
+    (tmp_path / "feed.tsv").write_text(
+        f"id\ttitle\tprice\timage_link\np\tLamp\t5 USD\tbig.{kind.lower()}\n", encoding="utf-8")
+    cut = Image.open(images(tmp_path).cutout(read_catalog(tmp_path / "feed.tsv").products["p"])
+                     .path)
+    assert cut.size == (MAX_SIDE, MAX_SIDE * 3 // 4)
+    r, g, b, a = cut.getpixel((MAX_SIDE // 2, MAX_SIDE * 3 // 8))  # type: ignore[misc]
+    assert a == 255 and abs(r - 190) < 8 and g < 45 and b < 50
+    assert cut.getpixel((5, 5))[3] == 0  # type: ignore[index]
+
+
+def feed_campaign(root: Path, server: str) -> dict[str, Any]:
+    """A campaign whose customers viewed one product each, most of them broken in some way."""
+    port = server.rsplit(":", 1)[1]
+    links = {
+        "ok": f"{server}/ok.png", "white": f"{server}/white.png", "clear": f"{server}/clear.png",
+        "drip": f"{server}/drip-body", "bad-status": f"{server}/bad-status",
+        "many-headers": f"{server}/many-headers", "metadata": "http://169.254.169.254/a.png",
+        "ftp-hop": f"{server}/redirect?to=ftp://example.invalid/a.png",
+        "loopback": f"http://localhost:{port}/ok.png", "bad-port": "http://127.0.0.1:99999/a.png",
+        "bad-ipv6": "http://[::1/a.png", "price": f"{server}/ok.png",
+    }
+    rows = [f"{pid}\tLamp {pid}\t{'1' * 35 if pid == 'price' else '5'} USD\t{link}"
+            for pid, link in links.items()]
+    (root / "feed.tsv").write_text("id\ttitle\tprice\timage_link\n" + "\n".join(rows) + "\n",
+                                   encoding="utf-8")
+    (root / "audience.csv").write_text("customer_id,viewed\n" + "".join(
+        f"c{i},{pid}\n" for i, pid in enumerate(links)), encoding="utf-8")
+    return {
+        "name": "feed", "output": "out", "variants": 1, "placements": ["feed_square"],
+        "audience": {"path": "audience.csv", "segment_by": [], "product_column": "viewed"},
+        "catalog": {"path": "feed.tsv",
+                    "images": {"timeout": 1, "allow_hosts": ["127.0.0.1"]}},
+        "creatives": [{"id": "viewed", "prompt": "a {{ product.title }}",
+                       "captions": {"headline": "{{ product.title }}"}}],
+        "renderer": {"name": "offline", "width": 256, "height": 256},
+    }
+
+
+def test_each_bad_product_is_left_out_and_validate_finds_what_run_refuses(
+        tmp_path: Path, server: str) -> None:
+    import json
+
+    import adgen
+    from tests.conftest import write_campaign
+
+    campaign = adgen.load_campaign(write_campaign(tmp_path, feed_campaign(tmp_path, server)))
+    left_out = adgen.validate(campaign).products_left_out
+    assert sorted(left_out) == sorted(["white", "clear", "drip", "bad-status", "many-headers",
+                                       "metadata", "ftp-hop", "loopback", "bad-port",
+                                       "bad-ipv6", "price"])
+    expected = {
+        "white": "has nothing left to show after the cut-out", "clear": "fully transparent",
+        "drip": "took more than 1 s", "bad-status": "BadStatusLine",
+        "many-headers": "got more than 100 headers", "metadata": "is on a link-local address",
+        "ftp-hop": "which is not an http(s) link", "loopback": "is on a loopback address",
+        "bad-port": "Port out of range", "bad-ipv6": "Invalid IPv6 URL",
+        "price": "has more digits than a price can",
+    }
+    for pid, words in expected.items():
+        assert words in left_out[pid], (pid, left_out[pid])
+    result = adgen.run(campaign)
+    ok = result.manifest[result.manifest["status"] == "ok"]
+    assert list(ok["variant_id"].str.split("-").str[0]) == ["viewed"] and len(ok) == 1
+    assert Image.open(tmp_path / "out" / ok.iloc[0]["path"]).size == (1080, 1080)
+    summary = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert summary["products_left_out"].keys() == left_out.keys()
+
+
+def test_validate_lists_twenty_products_left_out_then_a_count(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import write_campaign
+
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "ok.png")
+    rows = "".join(f"gone-{i}\tLamp\t5 USD\tout_of_stock\tok.png\n" for i in range(45))
+    (tmp_path / "feed.tsv").write_text("id\ttitle\tprice\tavailability\timage_link\n"
+                                       "ok\tLamp\t5 USD\tin_stock\tok.png\n" + rows,
+                                       encoding="utf-8")
+    (tmp_path / "audience.csv").write_text("customer_id,viewed\nc1,ok\n", encoding="utf-8")
+    campaign = {
+        "name": "feed", "output": "out", "variants": 1, "placements": ["feed_square"],
+        "audience": {"path": "audience.csv", "segment_by": [], "product_column": "viewed"},
+        "catalog": {"path": "feed.tsv"},
+        "creatives": [{"id": "viewed", "prompt": "a {{ product.title }}",
+                       "captions": {"headline": "{{ product.title }}"}}],
+        "renderer": {"name": "offline", "width": 256, "height": 256},
+    }
+    path = write_campaign(tmp_path, campaign)
+    for command in ("validate", "plan"):
+        done = subprocess.run([sys.executable, "-m", "adgen", command, str(path)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        lines = [line for line in done.stdout.splitlines() if line.startswith("left out")]
+        assert lines[:20] == [f"left out product gone-{i}: availability is out_of_stock"
+                              for i in range(20)]
+        assert lines[20:] == ["left out 25 more products (run.json lists them all after a run)"]
+
+
+def test_allow_hosts_takes_host_names_and_addresses() -> None:
+    from adgen.spec import FetchSpec
+
+    assert FetchSpec(allow_hosts=["Images.Intranet", "[::1]", "10.0.0.5"]).allow_hosts == [
+        "images.intranet", "::1", "10.0.0.5"]
+    for bad in ("http://images.intranet", "images.intranet:8080", "images.intranet/x", ""):
+        with pytest.raises(ValueError, match="is not a host name or address: give it without "
+                                             "scheme, port or path"):
+            FetchSpec(allow_hosts=[bad])

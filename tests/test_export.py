@@ -336,6 +336,8 @@ def test_only_finished_ads_are_exported_and_stale_files_go(tmp_path: Path) -> No
     ({"banner_seconds": 12, "banner_loops": 3}, "Google Ads allows at most 30 s"),
     ({"url": "javascript:alert(1)"}, "is not a web address"),
     ({"url": 'https://a.example/"><script>'}, "is not a web address"),
+    ({"url": "https:///nohost"}, "is not a web address"),
+    ({"url": "https://shop.example:99999/"}, "is not a web address"),
     ({"meta_cta": "CLICK_HERE"}, "meta_cta 'CLICK_HERE' is not one of"),
     ({"to": ["tiktok"]}, "export.to.0"),
     ({"to": ["csv", "meta"], "url": None}, "export.to has meta, which need a landing page"),
@@ -371,6 +373,12 @@ def test_cli_export(run: adgen.RunResult) -> None:
     assert failed.stderr.strip().splitlines() == [
         "error: the Meta export needs a landing page: set export.url in the campaign, or pass "
         "--url https://… (url=… in Python)"]
+    for url in ("https:///nohost", "shop.example/landing", "https://[::1/x"):
+        failed = _cli("export", run.out, "--to", "meta", "--url", url)
+        assert failed.returncode == 2
+        assert failed.stderr.strip().splitlines() == [
+            f"error: export: url: {url!r} is not a web address: give a full http(s):// URL "
+            "with a host, without spaces or quotes"]
 
 
 def test_unchanged_banners_are_reused_and_a_missing_render_costs_only_its_own(

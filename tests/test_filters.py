@@ -75,3 +75,41 @@ def test_campaign_and_set_override_are_checked_at_load(tmp_path: Path,
     campaign = adgen.load_campaign(path, overrides=['audience.filter=region == "north"'])
     assert adgen.plan(campaign).summary()["customers"] == 3
     assert not Path("/tmp/adgen-pwned").exists()
+
+
+@pytest.mark.parametrize(("text", "why", "column"), [
+    ("spend == [1, 2]", "a list not after `in` / `not in`", 10),
+    ("[1] in region", "a list not after `in` / `not in`", 1),
+    ('region in ["a"] == region', "`in` without a list of literals after it", 11),
+    ('region in "north"', "`in` without a list of literals after it", 11),
+    ('"north" in ["north"]', "a literal before `in`", 1),
+    ('-region == "x"', "a minus sign before a non-number", 1),
+    ("region == -None", "a minus sign before a non-number", 11),
+    ("spend > -True", "a minus sign before a non-number", 9),
+    ('region.str.startswith("A", "zzz")', "2 argument(s) to .startswith() (it takes one text)",
+     1),
+    ('region.str.contains("a", "b")', "2 argument(s) to .contains() (it takes one text)", 1),
+    ("region.str.endswith()", "0 argument(s) to .endswith() (it takes one text)", 1),
+    ('region.str.lower("x") == "x"', "1 argument(s) to .lower() (it takes no argument)", 1),
+    ("region.str.startswith(1)", "a non-literal argument (give a text in quotes)", 23),
+    ("1 == 1", "does not depend on any column", None),
+])
+def test_filters_that_cannot_mean_anything_are_refused_at_load(
+        text: str, why: str, column: int | None, tmp_path: Path, campaign_data: dict) -> None:
+    path = write_campaign(tmp_path, campaign_data)
+    with pytest.raises(CampaignError) as info:
+        adgen.load_campaign(path, overrides=[f"audience.filter={text}"])
+    message = str(info.value)
+    assert "\n" not in message and why in message
+    if column is not None:
+        assert f"at column {column} is not allowed" in message
+
+
+@pytest.mark.parametrize(("text", "ids"), [
+    ('region.str.strip("h") == "nort"', ["1", "3"]),
+    ("spend.isna() == False and spend > -1.5", ["1", "2", "3", "4"]),
+    ('region.str.len() and region.notna()', ["1", "2", "3", "5"]),
+    ('region.str.contains("o") == True != region.str.startswith("s")', ["1", "3"]),
+])
+def test_mixed_types_give_answers_not_tracebacks(text: str, ids: list[str]) -> None:
+    assert list(apply_filter(FRAME, text, "test")["customer_id"]) == ids

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
+from pydantic import ValidationError
+
 from adgen.audience import AudienceSource, read_audience
 from adgen.errors import CampaignError
 from adgen.export import html5
@@ -34,7 +36,7 @@ from adgen.export.generic import write_generic
 from adgen.export.google import write_google
 from adgen.export.meta import write_meta
 from adgen.export.source import EXPORTS_DIR, ExportSource
-from adgen.spec import CampaignSpec, ExportFormat, ExportSpec
+from adgen.spec import CampaignSpec, ExportFormat, ExportSpec, validation_message
 from adgen.store import atomic_write_bytes, atomic_write_text
 
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -83,8 +85,8 @@ def export(
     if changes:
         try:
             settings = ExportSpec.model_validate(settings.model_dump() | changes)
-        except ValueError as exc:
-            raise CampaignError(f"export: {exc}") from None
+        except ValidationError as exc:
+            raise CampaignError(validation_message(exc, "export")) from None
     formats = _formats(to if to is not None else settings.to)
     # 2. read the output folder (and the audience, when customer lists are wanted)
     source = ExportSource.read(out_dir)
