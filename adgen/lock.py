@@ -77,9 +77,13 @@ def output_lock(out: str | Path, command: str, *, wait: float | None = None,
     Raises :class:`OutputError` naming the holder when another command holds it for longer
     than ``wait`` seconds. ``create=False`` (commands that work on an existing run's folder): a
     folder that does not exist is not created, and the block runs unlocked. ``writes=False``
-    (commands that only read): a URL output's lease is not taken."""
+    (commands that only read): a URL output's lease is not taken, and a read-only folder is
+    read unlocked."""
     seconds = _wait_seconds(wait)
     if not is_url(out):
+        if not writes and Path(out).is_dir() and not os.access(out, os.W_OK | os.X_OK):
+            yield Path(out)  # a read-only folder (an archive): nothing to lock against
+            return
         with _folder_lock(Path(out), command, seconds, create) as (folder, _):
             yield folder
         return

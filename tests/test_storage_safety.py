@@ -376,7 +376,7 @@ def test_outputs_that_cannot_be_written_fail_before_any_render(
 @contextlib.contextmanager
 def _read_only(folder: Path) -> Iterator[None]:
     """A folder nobody can write, root included (immutable), for the block."""
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     if os.geteuid() != 0:
         folder.chmod(0o555)
     elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
@@ -482,3 +482,11 @@ def test_a_missing_ledger_part_of_an_s3_output_is_named_by_its_url(
     again = adgen.run(_campaign(campaign_data, tmp_path, url), reset_ledger=True)
     assert list(again.assignments["variant_id"]) == list(first.assignments["variant_id"])
     assert "ledger/part-000001.parquet" in object_names(s3.env, "ads", "ledger")
+
+
+def test_explain_reads_a_read_only_folder(tmp_path: Path, campaign_data: dict[str, Any]) -> None:
+    out = tmp_path / "archived"
+    result = adgen.run(_campaign(campaign_data, tmp_path, str(out)))
+    customer = result.assignments.iloc[0]
+    with _read_only(out):
+        assert adgen.explain(out, customer["customer_id"]).variant_id == customer["variant_id"]
