@@ -54,6 +54,7 @@ LEASE_NAME = "lease.json"
 CLAIM_PREFIX = "claim-"
 _TAKEN = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _GONE = {"NoSuchKey", "404"}
+_UNSUPPORTED = {"NotImplemented", "501"}
 
 _held: dict[str, Lease] = {}
 _abandoned: set[str] = set()  # tokens of leases this process could not delete
@@ -274,6 +275,8 @@ class S3Lease(Lease):
             try:
                 self.etag = self._put(IfNoneMatch="*")
             except self.refused as exc:
+                if _code(exc) in _UNSUPPORTED:
+                    raise self.unsupported("If-None-Match") from None
                 if _code(exc) not in _TAKEN:
                     raise
             else:
@@ -295,17 +298,23 @@ class S3Lease(Lease):
         return holder
 
     def _require_conditions(self) -> None:
-        """Refuse a server that ignores ``If-None-Match`` (it would let two writers in)."""
-        try:
-            self.etag = self._put(IfNoneMatch="*")
-        except self.refused as exc:
-            if _code(exc) in _TAKEN:
-                return
-            raise
-        self.client.delete_object(Bucket=self.bucket, Key=self.key)
-        raise OutputError(f"{self.url}: this S3 server ignores conditional writes "
-                          "(If-None-Match), so adgen cannot keep a second writer out; use a "
-                          "server that supports them")
+        """Refuse a server that ignores conditional writes (it would let two writers in): a
+        second ``If-None-Match: *`` and an ``If-Match`` of a wrong ETag must both fail."""
+        for header, condition in (("If-None-Match", {"IfNoneMatch": "*"}),
+                                  ("If-Match", {"IfMatch": '"adgen-wrong-etag"'})):
+            try:
+                self.etag = self._put(**condition)
+            except self.refused as exc:
+                if _code(exc) in _TAKEN:
+                    continue
+                raise
+            self.client.delete_object(Bucket=self.bucket, Key=self.key)
+            raise self.unsupported(header)
+
+    def unsupported(self, header: str) -> OutputError:
+        return OutputError(f"{self.url}: this S3 server ignores conditional writes ({header}), "
+                           "so adgen cannot keep a second writer out; use a server that "
+                           "supports them")
 
     def renew(self) -> None:
         try:
