@@ -22,6 +22,7 @@ from adgen.errors import (
     PostProcessError,
     RenderError,
     ResultsError,
+    StoreError,
     TemplateError,
 )
 from adgen.explain import Explanation, explain
@@ -57,6 +58,7 @@ __all__ = [
     "RenderJob",
     "ResultsError",
     "RunResult",
+    "StoreError",
     "TemplateError",
     "__version__",
     "analyze",

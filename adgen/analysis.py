@@ -32,7 +32,7 @@ import pandas as pd
 from adgen import stats
 from adgen.errors import ResultsError
 from adgen.lock import output_lock
-from adgen.storage import lock_folder, open_output
+from adgen.storage import open_output
 from adgen.store import atomic_write_bytes, atomic_write_text, safe_csv
 
 HOLDOUT = "holdout"
@@ -377,7 +377,7 @@ def write_analysis(analysis: Analysis, out_dir: str | Path) -> list[Path]:
     """Write ``analysis.csv``, ``analysis.json`` and ``analysis.png`` into ``out_dir`` (a folder,
     or an object-store URL: then the paths returned are in its local mirror), under the
     output's lock."""
-    with output_lock(lock_folder(out_dir), "analyze"), open_output(out_dir) as folder:
+    with output_lock(out_dir, "analyze"), open_output(out_dir) as folder:
         return _write_analysis(analysis, folder)
 
 

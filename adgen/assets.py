@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.errors import AdgenError
+from adgen.errors import AdgenError, StoreError
 from adgen.guardrails import brand_violations, over_subject
 from adgen.jobs import RenderJob, stable_hash
 from adgen.locales import is_rtl
@@ -176,6 +176,8 @@ class _JobAssets:
             return failed_row(row, campaign, spec, row["failing"]), False
         try:
             return self._asset(row, spec)
+        except StoreError:
+            raise  # the store's outage, not this asset's problem: the run stops, nothing lost
         except OSError as exc:
             if exc.errno in _DISK_ERRORS:
                 raise  # the output's problem, not this asset's: the run stops, nothing lost

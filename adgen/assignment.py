@@ -13,7 +13,8 @@ the customer keeps their variant whatever audience a later run or assign sees, u
 Every such change is a new ledger row with its reason and time; nothing else moves anyone.
 
 The experiment state (``refresh.json``: slot generations, weights, refresh count, the last
-committed ledger part) is the commit point. A refresh first writes its decision to a journal
+committed ledger part) is the commit point; loading it checks that every ledger part it counts
+is there (:meth:`Ledger.check`). A refresh first writes its decision to a journal
 (``refresh.pending.json``); the run that follows (the refresh itself, or any later ``run`` if it
 was killed) commits it. So a killed refresh leaves the old state, and the next run or refresh
 finishes it; a plain run never undoes a retirement.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ import pandas as pd
 
 from adgen import experiment
 from adgen.errors import CampaignError
-from adgen.ledger import Ledger, new_part_info
+from adgen.ledger import LEDGER_DIR, Ledger, new_part_info
 from adgen.planning import Plan, SlotKey, variant_name
 from adgen.spec import CampaignSpec
 from adgen.store import atomic_write_text
@@ -65,7 +67,8 @@ class RefreshState:
     @classmethod
     def load(cls, out_dir: Path) -> RefreshState:
         """The committed state, or, after a refresh that did not finish, the state it decided
-        (the next run commits it)."""
+        (the next run commits it). :class:`OutputError` when a ledger part it counts is
+        missing."""
         out_dir = Path(out_dir)
         state = cls._read(out_dir, out_dir / STATE_FILE)
         journal = out_dir / JOURNAL_FILE
@@ -77,7 +80,24 @@ class RefreshState:
                 decided.unfinished = True
                 state = decided
             state.pending = data["log"]
+        state.ledger.check()
         return state
+
+    @classmethod
+    def reset_ledger(cls, out_dir: Path) -> Path | None:
+        """Start the assignment ledger over, on purpose (``--reset-ledger``): its parts move
+        to ``ledger.reset-<UTC time>/`` (kept, never read again) and the state counts none, so
+        the next write hashes every customer again. Returns where the old parts went."""
+        out_dir = Path(out_dir)
+        folder, moved = out_dir / LEDGER_DIR, None
+        if folder.is_dir():
+            stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            moved = folder.rename(out_dir / f"{LEDGER_DIR}.reset-{stamp}")
+        state = cls._read(out_dir, out_dir / STATE_FILE)
+        if state.ledger_seq:
+            state.ledger_seq = 0
+            atomic_write_text(out_dir / STATE_FILE, json.dumps(state.to_dict(), indent=2))
+        return moved
 
     @classmethod
     def _read(cls, out_dir: Path, path: Path) -> RefreshState:

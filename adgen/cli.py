@@ -1,7 +1,8 @@
 """The ``adgen`` command line: a thin layer over the public API.
 
-User mistakes (any :class:`adgen.AdgenError`) print one line per problem and exit with code 2;
-anything else is a bug and keeps its traceback.
+User mistakes (any :class:`adgen.AdgenError`) print one line per problem and exit with code 2
+(a store outage mid-command, :class:`adgen.StoreError`: 1); anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a campaign field: dotted.path=VALUE (repeatable)."),
 ]
+ResetLedgerOpt = Annotated[
+    bool, typer.Option("--reset-ledger", help="Start the assignment ledger over: every "
+                       "customer is hashed again (the old parts are kept aside).")]
 
 
 @app.callback()
@@ -156,6 +160,7 @@ def run(
         int | None, typer.Option("--gpus", help="Use at most N GPUs of the Ray cluster.")
     ] = None,
     set_: SetOpt = None,
+    reset_ledger: ResetLedgerOpt = False,
 ) -> None:
     """Render a campaign into placement-ready assets, a manifest and assignments."""
     spec = _load(campaign, set_)
@@ -171,13 +176,13 @@ def run(
 
         result = adgen.run(spec, audience=audience, out=out, renderer=renderer, model=model,
                            backend=backend, ray_address=ray_address, gpus=gpus,
-                           progress=progress)
+                           progress=progress, reset_ledger=reset_ledger)
     summary = result.summary()
     console.print(
         f"[green]done[/green] {spec.name}: {summary['rendered']} rendered, "
         f"{summary['cached']} cached; {summary['assets_written']} assets written, "
         f"{summary['assets_reused']} reused; {summary['assigned_customers']} customers assigned "
-        f"-> {result.out}"
+        f"-> {result.location}"
     )
     reasons = result.failure_reasons()
     if reasons:
@@ -252,10 +257,11 @@ def analyze(
 
 
 @app.command()
-def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None) -> None:
+def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None,
+            reset_ledger: ResetLedgerOpt = False) -> None:
     """Retire losing variants, re-weight traffic, render replacements, re-assign (sticky)."""
     spec = _load(campaign, set_)
-    outcome = adgen.refresh(spec, results)
+    outcome = adgen.refresh(spec, results, reset_ledger=reset_ledger)
     if outcome.analysis is None:
         console.print(f"finished refresh {outcome.log['refresh']}, which was interrupted (its "
                       "decision stands; run refresh again to act on newer results)")
@@ -286,7 +292,7 @@ def schedule(
 
 @app.command()
 def explain(
-    out_dir: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    out_dir: Annotated[str, typer.Argument(help="Output folder or URL of a run.")],
     customer: Annotated[str, typer.Option("--customer", help="The customer id.")],
 ) -> None:
     """Explain a customer: segment, hash bucket, every variant assigned and why."""
@@ -300,7 +306,7 @@ def report(
 ) -> None:
     """Write the HTML review sheet (review.html) for a run's output folder."""
     path = adgen.write_report(out_dir, title=title)
-    console.print(f"[green]wrote[/green] {path}")
+    console.print(f"[green]wrote[/green] {join(out_dir, path.name)}")
 
 
 @app.command("export")
@@ -353,7 +359,7 @@ def main() -> None:
     except adgen.AdgenError as exc:
         for line in str(exc).splitlines() or ["error"]:
             err_console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

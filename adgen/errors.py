@@ -2,7 +2,8 @@
 
 Every mistake a user can make raises a subclass of :class:`AdgenError` whose message names the
 file, row or column, what is wrong and how to fix it. The CLI prints that message on one line
-and exits with code 2. Anything else that escapes is a bug in adgen and keeps its traceback.
+and exits with :attr:`AdgenError.exit_code` (2; 1 for a store outage). Anything else that
+escapes is a bug in adgen and keeps its traceback.
 
     AdgenError
     ├── CampaignError      the campaign file or spec is invalid (fields, paths, placements)
@@ -13,7 +14,9 @@ and exits with code 2. Anything else that escapes is a bug in adgen and keeps it
     ├── PostProcessError   a caption cannot fit, a file cannot meet its byte budget, ...
     ├── RenderError        a renderer cannot load its model or produced an unusable image
     ├── FFmpegError        ffmpeg is missing or failed (with ffmpeg's last lines)
-    ├── OutputError        the output folder is in use by another run, or is not a folder
+    ├── OutputError        the output cannot be used: in use by another run, not a folder,
+    │   │                  not writable, a missing bucket, damaged state
+    │   └── StoreError     the object store failed during a command (exit code 1)
     └── ResultsError       an experiment results file is invalid
 """
 
@@ -34,6 +37,9 @@ def listed(items: Iterable[object], limit: int = MAX_LISTED, sep: str = ", ") ->
 
 class AdgenError(Exception):
     """Base class of every error caused by user input. Its message is meant for the user."""
+
+    exit_code = 2
+    """The CLI's exit code for it."""
 
 
 class CampaignError(AdgenError):
@@ -69,7 +75,25 @@ class FFmpegError(AdgenError):
 
 
 class OutputError(AdgenError):
-    """The output folder cannot be used: another run holds its lock, or the path is a file."""
+    """The output cannot be used: another command holds its lock, the path is a file, it is
+    not writable (a read-only folder, a missing bucket, wrong credentials), or its saved state
+    is damaged (a ledger part is missing)."""
+
+
+class StoreError(OutputError):
+    """The object store failed in the middle of a command (an outage, a 5xx, a full quota).
+    What was written is kept and nothing half-done is committed: the same command again
+    finishes the work. Not a user mistake, so the CLI exits with code 1."""
+
+    exit_code = 1
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}; what was written is kept: run the same command "
+                         "again to finish")
+        self.where, self.reason = where, reason
+
+    def __reduce__(self) -> tuple[type[StoreError], tuple[str, str]]:
+        return (StoreError, (self.where, self.reason))
 
 
 class ResultsError(AdgenError):

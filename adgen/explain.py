@@ -1,7 +1,7 @@
 """Explain one customer's assignment: segment, hash bucket, every variant and why.
 
-Everything comes from the output folder: the assignment ledger (each change, with the settings
-of the write that made it), the committed experiment state and the last manifest.
+Everything comes from the output folder or URL: the assignment ledger (each change, with the
+settings of the write that made it), the committed experiment state and the last manifest.
 """
 
 from __future__ import annotations
@@ -14,10 +14,15 @@ from typing import Any
 import pandas as pd
 
 from adgen.analysis import arm_label
-from adgen.assignment import RefreshState, read_log
-from adgen.errors import AudienceError
+from adgen.assignment import STATE_FILE, RefreshState, read_log
+from adgen.errors import AudienceError, OutputError
 from adgen.experiment import HOLDOUT_SUFFIX, bucket_ranges, choose_variation, gb_hash
-from adgen.ledger import PartInfo
+from adgen.ledger import LEDGER_DIR, PartInfo
+from adgen.lock import output_lock
+from adgen.storage import is_url, open_output
+
+_ID_SHOWN = 80
+"""Characters of a customer id an error shows."""
 
 
 @dataclass
@@ -57,13 +62,37 @@ class Explanation:
 
 
 def explain(out: str | Path, customer_id: str) -> Explanation:
-    """Explain ``customer_id``'s assignments in the output folder ``out``."""
-    out_dir = Path(out)
+    """Explain ``customer_id``'s assignments in the output folder or URL ``out``."""
+    if not is_url(out):
+        _check_folder(Path(out))
+    with (output_lock(out, "explain", create=False, writes=False),
+          open_output(out, push=False) as out_dir):
+        if not (out_dir / STATE_FILE).is_file() and not (out_dir / LEDGER_DIR).is_dir():
+            raise OutputError(f"{out}: no assignments here (no {STATE_FILE}, no {LEDGER_DIR}/): "
+                              "give the output folder or URL of a run")
+        return _explain(out, out_dir, str(customer_id))
+
+
+def _check_folder(out: Path) -> None:
+    if out.suffix.lower() in {".yaml", ".yml"} and out.is_file():
+        raise OutputError(f"{out} is a campaign file; explain reads a run's output: give its "
+                          "output folder (the campaign's output:, by default out/<name>)")
+    if not out.is_dir():
+        raise OutputError(f"{out}: no such folder; give the output folder of a run")
+
+
+def _short(customer_id: str) -> str:
+    if len(customer_id) <= _ID_SHOWN:
+        return repr(customer_id)
+    return f"{customer_id[:_ID_SHOWN]!r}… ({len(customer_id):,} characters)"
+
+
+def _explain(out: str | Path, out_dir: Path, customer_id: str) -> Explanation:
     state = RefreshState.load(out_dir)
-    rows = state.ledger.history(str(customer_id))
+    rows = state.ledger.history(customer_id)
     if rows.empty:
         raise AudienceError(
-            f"{out_dir}: customer {customer_id!r} has never been assigned (not in the "
+            f"{out}: customer {_short(customer_id)} has never been assigned (not in the "
             "assignment ledger); check the id (ids are text: leading zeros count)"
         )
     infos = {seq: state.ledger.info(int(seq)) for seq in rows["seq"].unique()}

@@ -14,7 +14,9 @@ is their last row; customers missing from a later run keep theirs.
 
 A part counts only once the experiment state (``refresh.json``, see :mod:`adgen.assignment`)
 names it as committed: a part written by a run that was killed before its commit is ignored by
-readers and replaced by the next write. Committed parts are never rewritten.
+readers and replaced by the next write. Committed parts are never rewritten. A committed part
+that is missing (or parts the state does not count) stop every reader with an error naming it:
+hashing its customers again would move them. ``--reset-ledger`` starts over on purpose.
 
 Reading is columnar (pyarrow): finding the current rows of a million customers in a ledger of
 ten million is a filter and a group-by, not a Python loop (``bench/bench_ledger.py``).
@@ -35,6 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from adgen.errors import OutputError
+from adgen.storage import join, shown
 from adgen.store import atomic_write_bytes
 
 LEDGER_DIR = "ledger"
@@ -104,16 +108,38 @@ class Ledger:
     """The committed parts of an output folder's ledger (``committed`` = last committed seq)."""
 
     def __init__(self, out_dir: Path, committed: int) -> None:
-        self.root = Path(out_dir) / LEDGER_DIR
+        self.out_dir = Path(out_dir)
+        self.root = self.out_dir / LEDGER_DIR
         self.committed = committed
 
     def _path(self, seq: int) -> Path:
         return self.root / f"part-{seq:06d}.parquet"
 
+    def check(self) -> None:
+        """:class:`OutputError` unless every committed part is there, and no part beyond the
+        next one (the state that counted them is gone): either way customers would move."""
+        over = "or start the assignments over with --reset-ledger (every customer is hashed again)"
+        missing = [seq for seq in range(1, self.committed + 1) if not self._path(seq).is_file()]
+        if missing:
+            more = f" and {len(missing) - 1} more parts" if len(missing) > 1 else ""
+            raise OutputError(
+                f"{self._shown(missing[0])}{more}: missing, but refresh.json counts "
+                f"{self.committed} ledger parts; restore it from a backup (or the bucket's "
+                f"object versions), {over}")
+        found = [_seq_of(p) for p in self.root.glob("part-*.parquet")] if self.root.is_dir() else []
+        ahead = [seq for seq in found if seq > self.committed + 1]
+        if ahead:
+            raise OutputError(
+                f"{self._shown(max(ahead))}: refresh.json counts only {self.committed} ledger "
+                f"parts (it was replaced or deleted); restore refresh.json from a backup, {over}")
+
+    def _shown(self, seq: int) -> str:
+        return join(shown(self.out_dir), LEDGER_DIR, self._path(seq).name)
+
     def parts(self) -> list[Path]:
-        """Committed part files, oldest first."""
-        return [self._path(seq) for seq in range(1, self.committed + 1)
-                if self._path(seq).exists()]
+        """Committed part files, oldest first (:meth:`check` first)."""
+        self.check()
+        return [self._path(seq) for seq in range(1, self.committed + 1)]
 
     def info(self, seq: int) -> PartInfo:
         meta = pq.read_schema(self._path(seq)).metadata or {}

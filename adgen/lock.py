@@ -1,4 +1,4 @@
-"""One command at a time per output folder: ``with output_lock(out, "run"): ...``.
+"""One command at a time per output: ``with output_lock(out, "run"): ...``.
 
 The lock is an advisory ``flock`` on ``<out>/.adgen.lock``, which also records the holder
 (host, PID, command, since when) for the error message a second command gets. The kernel
@@ -9,6 +9,10 @@ process on this host is simply reused. A command waits up to ``wait`` seconds (d
 
 The lock is re-entrant within a thread (``refresh`` holds it and calls ``run``); another thread
 of the same process is refused like another process.
+
+A URL output is locked on this machine by a lock folder beside its mirror, and against other
+machines by a lease in the store (:mod:`adgen.lease`), which commands that only read it
+(``writes=False``) do not take.
 """
 
 from __future__ import annotations
@@ -17,17 +21,16 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from adgen.errors import OutputError
+from adgen.lease import describe_holder, hold_lease, holder_record
+from adgen.storage import LOCK_FILE, check_folder, is_url, lock_folder
 
-LOCK_FILE = ".adgen.lock"
 WAIT_ENV = "ADGEN_LOCK_WAIT"
 _POLL_S = 0.1
 
@@ -37,18 +40,14 @@ _registry = threading.Lock()
 
 def prepare_output(out: Path) -> Path:
     """Create the output folder if needed; :class:`OutputError` if ``out`` is a file (or a
-    symlink to one), or cannot be created."""
+    symlink to one), is not writable, or cannot be created."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out}: the output path is a file, not a folder; give a folder "
-                          "(--out DIR or output: in the campaign)")
+    check_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise OutputError(f"{out}: a parent of the output folder is a file; give another "
-                          "folder") from None
-    except PermissionError:
-        raise OutputError(f"{out}: no permission to create the output folder") from None
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create the output folder ({exc.strerror}); give "
+                          "another folder") from None
     return out
 
 
@@ -71,22 +70,37 @@ def _wait_seconds(wait: float | None) -> float:
         raise OutputError(f"{WAIT_ENV}={raw!r} is not a number of seconds") from None
 
 
-def _describe(holder: dict[str, Any]) -> str:
-    if not holder:
-        return "another adgen command"
-    return (f"`adgen {holder.get('command', '?')}` on host {holder.get('host', '?')}, "
-            f"PID {holder.get('pid', '?')}, since {holder.get('since', '?')}")
+@contextlib.contextmanager
+def output_lock(out: str | Path, command: str, *, wait: float | None = None,
+                create: bool = True, writes: bool = True) -> Iterator[Path]:
+    """Hold the output ``out`` (a folder or a URL) for ``command`` until the block ends.
+    Raises :class:`OutputError` naming the holder when another command holds it for longer
+    than ``wait`` seconds. ``create=False`` (commands that work on an existing run's folder): a
+    folder that does not exist is not created, and the block runs unlocked. ``writes=False``
+    (commands that only read): a URL output's lease is not taken, and a read-only folder is
+    read unlocked."""
+    seconds = _wait_seconds(wait)
+    if not is_url(out):
+        if not writes and Path(out).is_dir() and not os.access(out, os.W_OK | os.X_OK):
+            yield Path(out)  # a read-only folder (an archive): nothing to lock against
+            return
+        with _folder_lock(Path(out), command, seconds, create) as (folder, _):
+            yield folder
+        return
+    with _folder_lock(lock_folder(out), command, seconds, True) as (folder, outer):
+        if outer and writes:
+            with hold_lease(str(out), command, seconds):
+                yield folder
+        else:
+            yield folder
 
 
 @contextlib.contextmanager
-def output_lock(out: Path, command: str, *, wait: float | None = None,
-                create: bool = True) -> Iterator[Path]:
-    """Hold the output folder ``out`` for ``command`` until the block ends. Raises
-    :class:`OutputError` naming the holder when another command holds it for longer than
-    ``wait`` seconds. ``create=False`` (commands that only read a run's folder): a folder that
-    does not exist is not created, and the block runs unlocked (it has nothing to read)."""
-    if not create and not Path(out).is_dir():
-        yield Path(out)
+def _folder_lock(out: Path, command: str, wait: float,
+                 create: bool) -> Iterator[tuple[Path, bool]]:
+    """The local lock of ``out``; yields the folder and whether this is the outermost hold."""
+    if not create and not out.is_dir():
+        yield out, False
         return
     folder = prepare_output(out).resolve()
     me = threading.get_ident()
@@ -99,17 +113,17 @@ def output_lock(out: Path, command: str, *, wait: float | None = None,
             reentered = False
     if reentered:
         try:
-            yield folder
+            yield folder, False
         finally:
             with _registry:
                 fd, owner, depth = _held[folder]
                 _held[folder] = (fd, owner, depth - 1)
         return
-    fd = _acquire(folder, command, _wait_seconds(wait))
+    fd = _acquire(folder, command, wait)
     with _registry:
         _held[folder] = (fd, me, 1)
     try:
-        yield folder
+        yield folder, True
     finally:
         with _registry:
             del _held[folder]
@@ -137,14 +151,12 @@ def _acquire(folder: Path, command: str, wait: float) -> int:
                 raise OutputError(f"{folder}: cannot lock the output folder ({exc}); use a "
                                   "local folder that supports file locks") from None
             else:
-                holder = {"host": socket.gethostname(), "pid": os.getpid(), "command": command,
-                          "since": datetime.now(tz=UTC).isoformat(timespec="seconds")}
                 os.ftruncate(fd, 0)
-                os.pwrite(fd, json.dumps(holder).encode(), 0)
+                os.pwrite(fd, json.dumps(holder_record(command)).encode(), 0)
                 return fd
         if time.monotonic() >= deadline:
             hint = (f"waited {wait:g} s; " if wait else "") + (
                 f"wait for it to finish, or retry with --wait SECONDS (or {WAIT_ENV})")
             raise OutputError(f"{folder}: the output folder is in use by "
-                              f"{_describe(read_holder(folder))}; {hint}")
+                              f"{describe_holder(read_holder(folder))}; {hint}")
         time.sleep(_POLL_S)

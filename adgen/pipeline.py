@@ -5,8 +5,9 @@
 3. render: jobs not in the cache, on the chosen backend
 4. post-process: crops, logo and captions per variant × placement, encoded and written; an
    asset that cannot be made is a ``failed: <reason>`` row, the others are written
-5. write: manifest, assignments, the run summary and the review sheet (atomically, always),
-   then prune the assets adgen wrote earlier that the manifest no longer lists
+5. write: manifest, assignments, the run summary and the review sheet (atomically, always);
+   once they are committed (on an object store: pushed), prune the assets adgen wrote earlier
+   that the manifest no longer lists
 6. publish: the upload files of ``export.to`` (:mod:`adgen.export`)
 """
 
@@ -48,7 +49,7 @@ from adgen.renderers import backend_batch_size, create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
-from adgen.storage import OutputStore, is_url, join, lock_folder, open_output
+from adgen.storage import OutputStore, after_commit, is_url, join, open_output
 from adgen.store import (
     RenderCache,
     atomic_write_text,
@@ -78,6 +79,11 @@ class RunResult:
     cached: int = 0
     """Render jobs whose cached picture was used as it was (not measured stale, not a
     near-duplicate rendered again, not failed)."""
+
+    @property
+    def location(self) -> str:
+        """Where the run wrote: its output folder or URL (``out`` is a URL's local mirror)."""
+        return self.plan.campaign.output_location
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -145,16 +151,20 @@ def run(
     gpus: int | None = None,
     make_renderer: Callable[[], Renderer] | None = None,
     progress: Progress | None = None,
+    reset_ledger: bool = False,
 ) -> RunResult:
     """Run a campaign end to end and return what it wrote. Safe to rerun: cached renders and
     assets are reused, so an interrupted run continues where it stopped.
 
     The keyword options override the campaign's output folder, renderer, model and backend.
-    ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray)."""
+    ``make_renderer`` replaces the campaign's renderer (it must be picklable for Ray).
+    ``reset_ledger`` starts the assignment ledger over (:meth:`RefreshState.reset_ledger`)."""
     campaign = with_options(campaign, out=out, renderer=renderer, model=model, backend=backend,
                             ray_address=ray_address, gpus=gpus)
-    with (output_lock(lock_folder(campaign.output_location), "run"),
+    with (output_lock(campaign.output_location, "run"),
           open_output(campaign.output_location)):
+        if reset_ledger:
+            RefreshState.reset_ledger(campaign.output_dir)
         state = RefreshState.load(campaign.output_dir)  # finishes a refresh that was killed
         result = run_with_state(campaign, state, audience=audience,
                                 make_renderer=make_renderer, progress=progress)
@@ -169,7 +179,7 @@ def run_with_state(
     """:func:`run` with the experiment state given (slot generations, weights, ledger); the
     caller commits the state afterwards (``state.commit()``), under the output's lock; a URL
     output is worked on in its local mirror and pushed back when the run succeeds."""
-    with (output_lock(lock_folder(campaign.output_location), "run"),
+    with (output_lock(campaign.output_location, "run"),
           open_output(campaign.output_location)):
         return _run_locked(campaign, state, audience=audience, make_renderer=make_renderer,
                            progress=progress)
@@ -278,7 +288,7 @@ def _run_locked(
          "quality": gate.summary(), **settings,
          "finished_at": _now()}, indent=2))
     if campaign.report:
-        write_report(out_dir, title=campaign.name)
+        write_report(campaign.output_location, title=campaign.name)
     if campaign.export.to:
         export(campaign, audience=audience)
     return result
@@ -341,7 +351,7 @@ def assign(
     ``assignments.csv``), without rendering anything. New customers are recorded in the
     output folder's assignment ledger (under the output's lock), so a later run gives them the
     same variants."""
-    with (output_lock(lock_folder(campaign.output_location), "assign"),
+    with (output_lock(campaign.output_location, "assign"),
           open_output(campaign.output_location)):
         state = RefreshState.load(campaign.output_dir)
         if state.unfinished:
@@ -379,13 +389,14 @@ def _write_outputs(out_dir: Path, assets: OutputStore, manifest: pd.DataFrame,
     keep = set(manifest["path"]) - {""}
     if assets.local:  # only files adgen wrote (its record) that the manifest no longer lists
         prune_owned(out_dir, keep)
-    else:
-        _prune_assets(assets, keep)
+    else:  # once the new manifest is committed: a failed commit deletes nothing
+        after_commit(assets.location, functools.partial(_prune_assets, assets, keep))
 
 
 def _prune_assets(store: OutputStore, keep: set[str]) -> None:
-    """Delete asset files of an object-store output that the new manifest no longer lists
-    (e.g. after a caption change); its ``assets/`` prefix is adgen's alone."""
+    """Delete asset files of an object-store output that its committed manifest does not
+    list (e.g. after a caption change, or written by a run whose commit failed); its
+    ``assets/`` prefix is adgen's alone."""
     for name in store.files("assets"):
         if name not in keep:
             store.delete(name)

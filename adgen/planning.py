@@ -48,7 +48,7 @@ from adgen.product_images import FetchLimits, ProductImages
 from adgen.prompts import TemplateSet
 from adgen.renderers import RUNTIME_OPTIONS, STAGED_RENDERERS, VIDEO_RENDERERS
 from adgen.spec import AudienceSpec, CampaignSpec, Creative, GuardrailSpec
-from adgen.storage import join
+from adgen.storage import OutputStore, join
 from adgen.store import RenderCache
 
 CACHE_DIR = ".cache"
@@ -187,8 +187,11 @@ def make_plan(
 
     ``generations`` maps a variant *slot* ``(creative_id, segment_id, variant_index)`` to its
     generation: a slot at generation n > 0 gets fresh seeds and a new variant id (refreshes use
-    it to replace retired variants)."""
+    it to replace retired variants). First checks that the output can be written
+    (:meth:`~adgen.storage.OutputStore.check_writable`), so ``validate``, ``plan`` and ``run``
+    stop before any work when it cannot."""
     generations = generations or {}
+    OutputStore(campaign.output_location).check_writable()
     check_brand_assets(campaign)
     templates = compile_templates(campaign)
     guard = campaign.guardrails

@@ -43,7 +43,7 @@ from adgen.errors import ResultsError
 from adgen.lock import output_lock
 from adgen.pipeline import Progress, RunResult, run_with_state
 from adgen.spec import CampaignSpec
-from adgen.storage import lock_folder, open_output
+from adgen.storage import open_output
 
 
 def analyze(
@@ -53,7 +53,7 @@ def analyze(
     or its output folder or URL (whose ``run.json`` holds the experiment settings of that
     run)."""
     location = target.output_location if isinstance(target, CampaignSpec) else target
-    with (output_lock(lock_folder(location), "analyze", create=False),
+    with (output_lock(location, "analyze", create=False, writes=False),
           open_output(location, push=False) as out_dir):
         return _analyze(target, out_dir, results)
 
@@ -129,13 +129,18 @@ class RefreshResult:
 def refresh(
     campaign: CampaignSpec, results: str | Path | pd.DataFrame, *,
     audience: AudienceSource | None = None, progress: Progress | None = None,
+    reset_ledger: bool = False,
 ) -> RefreshResult:
     """Retire losers, re-weight, render replacements and re-assign. See the module doc. After
     an interrupted refresh, finishes that one (its decision stands) instead of deciding anew.
     Holds the output's lock (:func:`adgen.lock.output_lock`) throughout; a URL output is
-    worked on in its local mirror and pushed back when the refresh succeeds."""
-    with (output_lock(lock_folder(campaign.output_location), "refresh"),
+    worked on in its local mirror and pushed back when the refresh succeeds.
+    ``reset_ledger`` starts the assignment ledger over first
+    (:meth:`~adgen.assignment.RefreshState.reset_ledger`)."""
+    with (output_lock(campaign.output_location, "refresh"),
           open_output(campaign.output_location)):
+        if reset_ledger:
+            RefreshState.reset_ledger(campaign.output_dir)
         return _refresh(campaign, results, audience=audience, progress=progress)
 
 

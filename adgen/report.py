@@ -42,7 +42,7 @@ from PIL import Image, ImageOps
 
 from adgen.errors import AssetError, ResultsError
 from adgen.lock import output_lock
-from adgen.storage import OutputStore, is_url, lock_folder, open_output
+from adgen.storage import OutputStore, is_url, open_output
 from adgen.store import atomic_write_bytes, atomic_write_text, read_safe_csv, unguard
 
 REPORT_NAME = "review.html"
@@ -65,7 +65,7 @@ def write_report(out_dir: str | Path, *, title: str | None = None,
     return its path (for an object-store URL: the page in its local mirror, also uploaded).
     ``thumb_size`` is the longest side of a thumbnail in pixels. Holds the output's lock
     (:func:`adgen.lock.output_lock`)."""
-    with output_lock(lock_folder(out_dir), "report", create=False):
+    with output_lock(out_dir, "report", create=False):
         return _write_report(out_dir, title, thumb_size)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,53 @@ def test_a_state_file_from_an_older_adgen_is_a_clear_error(setup) -> None:  # ty
         '{"generations": {"hero-s0123456789-v1": 1}, "weights": null, "refreshes": 1}')
     with pytest.raises(adgen.CampaignError, match=r"refresh\.json: written by an older adgen"):
         adgen.assign(campaign)
+
+
+def test_a_missing_ledger_part_moves_nobody_until_restored_or_reset(  # type: ignore[no-untyped-def]
+    tmp_path: Path, setup, campaign_data: dict[str, Any]
+) -> None:
+    from tests.test_cli import adgen as cli
+
+    campaign, ids = setup
+    path = write_campaign(tmp_path, {**campaign_data, "placements": ["300x250"]}, "small.yaml")
+    campaign = adgen.load_campaign(path)
+    adgen.assign(campaign, audience=write_audience(tmp_path / "first.csv", ids[:100]))
+    assigned = adgen.assign(campaign).set_index("customer_id")["variant_id"]  # part 2
+    out = campaign.output_dir
+    backup = tmp_path / "backup"
+    shutil.copytree(out / LEDGER_DIR, backup)
+    shutil.rmtree(out / LEDGER_DIR)
+    done = cli("run", path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: {out / LEDGER_DIR / 'part-000001.parquet'} and 1 more parts: missing, but "
+        "refresh.json counts 2 ledger parts; restore it from a backup (or the bucket's object "
+        "versions), or start the assignments over with --reset-ledger (every customer is "
+        "hashed again)")
+    assert not (out / "assets").exists() and not (out / LEDGER_DIR).exists()  # nothing made
+    for command in (adgen.assign, lambda c: adgen.explain(c.output_dir, ids[0])):
+        with pytest.raises(adgen.OutputError, match=r"part-000001\.parquet and 1 more parts"):
+            command(campaign)
+    # restored from the backup: everyone is where they were
+    shutil.copytree(backup, out / LEDGER_DIR)
+    again = adgen.assign(campaign).set_index("customer_id")["variant_id"]
+    assert again.equals(assigned)
+    # refresh.json lost while the parts are there: the same, the other way round
+    state = (out / "refresh.json").read_bytes()
+    (out / "refresh.json").unlink()
+    with pytest.raises(adgen.OutputError, match=r"part-000002.parquet: refresh.json counts only "
+                       r"0 ledger parts \(it was replaced or deleted\); restore refresh.json"):
+        adgen.assign(campaign)
+    (out / "refresh.json").write_bytes(state)
+    # starting over on purpose: the old parts are kept aside, everyone is hashed again
+    (out / LEDGER_DIR / "part-000002.parquet").unlink()
+    done = cli("run", path, "--reset-ledger")
+    assert done.returncode == 0, done.stderr
+    (aside,) = out.glob(f"{LEDGER_DIR}.reset-*")
+    assert [p.name for p in aside.iterdir()] == ["part-000001.parquet"]
+    history = RefreshState.load(out).ledger.read().to_pandas()
+    assert set(history["seq"]) == {1} and set(history["reason"]) == {"new"}
+    assert len(history) == 205
+    fresh = pd.read_csv(out / "assignments.csv", dtype=str, keep_default_na=False)
+    assert dict(zip(fresh["customer_id"], fresh["variant_id"], strict=True)) == dict(
+        assigned)  # the same hash and weights: the same variants, but as new
