@@ -3,18 +3,90 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from adgen.renderers import RENDERERS
 from tests.conftest import REPO
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("adgen")
+"""The ``adgen`` command pip installed next to this Python (``[project.scripts]``)."""
 
 
 def adgen(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "adgen", *map(str, args)], capture_output=True,
                           text=True, cwd=REPO, timeout=300)
+
+
+def console_script(*args: object, cwd: Path = REPO,
+                   columns: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``adgen`` as a user does; PYTHONPATH makes it import this checkout."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if columns:
+        env["COLUMNS"] = str(columns)
+    return subprocess.run([str(CONSOLE_SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_the_console_script_is_this_pythons_and_imports_this_checkout() -> None:
+    assert CONSOLE_SCRIPT.read_text(encoding="utf-8").splitlines()[0] == f"#!{sys.executable}"
+    code = "import adgen, sys; print(adgen.__file__)"
+    where = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(REPO)}, cwd="/", check=True)
+    assert Path(where.stdout.strip()).parent == REPO / "adgen"
+
+
+@pytest.mark.parametrize(("args", "usage", "error"), [
+    (["run", "{campaign}", "--bogus"], "adgen run [OPTIONS] ", "No such option: --bogus"),
+    (["nosuchcommand"], "adgen [OPTIONS] COMMAND [ARGS]...", "No such command 'nosuchcommand'."),
+    (["run"], "adgen run [OPTIONS] ", "Missing argument 'CAMPAIGN'."),
+    (["explain", "{out}"], "adgen explain [OPTIONS] ", "Missing option '--customer'."),
+    (["run", "{campaign}", "--gpus", "abc"], "adgen run [OPTIONS] ", "Invalid value for '--gpus'"),
+    (["export", "{campaign}", "--out", "{out}"], "adgen export [OPTIONS] ",
+     "No such option: --out"),
+    (["--wait", "soon", "plan", "{campaign}"], "adgen [OPTIONS] COMMAND [ARGS]...",
+     "Invalid value for '--wait'"),
+])
+def test_usage_mistakes_print_usage_and_the_error_and_exit_2(
+        tmp_path: Path, campaign_file: Path, args: list[str], usage: str, error: str) -> None:
+    args = [a.format(campaign=campaign_file, out=tmp_path / "elsewhere") for a in args]
+    out = console_script(*args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith(f"Usage: {usage}"), lines
+    assert lines[-1].startswith(f"Error: {error}"), lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(  # nothing was written
+        ["audience.csv", "bottle.png", "campaign.yaml", "logo.png"])
+
+
+COMMANDS = ("validate", "plan", "run", "assign", "analyze", "refresh", "schedule", "explain",
+            "report", "export")
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_shows_flags_as_flags(command: str | None) -> None:
+    out = console_script(*([command] if command else []), "--help")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"Usage: adgen {command + ' ' if command else ''}[OPTIONS]")
+    assert re.search(r"^  --help +Show this message and exit\.$", out.stdout, re.M), out.stdout
+    if command == "plan":
+        assert re.search(r"^  --json +Print the counts as JSON\.$", out.stdout, re.M)
+    assert not re.search(r"<bool>|BOOLEAN", out.stdout), out.stdout
+
+
+def test_run_help_lists_every_renderer() -> None:
+    out = console_script("run", "--help")
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert f"--renderer NAME Renderer: {', '.join(RENDERERS)}." in text
+    assert "diffusers-video" in RENDERERS
 
 
 def test_plan_json_has_the_documented_keys(campaign_file: Path) -> None:
