@@ -200,15 +200,27 @@ def run(
         f"{summary['assets_reused']} reused; {summary['assigned_customers']} customers assigned "
         f"-> {result.out}"
     )
-    reasons = result.failure_reasons()
-    if reasons:
-        err_console.print(f"[red]failed[/red] {len(result.failures)} of {len(result.manifest)} "
-                          "assets (the rest is written; run again to retry only these):")
-        for reason, count in list(reasons.items())[:MAX_LISTED]:
-            err_console.print(f"  {count} × {reason}", highlight=False, soft_wrap=True)
-        if len(reasons) > MAX_LISTED:
-            err_console.print(f"  and {len(reasons) - MAX_LISTED} more reasons (manifest.csv)")
+    blocked = result.blocked_reasons()
+    if blocked:
+        console.print(f"[yellow]blocked[/yellow] {summary['blocked']} of {summary['variants']} "
+                      "variants (no assets, no customers; manifest.csv names them):",
+                      soft_wrap=True)
+        _print_reasons(console, blocked)
+    failed = result.failure_reasons()
+    if failed:
+        made = len(result.manifest) - summary["blocked"]  # a blocked variant has one row
+        err_console.print(f"[red]failed[/red] {len(result.failures)} of {made} assets (the "
+                          "rest is written; run again to retry only these):")
+        _print_reasons(err_console, failed)
         raise typer.Exit(1)
+
+
+def _print_reasons(to: Console, reasons: dict[str, int]) -> None:
+    """``count × reason`` lines, most frequent first, the first MAX_LISTED of them."""
+    for reason, count in list(reasons.items())[:MAX_LISTED]:
+        to.print(f"  {count} × {reason}", highlight=False, soft_wrap=True)
+    if len(reasons) > MAX_LISTED:
+        to.print(f"  and {len(reasons) - MAX_LISTED} more reasons (manifest.csv)")
 
 
 @app.command()
@@ -391,6 +403,12 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning is one line, like an error (no source location, no code excerpt)."""
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 USAGE_ERRORS: type[Any] = importlib.import_module(

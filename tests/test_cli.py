@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from adgen.renderers import RENDERERS
-from tests.conftest import REPO
+from tests.conftest import REPO, write_campaign
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("adgen")
 """The ``adgen`` command pip installed next to this Python (``[project.scripts]``)."""
@@ -161,3 +161,26 @@ def test_run_analyze_refresh_from_the_cli(tmp_path: Path, campaign_file: Path) -
     out = adgen("analyze", campaign_file.parent / "out", "--results", tmp_path / "r.csv")
     assert out.returncode == 2
     assert "unknown variant_id" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_run_lists_blocked_variants_by_reason_and_its_bars_end_at_their_totals(
+        tmp_path: Path, campaign_data: dict) -> None:
+    captions = campaign_data["creatives"][0]["captions"]
+    captions["cta"] = "{{ 'Call +44 20 7946 0958' if region == 'north' else 'Shop now' }}"
+    captions["headline"] = "{{ 'Hello ' ~ region if tier == 'gold' else 'x' * 300 }}"
+    path = write_campaign(tmp_path, campaign_data)
+    out = console_script("run", path, "--set", "placements=[300x250, story]", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr  # the silver headlines do not fit: failed assets
+    lines = out.stdout.splitlines()
+    header = lines.index("blocked 4 of 10 variants (no assets, no customers; manifest.csv "
+                         "names them):")
+    assert lines[header + 1:] == [
+        "  4 × a phone number in cta (personal data; set guardrails.allow_pii)"]
+    manifest = pd.read_csv(tmp_path / "out" / "manifest.csv")
+    made = manifest[~manifest["status"].str.startswith("blocked")]
+    assert len(made) == 12 and made["status"].str.startswith("failed").sum() == 4
+    assert "failed 4 of 12 assets" in out.stderr
+    bars = {stage: (int(done), int(total)) for stage, done, total in re.findall(
+        r"^(render|post) .* (\d+)/(\d+) ", out.stderr, re.M)}
+    assert bars["post"] == (12, 12), out.stderr  # blocked variants have no assets to count
+    assert bars["render"][0] == bars["render"][1] > 0
