@@ -38,6 +38,7 @@ from adgen.preflight import preflight
 from adgen.renderers import RENDERERS
 from adgen.storage import join
 from adgen.store import atomic_write_text, safe_csv
+from adgen.terminal import analysis_table
 
 app = typer.Typer(
     name="adgen",
@@ -255,21 +256,11 @@ ResultsOpt = Annotated[
 
 
 def _print_analysis(analysis: adgen.Analysis) -> None:
-    table = Table("scope", "variant", "users", "conv.", "rate", "uplift", "95% CI", "p (adj.)",
-                  "P(win)", "verdict", title="experiment results")
-    colors = {"winner": "green", "loser": "red", "control": "cyan"}
-    for row in analysis.table.to_dict("records"):
-        treated = row["uplift"] is not None and row["uplift"] == row["uplift"]
-        table.add_row(
-            str(row["scope"]), str(row["variant_id"]), f"{row['users']:,}",
-            f"{row['conversions']:,}", f"{row['rate']:.2%}",
-            f"{row['uplift']:+.1%}" if treated else "",
-            f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]" if treated else "",
-            f"{row['p_adjusted']:.3g}" if treated else "",
-            f"{row['chance_to_win']:.1%}" if treated else "",
-            f"[{colors.get(row['verdict'], 'white')}]{row['verdict']}[/]",
-        )
+    table, left_out = analysis_table(analysis, console)
     console.print(table)
+    if left_out:
+        console.print(f"(left out at this width: {', '.join(left_out)}; see analysis.csv)",
+                      style="dim", highlight=False)
     for warning in analysis.srm_warnings:
         err_console.print(f"[bold red]warning:[/bold red] {warning}")
 

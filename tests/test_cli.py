@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from adgen.renderers import RENDERERS
+from adgen.terminal import OPTIONAL
 from tests.conftest import REPO, write_campaign
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("adgen")
@@ -184,3 +185,42 @@ def test_run_lists_blocked_variants_by_reason_and_its_bars_end_at_their_totals(
         r"^(render|post) .* (\d+)/(\d+) ", out.stderr, re.M)}
     assert bars["post"] == (12, 12), out.stderr  # blocked variants have no assets to count
     assert bars["render"][0] == bars["render"][1] > 0
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_analyze_prints_every_variant_in_full_at_the_terminals_width(
+        tmp_path: Path, campaign_data: dict, columns: int) -> None:
+    hero = campaign_data["creatives"][0]
+    campaign_data["creatives"].append({**hero, "id": "lifestyle-outdoor"})
+    path = write_campaign(tmp_path, campaign_data)
+    out = console_script("run", path, "--set", "placements=[300x250]", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    ids = pd.read_csv(tmp_path / "out" / "manifest.csv")["variant_id"].unique()
+    assert len(ids) == 20 and max(map(len, ids)) == 32
+    rows = [f"{v},{4000 + 37 * i},{200 + 53 * i % 300}" for i, v in enumerate(ids)]
+    (tmp_path / "r.csv").write_text("variant_id,users,conversions\n" + "\n".join(rows),
+                                    encoding="utf-8")
+    out = console_script("analyze", tmp_path / "out", "--results", tmp_path / "r.csv",
+                         columns=columns, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(map(len, lines)) <= columns
+    table = pd.read_csv(tmp_path / "out" / "analysis.csv")
+    assert len(table) == 24 and set(table["verdict"]) >= {"control", "winner", "loser"}
+    by_id = {line.split()[0]: line for line in lines if line.strip()}
+    for row in table.to_dict("records"):
+        line = by_id[row["variant_id"]]  # each id starts its own line, in full
+        assert line.rstrip().endswith(row["verdict"]), line
+        if row["verdict"] != "control":
+            assert f"{row['uplift']:+.1%}" in line, line
+            assert f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]" in line, line
+    assert {line.rstrip() for line in lines if line.startswith("segment ")} == {
+        f"segment {scope}" for scope in set(table["scope"]) - {"all"}}
+    header = next(line for line in lines if line.startswith("variant "))
+    shown = [h for h in OPTIONAL if f" {h} " in f"{header} "]
+    note = [line for line in lines if line.startswith("(left out at this width")]
+    if columns == 200:
+        assert shown == list(OPTIONAL) and note == []
+    else:  # the columns that did not fit are named
+        assert note == [f"(left out at this width: "
+                        f"{', '.join(h for h in OPTIONAL if h not in shown)}; see analysis.csv)"]
