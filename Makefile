@@ -14,11 +14,13 @@ TORCH  := torch==2.13.0
 PY_OK    = command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3" >&2; exit 2; }
 NEW_VENV = $(PYTHON) -m venv $(1) && $(1)/bin/python -m pip install --quiet --upgrade pip \
 	&& $(1)/bin/python -m pip install --quiet "$(TORCH)"
+# setuptools' ten-line note on every editable install (a flat layout), not a problem: kept quiet
+EDITABLE = PYTHONWARNINGS="ignore:Editable installation" $(1)/bin/python -m pip install --quiet
 
 $(STAMP): pyproject.toml $(LOCK)
 	@$(PY_OK)
 	$(call NEW_VENV,$(VENV))
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
+	$(call EDITABLE,$(VENV)) -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,12 +42,13 @@ demo: $(STAMP)
 	@echo "open out/northwind-spring/review.html (assets/, manifest.csv, assignments.csv beside it)"
 
 # Two pytest-xdist workers (the Ray tests share one of them and its cluster); TEST_WORKERS=0
-# runs in one process.
+# runs in one process. PYTEST_ARGS picks tests: make test PYTEST_ARGS=tests/test_cli.py
 TEST_WORKERS ?= 2
+PYTEST_ARGS ?=
 
 test: $(STAMP)
 	bash tests/gbstats_env.sh
-	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; \
+	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 
 # The suite against the newest versions the ranges allow (no lock), in .venv-latest, upgraded
@@ -54,7 +57,7 @@ LATEST := .venv-latest
 test-latest:
 	@$(PY_OK)
 	@test -x $(LATEST)/bin/python || { $(call NEW_VENV,$(LATEST)); }
-	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(call EDITABLE,$(LATEST)) --upgrade --upgrade-strategy eager -e ".[dev]"
 	@$(LATEST)/bin/python -m pip freeze --exclude adgen | sed 's/+[A-Za-z0-9.]*$$//' \
 	  | grep -vxFf $(LOCK) | sed 's/^/not in the lock: /' || true
 	touch $(LATEST)/.adgen-latest
