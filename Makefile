@@ -51,13 +51,14 @@ test: $(STAMP)
 	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 
-# The suite against the newest versions the ranges allow (no lock), in .venv-latest, upgraded
-# on every call: drift is seen on purpose. Passing here and `make lock` move the lock forward.
+# The suite against the newest versions the ranges allow (no lock; torch stays the local CPU
+# build: an upgrade would fetch a multi-GB CUDA one), in .venv-latest, upgraded on every call:
+# drift is seen on purpose. Passing here and `make lock` move the lock forward.
 LATEST := .venv-latest
 test-latest:
 	@$(PY_OK)
 	@test -x $(LATEST)/bin/python || { $(call NEW_VENV,$(LATEST)); }
-	$(call EDITABLE,$(LATEST)) --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(call EDITABLE,$(LATEST)) --upgrade --upgrade-strategy eager -e ".[dev]" "$(TORCH)"
 	@$(LATEST)/bin/python -m pip freeze --exclude adgen | sed 's/+[A-Za-z0-9.]*$$//' \
 	  | grep -vxFf $(LOCK) | sed 's/^/not in the lock: /' || true
 	touch $(LATEST)/.adgen-latest
