@@ -387,7 +387,8 @@ def export_(
 
 
 def _quiet_libraries() -> None:
-    """Keep model libraries' chatter (progress bars, advice) off the terminal."""
+    """Keep model libraries' chatter (progress bars, advice) off the terminal; the warnings
+    that remain print as one line each."""
     for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
         os.environ.setdefault(name, "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
