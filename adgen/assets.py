@@ -364,7 +364,7 @@ class AssetMaker:
         self.plan, self.ctx, self.progress = plan, ctx, progress
         self.quality: QualityOf = quality or (lambda key: None)
         self.by_job = asset_units(plan, failing)
-        self.total = len(plan.variants) * len(plan.campaign.placements)
+        self.total = sum(map(len, self.by_job.values()))  # blocked variants have none
         self.futures: dict[str, Future[JobResults]] = {}
         self.made: dict[str, JobResults] = {}
         workers = workers or os.cpu_count() or 1

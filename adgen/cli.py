@@ -1,18 +1,20 @@
 """The ``adgen`` command line: a thin layer over the public API.
 
 User mistakes (any :class:`adgen.AdgenError`) print one line per problem and exit with code 2
-(a store outage mid-command, :class:`adgen.StoreError`: 1); anything else is a bug and keeps its
-traceback.
+(a store outage mid-command, :class:`adgen.StoreError`: 1), as do usage mistakes (an unknown
+option or command, a missing argument, a bad value: click's usage line and the error); anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -34,8 +36,10 @@ from adgen.assets import brand_style
 from adgen.errors import MAX_LISTED
 from adgen.lock import WAIT_ENV
 from adgen.preflight import preflight
+from adgen.renderers import RENDERERS
 from adgen.storage import join
 from adgen.store import atomic_write_text, safe_csv
+from adgen.terminal import analysis_table
 
 app = typer.Typer(
     name="adgen",
@@ -43,17 +47,21 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: flags shown as flags on every typer version
 )
 console = Console()
 err_console = Console(stderr=True)
 
-CampaignArg = Annotated[Path, typer.Argument(help="Campaign YAML file.")]
+CampaignArg = Annotated[Path, typer.Argument(metavar="CAMPAIGN", help="Campaign YAML file.")]
 AudienceOpt = Annotated[
-    Path | None, typer.Option("--audience", help="Audience CSV/Parquet overriding the campaign's.")
+    Path | None,
+    typer.Option("--audience", metavar="PATH",
+                 help="Audience CSV/Parquet overriding the campaign's.")
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a campaign field: dotted.path=VALUE (repeatable)."),
+    typer.Option("--set", metavar="dotted.path=VALUE",
+                 help="Override a campaign field (repeatable)."),
 ]
 ResetLedgerOpt = Annotated[
     bool, typer.Option("--reset-ledger", help="Start the assignment ledger over: every "
@@ -64,8 +72,9 @@ ResetLedgerOpt = Annotated[
 def _options(
     wait: Annotated[
         float | None,
-        typer.Option("--wait", help="Seconds to wait for an output folder another adgen command "
-                     "holds (default 0: fail at once; env ADGEN_LOCK_WAIT)."),
+        typer.Option("--wait", metavar="SECONDS",
+                     help="Seconds to wait for an output folder another adgen command holds "
+                     "(default 0: fail at once; env ADGEN_LOCK_WAIT)."),
     ] = None,
 ) -> None:
     """Programmatic, personalised ad generation: campaign + audience in, ad variants out."""
@@ -89,7 +98,10 @@ class RateColumn(ProgressColumn):
 def validate(
     campaign: CampaignArg, audience: AudienceOpt = None, set_: SetOpt = None
 ) -> None:
-    """Check a campaign, its audience, templates and brand assets; exit 0 if all is well."""
+    """Check a campaign, its audience, templates and brand assets.
+
+    Exits 0 if all is well, 2 with every problem listed if not.
+    """
     spec = _load(campaign, set_)
     plan = adgen.validate(spec, audience=audience)
     summary = plan.summary()
@@ -107,7 +119,11 @@ def plan(
     set_: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
-    """Print what a run would do: customers, segments, creatives, variants, jobs, cached."""
+    """Print what a run would do, without rendering.
+
+    Counts customers, segments, creatives, variants, jobs, cached renders and assets that would
+    fail; lists blocked variants.
+    """
     spec = _load(campaign, set_)
     result = adgen.plan(spec, audience)
     checked = preflight(result, brand_style(spec))
@@ -141,28 +157,38 @@ def _print_left_out(plan: adgen.Plan) -> None:
 def run(
     campaign: CampaignArg,
     audience: AudienceOpt = None,
-    out: Annotated[str | None, typer.Option("--out", help="Output folder or URL.")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", metavar="DIR|URL", help="Output folder or URL.")
+    ] = None,
     renderer: Annotated[
-        str | None, typer.Option("--renderer", help="Renderer name (offline, diffusers).")
+        str | None,
+        typer.Option("--renderer", metavar="NAME", help=f"Renderer: {', '.join(RENDERERS)}.")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Model id or local folder for the renderer.")
+        str | None,
+        typer.Option("--model", metavar="ID_OR_PATH",
+                     help="Model id or local folder for the renderer.")
     ] = None,
     backend: Annotated[
-        str | None, typer.Option("--backend", help="Where renders run: local or ray.")
+        str | None,
+        typer.Option("--backend", metavar="NAME", help="Where renders run: local or ray.")
     ] = None,
     ray_address: Annotated[
         str | None,
-        typer.Option("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, or a "
-                     "new local cluster)."),
+        typer.Option("--ray-address", metavar="ADDR",
+                     help="Ray cluster address (default: RAY_ADDRESS, or a new local cluster)."),
     ] = None,
     gpus: Annotated[
-        int | None, typer.Option("--gpus", help="Use at most N GPUs of the Ray cluster.")
+        int | None,
+        typer.Option("--gpus", metavar="N", help="Use at most N GPUs of the Ray cluster.")
     ] = None,
     set_: SetOpt = None,
     reset_ledger: ResetLedgerOpt = False,
 ) -> None:
-    """Render a campaign into placement-ready assets, a manifest and assignments."""
+    """Render a campaign into placement-ready assets.
+
+    Writes the assets, a manifest, the assignments and the review sheet to the output folder.
+    """
     spec = _load(campaign, set_)
     columns = (TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                RateColumn(), TimeElapsedColumn())
@@ -184,15 +210,27 @@ def run(
         f"{summary['assets_reused']} reused; {summary['assigned_customers']} customers assigned "
         f"-> {result.location}"
     )
-    reasons = result.failure_reasons()
-    if reasons:
-        err_console.print(f"[red]failed[/red] {len(result.failures)} of {len(result.manifest)} "
-                          "assets (the rest is written; run again to retry only these):")
-        for reason, count in list(reasons.items())[:MAX_LISTED]:
-            err_console.print(f"  {count} × {reason}", highlight=False, soft_wrap=True)
-        if len(reasons) > MAX_LISTED:
-            err_console.print(f"  and {len(reasons) - MAX_LISTED} more reasons (manifest.csv)")
+    blocked = result.blocked_reasons()
+    if blocked:
+        console.print(f"[yellow]blocked[/yellow] {summary['blocked']} of {summary['variants']} "
+                      "variants (no assets, no customers; manifest.csv names them):",
+                      soft_wrap=True)
+        _print_reasons(console, blocked)
+    failed = result.failure_reasons()
+    if failed:
+        made = len(result.manifest) - summary["blocked"]  # a blocked variant has one row
+        err_console.print(f"[red]failed[/red] {len(result.failures)} of {made} assets (the "
+                          "rest is written; run again to retry only these):")
+        _print_reasons(err_console, failed)
         raise typer.Exit(1)
+
+
+def _print_reasons(to: Console, reasons: dict[str, int]) -> None:
+    """``count × reason`` lines, most frequent first, the first MAX_LISTED of them."""
+    for reason, count in list(reasons.items())[:MAX_LISTED]:
+        to.print(f"  {count} × {reason}", highlight=False, soft_wrap=True)
+    if len(reasons) > MAX_LISTED:
+        to.print(f"  and {len(reasons) - MAX_LISTED} more reasons (manifest.csv)")
 
 
 @app.command()
@@ -200,11 +238,15 @@ def assign(
     campaign: CampaignArg,
     audience: AudienceOpt = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="CSV file to write (default: print it).")
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="CSV file to write (default: print it).")
     ] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Write the deterministic customer → variant assignment (CSV, formula-safe)."""
+    """Write the deterministic customer → variant assignment.
+
+    CSV, formula-safe; printed unless --out names a file.
+    """
     frame = adgen.assign(_load(campaign, set_), audience=audience)
     text = safe_csv(frame)
     if out is None:
@@ -216,26 +258,18 @@ def assign(
 
 
 ResultsOpt = Annotated[
-    Path, typer.Option("--results", help="Results CSV/Parquet: per variant or per customer.")
+    Path,
+    typer.Option("--results", metavar="FILE",
+                 help="Results CSV/Parquet: per variant or per customer.")
 ]
 
 
 def _print_analysis(analysis: adgen.Analysis) -> None:
-    table = Table("scope", "variant", "users", "conv.", "rate", "uplift", "95% CI", "p (adj.)",
-                  "P(win)", "verdict", title="experiment results")
-    colors = {"winner": "green", "loser": "red", "control": "cyan"}
-    for row in analysis.table.to_dict("records"):
-        treated = row["uplift"] is not None and row["uplift"] == row["uplift"]
-        table.add_row(
-            str(row["scope"]), str(row["variant_id"]), f"{row['users']:,}",
-            f"{row['conversions']:,}", f"{row['rate']:.2%}",
-            f"{row['uplift']:+.1%}" if treated else "",
-            f"[{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]" if treated else "",
-            f"{row['p_adjusted']:.3g}" if treated else "",
-            f"{row['chance_to_win']:.1%}" if treated else "",
-            f"[{colors.get(row['verdict'], 'white')}]{row['verdict']}[/]",
-        )
+    table, left_out = analysis_table(analysis, console)
     console.print(table)
+    if left_out:
+        console.print(f"(left out at this width: {', '.join(left_out)}; see analysis.csv)",
+                      style="dim", highlight=False)
     for warning in analysis.srm_warnings:
         err_console.print(f"[bold red]warning:[/bold red] {warning}")
 
@@ -243,10 +277,14 @@ def _print_analysis(analysis: adgen.Analysis) -> None:
 @app.command()
 def analyze(
     target: Annotated[str, typer.Argument(
+        metavar="OUT_DIR|CAMPAIGN",
         help="Output folder or URL of a run, or the campaign YAML.")],
     results: ResultsOpt,
 ) -> None:
-    """Analyse results: uplift, intervals, p-values, chance to win, SRM; writes analysis.*."""
+    """Analyse results: uplift, intervals, p-values, chance to win.
+
+    Checks sample ratio mismatch too; writes analysis.csv, .json and .png.
+    """
     is_campaign = Path(target).suffix.lower() in {".yaml", ".yml"}
     spec = adgen.load_campaign(Path(target)) if is_campaign else None
     analysis = adgen.analyze(spec or target, results)
@@ -259,7 +297,10 @@ def analyze(
 @app.command()
 def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None,
             reset_ledger: ResetLedgerOpt = False) -> None:
-    """Retire losing variants, re-weight traffic, render replacements, re-assign (sticky)."""
+    """Retire losers, re-weight traffic, render replacements.
+
+    Then re-assigns customers (sticky: only those of retired variants move).
+    """
     spec = _load(campaign, set_)
     outcome = adgen.refresh(spec, results, reset_ledger=reset_ledger)
     if outcome.analysis is None:
@@ -281,49 +322,66 @@ def schedule(
     campaign: CampaignArg,
     results: ResultsOpt,
     max_runs: Annotated[
-        int | None, typer.Option("--max-runs", help="Stop after N refreshes (default: never).")
+        int | None,
+        typer.Option("--max-runs", metavar="N", help="Stop after N refreshes (default: never).")
     ] = None,
     set_: SetOpt = None,
 ) -> None:
-    """Run refreshes on the campaign's refresh.schedule (cron), in the foreground."""
+    """Run refreshes on the campaign's refresh.schedule (cron).
+
+    Runs in the foreground until stopped or --max-runs.
+    """
     spec = _load(campaign, set_)
     adgen.schedule(spec, results, max_runs=max_runs, on_event=console.print)
 
 
 @app.command()
 def explain(
-    out_dir: Annotated[str, typer.Argument(help="Output folder or URL of a run.")],
-    customer: Annotated[str, typer.Option("--customer", help="The customer id.")],
+    out_dir: Annotated[str, typer.Argument(metavar="OUT_DIR",
+                                           help="Output folder or URL of a run.")],
+    customer: Annotated[str, typer.Option("--customer", metavar="ID", help="The customer id.")],
 ) -> None:
-    """Explain a customer: segment, hash bucket, every variant assigned and why."""
+    """Explain a customer's segment, hash bucket and variants.
+
+    Every variant assigned, and why.
+    """
     console.print(str(adgen.explain(out_dir, customer)), highlight=False, markup=False)
 
 
 @app.command()
 def report(
-    out_dir: Annotated[str, typer.Argument(help="Output folder or URL of a run.")],
-    title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
+    out_dir: Annotated[str, typer.Argument(metavar="OUT_DIR",
+                                           help="Output folder or URL of a run.")],
+    title: Annotated[
+        str | None, typer.Option("--title", metavar="TEXT", help="Page title.")
+    ] = None,
 ) -> None:
-    """Write the HTML review sheet (review.html) for a run's output folder."""
+    """Write the HTML review sheet (review.html) of a run."""
     path = adgen.write_report(out_dir, title=title)
     console.print(f"[green]wrote[/green] {join(out_dir, path.name)}")
 
 
 @app.command("export")
 def export_(
-    target: Annotated[Path, typer.Argument(help="Campaign YAML, or the output folder of a run.")],
+    target: Annotated[Path, typer.Argument(metavar="CAMPAIGN|OUT_DIR",
+                                          help="Campaign YAML, or the output folder of a run.")],
     to: Annotated[
         list[str] | None,
-        typer.Option("--to", help="meta, google, html5 or csv (repeatable; default: the "
-                     "campaign's export.to)."),
+        typer.Option("--to", metavar="NAME",
+                     help="meta, google, html5 or csv (repeatable; default: the campaign's "
+                     "export.to)."),
     ] = None,
     url: Annotated[
-        str | None, typer.Option("--url", help="Landing page (overrides export.url).")
+        str | None,
+        typer.Option("--url", metavar="URL", help="Landing page (overrides export.url).")
     ] = None,
     audience: AudienceOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Write upload files for ad platforms under OUT/exports/ (every ad paused)."""
+    """Write upload files for ad platforms (every ad paused).
+
+    Under OUT/exports/, OUT being the campaign's output folder.
+    """
     is_campaign = target.suffix.lower() in {".yaml", ".yml"}
     spec = _load(target, set_) if is_campaign else None
     result = adgen.export(spec or target, to=to or None, url=url, audience=audience)
@@ -340,13 +398,26 @@ def export_(
 
 
 def _quiet_libraries() -> None:
-    """Keep model libraries' chatter (progress bars, advice) off the terminal."""
+    """Keep model libraries' chatter (progress bars, advice) off the terminal; the warnings
+    that remain print as one line each."""
     for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
         os.environ.setdefault(name, "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """A warning is one line, like an error (no source location, no code excerpt)."""
+    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+
+
+USAGE_ERRORS: type[Any] = importlib.import_module(
+    typer.BadParameter.__module__).ClickException
+"""The class of click's errors as this typer raises them: typer 0.26 and later bring their own
+copy of click (``typer._click``), older ones use click; ``typer.BadParameter`` lives beside it."""
 
 
 def main() -> None:
@@ -365,10 +436,6 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted; run the same command again to continue")
         sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except USAGE_ERRORS as exc:
+        exc.show()  # a UsageError prints the usage line and the error
+        sys.exit(exc.exit_code)

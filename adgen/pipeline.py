@@ -17,7 +17,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +45,7 @@ from adgen.lock import output_lock
 from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
 from adgen.preflight import preflight
 from adgen.quality import QualityStep
-from adgen.renderers import backend_batch_size, create_renderer
+from adgen.renderers import MODEL_RENDERERS, backend_batch_size, create_renderer
 from adgen.renderers.base import Rendered, Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
@@ -91,13 +91,12 @@ class RunResult:
         return self.manifest[self.manifest["status"].str.startswith("failed")]
 
     def failure_reasons(self) -> dict[str, int]:
-        """How many assets failed for each kind of reason, most frequent first: reasons that
-        differ only in their numbers (sizes, lengths) count as one, shown by its first."""
-        groups: dict[str, list[str]] = {}
-        for reason in self.failures["status"].str.removeprefix("failed: "):
-            groups.setdefault(_NUMBERS.sub("#", reason), []).append(str(reason))
-        ranked = sorted(groups.values(), key=len, reverse=True)
-        return {reasons[0]: len(reasons) for reasons in ranked}
+        """How many assets failed for each kind of reason (see :func:`count_reasons`)."""
+        return count_reasons(self.failures["status"].str.removeprefix("failed: "))
+
+    def blocked_reasons(self) -> dict[str, int]:
+        """How many variants were blocked (no assets, no customers) for each kind of reason."""
+        return count_reasons(self.plan.blocked.values())
 
     def summary(self) -> dict[str, Any]:
         plan = self.plan.summary()
@@ -113,6 +112,16 @@ class RunResult:
             "failed_assets": len(self.failures),
             "assigned_customers": int((self.assignments["variant_id"] != "").sum()),
         }
+
+
+def count_reasons(reasons: Iterable[str]) -> dict[str, int]:
+    """How often each kind of reason occurs, most frequent first: reasons that differ only in
+    their numbers (sizes, lengths) count as one, shown by its first."""
+    groups: dict[str, list[str]] = {}
+    for reason in reasons:
+        groups.setdefault(_NUMBERS.sub("#", reason), []).append(str(reason))
+    ranked = sorted(groups.values(), key=len, reverse=True)
+    return {group[0]: len(group) for group in ranked}
 
 
 def with_options(
@@ -315,15 +324,22 @@ def render_jobs(
 
         options = PoolOptions(address=backend.address, gpus=backend.gpus,
                               gpus_per_worker=backend.gpus_per_worker,
-                              cpu_workers=backend.cpu_workers)
+                              cpu_workers=backend.cpu_workers,
+                              gpu_renderer=campaign.renderer.name in MODEL_RENDERERS)
+
+        def label(worker: str, stats: WorkerStats) -> str:
+            return f"gpu {','.join(stats.gpu_ids)}" if stats.gpu_ids else f"cpu {worker}"
+
         def on_worker(worker: str, stats: WorkerStats) -> None:
             if progress:
-                label = f"gpu {','.join(stats.gpu_ids)}" if stats.gpu_ids else f"cpu {worker}"
-                progress(label, stats.images, len(jobs))
+                progress(label(worker, stats), stats.images, len(jobs))
 
-        render_ray(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered,
-                   options=options, on_worker=on_worker, post=post, post_rows=post_rows,
-                   on_assets=on_assets, ready=ready)
+        report = render_ray(make_renderer, jobs, cache, batch_size=batch_size,
+                            on_rendered=on_rendered, options=options, on_worker=on_worker,
+                            post=post, post_rows=post_rows, on_assets=on_assets, ready=ready)
+        if progress:  # each worker's bar ends at its share of the jobs, all done
+            for worker, stats in report.workers.items():
+                progress(label(worker, stats), stats.images, stats.images)
     else:
         render_local(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered)
 

@@ -66,13 +66,16 @@ def _tiny_text_encoder(tokenizer: Any, vocab_size: int, seed: int) -> Any:
     ))
 
 
-def make_tiny_sd_pipeline(path: Path, *, inpainting: bool = False, seed: int = 0) -> Path:
+def make_tiny_sd_pipeline(path: Path, *, inpainting: bool = False, seed: int = 0,
+                          safety_checker: list[Any] | None = None) -> Path:
     """Build a tiny random Stable Diffusion pipeline, save it as safetensors in ``path``.
 
     ``inpainting=True`` gives a ``StableDiffusionInpaintPipeline`` whose UNet takes 9 input
     channels (latents, mask, masked image), like the real inpainting checkpoints. The weights
     depend only on ``seed``. The VAE downsamples by 2, so sizes must be multiples of 8.
-    Returns ``path``.
+    ``safety_checker`` (a list of pictures it calls unsafe, see :func:`make_tiny_safety_checker`)
+    ships a safety checker as Stable Diffusion 1.x does: ``safety_checker/`` and its image
+    processor in ``feature_extractor/``. Returns ``path``.
     """
     import torch
     from diffusers import (
@@ -97,10 +100,12 @@ def make_tiny_sd_pipeline(path: Path, *, inpainting: bool = False, seed: int = 0
         timestep_spacing="trailing", steps_offset=1,
     )
     cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    checker, processor = (None, None) if safety_checker is None else _tiny_safety_checker(
+        safety_checker, seed)
     pipe: Any = cls(unet=unet, vae=_tiny_vae(seed), text_encoder=_tiny_text_encoder(
                         tokenizer, vocab_size, seed), tokenizer=tokenizer,
-                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                    image_encoder=None, requires_safety_checker=False)
+                    scheduler=scheduler, safety_checker=checker, feature_extractor=processor,
+                    image_encoder=None, requires_safety_checker=checker is not None)
     pipe.save_pretrained(path, safe_serialization=True)
     return path
 
@@ -242,12 +247,20 @@ def make_tiny_safety_checker(path: Path, *, unsafe: list[Any] | None = None,
     Its concepts are set to the embeddings of the ``unsafe`` pictures (PIL images) with a
     threshold of 0.9, so those pictures and close copies score above 0 (unsafe) while
     unrelated ones score below."""
+    path = Path(path)
+    checker, processor = _tiny_safety_checker(unsafe or [], seed)
+    checker.save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)
+    return path
+
+
+def _tiny_safety_checker(unsafe: list[Any], seed: int) -> tuple[Any, Any]:
+    """The checker of :func:`make_tiny_safety_checker` and its image processor, not saved."""
     import torch
     from diffusers.pipelines.stable_diffusion.safety_checker import (
         StableDiffusionSafetyChecker,
     )
 
-    path = Path(path)
     tokenizer, vocab_size = _tiny_tokenizer()
     torch.manual_seed(seed)
     checker = StableDiffusionSafetyChecker(_tiny_clip_config(tokenizer, vocab_size)).eval()
@@ -261,6 +274,4 @@ def make_tiny_safety_checker(path: Path, *, unsafe: list[Any] | None = None,
             checker.concept_embeds[: len(unsafe)] = embeds
         checker.concept_embeds_weights.fill_(0.9)
         checker.special_care_embeds_weights.fill_(1.0)
-    checker.save_pretrained(path, safe_serialization=True)
-    processor.save_pretrained(path)
-    return path
+    return checker, processor

@@ -77,6 +77,24 @@ def write_campaign(root: Path, data: dict[str, Any], name: str = "campaign.yaml"
     return path
 
 
+def _files(folder: Path) -> set[tuple[str, int, int]]:
+    """Every file under ``folder`` with its size and modification time."""
+    return {(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repo_out_untouched() -> Iterator[None]:
+    """Tests write only to temporary folders: the repository's own out/ (where `make demo`
+    writes) is the same after the session as before it, or the session fails."""
+    out = REPO / "out"
+    before = _files(out)
+    yield
+    changed = sorted(name for name, *_ in _files(out) - before)
+    assert not changed, (f"tests wrote into {out} (use tmp_path): "
+                         f"{', '.join(changed[:5])}{' …' if len(changed) > 5 else ''}")
+
+
 @pytest.fixture
 def campaign_data(tmp_path: Path) -> dict[str, Any]:
     return base_campaign(tmp_path)

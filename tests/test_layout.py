@@ -40,11 +40,13 @@ def _assert_product_alone(result: adgen.post.Composed, where: str) -> None:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_example_campaigns_keep_text_and_logo_off_the_product(path: Path) -> None:
+def test_example_campaigns_keep_text_and_logo_off_the_product(path: Path, tmp_path: Path
+                                                               ) -> None:
     """Every product variant of every example campaign, rendered offline at each aspect class
     its placements use (plus every other placement at its own class), composed: no caption
     plate or logo covers more than 3% of the product's box, and the product stays whole."""
-    campaign = adgen.load_campaign(path, overrides=["variants=1", "experiment.weights=null"])
+    campaign = adgen.load_campaign(path, overrides=[  # a catalog plan caches its cut-outs
+        "variants=1", "experiment.weights=null", f"output={tmp_path / 'out'}"])
     plan = adgen.plan(campaign)
     style = brand_style(campaign)
     renderer = OfflineRenderer()

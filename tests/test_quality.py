@@ -22,7 +22,7 @@ from adgen.quality.models import TEXT_ON_CPU, AlignmentScorer, SafetyScorer, Tex
 from adgen.quality.pixels import hash_distance, pixel_scores
 from adgen.renderers.base import Rendered
 from adgen.spec import QualitySpec
-from adgen.testing import make_tiny_clip, make_tiny_safety_checker
+from adgen.testing import make_tiny_clip, make_tiny_safety_checker, make_tiny_sd_pipeline
 from tests.conftest import write_campaign
 
 # -- pictures made to pass or fail --------------------------------------------------------------
@@ -220,6 +220,29 @@ def test_safety_checker_built_from_config_flags_its_unsafe_concept(tmp_path: Pat
         images=[unsafe, scene(1)], return_tensors="pt")["pixel_values"]
     _, nsfw = checker(pixels, [np.zeros((4, 4, 3))] * 2)
     assert nsfw == [True, False]
+
+
+def test_a_local_pipeline_that_ships_a_safety_checker_supplies_it(tmp_path: Path) -> None:
+    """Stable Diffusion 1.x folders carry ``safety_checker/`` and ``feature_extractor/``: the
+    gate loads that checker (offline: HF_HUB_OFFLINE is set) rather than the hub default."""
+    unsafe = stripes()
+    folder = make_tiny_sd_pipeline(tmp_path / "sd", safety_checker=[unsafe])
+    assert (folder / "safety_checker" / "model.safetensors").is_file()
+    own = GateSettings.of(QualitySpec(text=False), "diffusers", str(folder))
+    assert own.safety_model == str(folder)
+    checker = QualityChecker(own)
+    scores = [row["scores"]["unsafe"] for row in checker([unsafe, scene(1)], ["a", "b"])]
+    assert scores[0] > 0 > scores[1]
+    assert scores == pytest.approx(SafetyScorer(str(folder))([unsafe, scene(1)]))
+    # a checker the campaign names wins; a folder without one, or a hub id, gets the default
+    other = str(make_tiny_safety_checker(tmp_path / "other"))
+    assert GateSettings.of(QualitySpec(safety_model=other), "diffusers",
+                           str(folder)).safety_model == other
+    plain = make_tiny_sd_pipeline(tmp_path / "plain")
+    default = QualitySpec().safety_model
+    assert GateSettings.of(QualitySpec(), "diffusers", str(plain)).safety_model == default
+    assert GateSettings.of(QualitySpec(), "diffusers", "owner/model").safety_model == default
+    assert own.key != GateSettings.of(QualitySpec(text=False), "diffusers").key  # re-measured
 
 
 def test_clip_alignment_is_the_cosine_of_clip_embeddings(tmp_path: Path) -> None:

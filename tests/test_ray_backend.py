@@ -234,8 +234,9 @@ def test_gpus_per_worker_packs_actors_on_one_gpu(tmp_path: Path, campaign_file: 
 def test_cli_ray_address_and_cpu_workers_on_a_cluster_without_gpus(
     tmp_path: Path, campaign_file: Path
 ) -> None:
-    """`adgen run --backend ray --ray-address ADDR` joins that cluster (no GPUs there, so
-    ``cpu_workers`` CPU actors render), in a subprocess with its own cluster."""
+    """`adgen run --backend ray --ray-address ADDR --gpus 2` joins that cluster (no GPUs there,
+    so ``cpu_workers`` CPU actors render, with a warning), in a subprocess with its own
+    cluster."""
     log = tmp_path / "log"
     script = textwrap.dedent(f"""
         import json, sys
@@ -250,7 +251,7 @@ def test_cli_ray_address_and_cpu_workers_on_a_cluster_without_gpus(
         address = cluster.address
         adgen.pipeline.create_renderer = recording_renderer
         sys.argv = ["adgen", "run", {str(campaign_file)!r}, "--backend", "ray",
-                    "--ray-address", address, "--set", "backend.cpu_workers=2",
+                    "--ray-address", address, "--gpus", "2", "--set", "backend.cpu_workers=2",
                     "--set", "renderer.options.batch_size=1"]
         try:
             cli.main()
@@ -268,5 +269,52 @@ def test_cli_ray_address_and_cpu_workers_on_a_cluster_without_gpus(
     assert len({batch["actor"] for batch in ran}) == 2  # cpu_workers=2 (the default would be 1)
     assert all(batch["gpus"] == [] for batch in ran)
     assert sum(len(batch["jobs"]) for batch in ran) == 20  # 10 variants x 2 aspect classes
+    assert [line for line in out.stderr.splitlines() if "warning" in line] == [
+        f"warning: --gpus 2 (backend.gpus) asks for GPUs, but the Ray cluster at "
+        f"{report['address']} has none: rendering on CPU workers instead (backend.cpu_workers "
+        "sets how many)"]
     manifest = pd.read_csv(campaign_file.parent / "out" / "manifest.csv")
     assert len(manifest) == 30
+
+
+def test_each_worker_bar_ends_at_its_share_of_the_jobs(tmp_path: Path, campaign_file: Path
+                                                        ) -> None:
+    bars: dict[str, tuple[int, int]] = {}
+    _run_recorded(campaign_file, tmp_path / "log", "backend.name=ray",
+                  progress=lambda stage, done, total: bars.__setitem__(stage, (done, total)))
+    workers = {stage: bar for stage, bar in bars.items() if stage.startswith("gpu ")}
+    assert len(workers) >= 2 and all(done == total for done, total in workers.values())
+    assert sum(done for done, _ in workers.values()) == 20 == bars["render"][0]
+    assert bars["render"] == (20, 20) and bars["post"] == (30, 30)
+
+
+def _no_gpus_in_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    resources = {k: v for k, v in ray.cluster_resources().items() if k != "GPU"}
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+
+
+def test_gpus_on_a_cluster_without_gpus_warns_once_and_renders_on_cpu_workers(
+    tmp_path: Path, campaign_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_gpus_in_the_cluster(monkeypatch)
+    with pytest.warns(RuntimeWarning) as caught:
+        result, ran = _run_recorded(campaign_file, tmp_path / "log", "backend.name=ray",
+                                    "backend.cpu_workers=2", gpus=2)
+    assert [str(w.message) for w in caught] == [
+        "--gpus 2 (backend.gpus) asks for GPUs, but the Ray cluster has none: rendering on "
+        "CPU workers instead (backend.cpu_workers sets how many)"]
+    assert all(batch["gpus"] == [] for batch in ran) and len(result.manifest) == 30
+
+
+def test_gpus_on_a_cluster_without_gpus_is_an_error_for_a_diffusion_model(
+    campaign_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_gpus_in_the_cluster(monkeypatch)
+    campaign = adgen.load_campaign(campaign_file, overrides=[
+        "backend.name=ray", "backend.gpus=1", "renderer.name=diffusers", "quality.enabled=false"])
+    with pytest.raises(adgen.CampaignError, match=r"^--gpus 1 \(backend.gpus\) asks for GPUs, "
+                       r"but the Ray cluster has none: the diffusion model would run on CPU "
+                       r"workers, many times slower; add GPU nodes, or leave --gpus out"):
+        adgen.run(campaign, make_renderer=SeedRenderer)

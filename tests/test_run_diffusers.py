@@ -3,6 +3,7 @@ pipeline saved to disk (so the real ``from_pretrained`` loading path runs, offli
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,23 @@ def test_product_scene_keeps_the_product_pixels(tiny: Path, campaign_file: Path)
         got = np.asarray(cached.load())[top:bottom, left:right][alpha]
         # the product's opaque pixels survive generation exactly
         assert np.array_equal(got, np.asarray(placed.convert("RGB"))[alpha])
+
+
+def test_a_pipeline_that_ships_a_safety_checker_is_gated_by_it_offline(
+    tmp_path: Path, campaign_file: Path
+) -> None:
+    """The quality gate's safety check is on by default for diffusers: with a Stable Diffusion
+    1.x folder it uses the folder's checker (HF_HUB_OFFLINE: the hub default cannot load)."""
+    folder = make_tiny_sd_pipeline(tmp_path / "sd1", safety_checker=[])
+    campaign = adgen.load_campaign(campaign_file, overrides=[
+        "renderer.name=diffusers", f"renderer.model={folder}", "renderer.width=64",
+        "renderer.height=64", "renderer.steps=2", "variants=1", "creatives.0.product=null",
+        "placements=[300x250]", "quality.text=false",
+    ])
+    result = adgen.run(campaign)
+    assert list(result.manifest["status"]) == ["ok"] * 5
+    scores = [json.loads(cell)["scores"] for cell in result.manifest["quality"]]
+    assert all(score["unsafe"] < 0 for score in scores), scores
 
 
 def test_cli_renderer_and_model_override(tiny: Path, campaign_file: Path) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,6 +59,9 @@ class PoolOptions:
     gpus: int | None = None
     gpus_per_worker: float = 1.0
     cpu_workers: int | None = None
+    gpu_renderer: bool = False
+    """The renderer needs GPUs (a diffusion model): ``gpus`` on a cluster without any is an
+    error, not a pool of CPU workers with a warning."""
     in_flight: int = 2
     max_attempts: int = 3
     post_queue: int | None = None
@@ -210,6 +214,8 @@ def render_ray(
     gpus = int(resources.get("GPU", 0))
     if options.gpus is not None:
         gpus = min(gpus, options.gpus)
+        if gpus == 0:
+            _no_gpus(options)
     if gpus > 0:
         per = options.gpus_per_worker
         size = max(1, int(gpus / per))
@@ -391,6 +397,19 @@ def render_ray(
             writer.shutdown(wait=True)
         report.seconds = time.perf_counter() - start
     return report
+
+
+def _no_gpus(options: PoolOptions) -> None:
+    """``gpus`` asked of a cluster without GPUs: an error for a GPU renderer, else a warning
+    (once per run: Python's default filter) that CPU workers render instead."""
+    where = f"the Ray cluster at {options.address}" if options.address else "the Ray cluster"
+    asked = f"--gpus {options.gpus} (backend.gpus) asks for GPUs, but {where} has none"
+    if options.gpu_renderer:
+        raise CampaignError(f"{asked}: the diffusion model would run on CPU workers, many "
+                            "times slower; add GPU nodes, or leave --gpus out to render on "
+                            "CPU workers knowingly (backend.cpu_workers sets how many)")
+    warnings.warn(f"{asked}: rendering on CPU workers instead (backend.cpu_workers sets how "
+                  "many)", RuntimeWarning, stacklevel=3)
 
 
 def _requeue(

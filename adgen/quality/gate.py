@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -41,12 +42,21 @@ class GateSettings:
     spec: QualitySpec
     safety: bool
     text: bool
+    safety_model: str
+    """The safety checker: ``quality.safety_model`` when the campaign sets it, else the
+    renderer's own when its model is a local folder that ships one (``safety_checker/``, the
+    Stable Diffusion 1.x layout: nothing to download), else the default hub id."""
 
     @classmethod
-    def of(cls, spec: QualitySpec, renderer: str) -> GateSettings:
+    def of(cls, spec: QualitySpec, renderer: str, model: str | None = None) -> GateSettings:
+        """The settings for a campaign's ``quality``, ``renderer`` name and renderer ``model``."""
         generative = renderer in GENERATIVE
+        own = Path(model).expanduser() if model else None
+        ships_checker = own is not None and (own / "safety_checker").is_dir()
         return cls(spec, generative if spec.safety == "auto" else bool(spec.safety),
-                   generative if spec.text == "auto" else bool(spec.text))
+                   generative if spec.text == "auto" else bool(spec.text),
+                   str(own) if ships_checker and "safety_model" not in spec.model_fields_set
+                   else spec.safety_model)
 
     @property
     def key(self) -> str:
@@ -54,7 +64,7 @@ class GateSettings:
         other checks is measured again."""
         spec = self.spec
         return stable_hash("quality/v1", spec.clip_model if spec.min_alignment is not None else
-                           None, spec.safety_model if self.safety else None, self.text)[:12]
+                           None, self.safety_model if self.safety else None, self.text)[:12]
 
     def reasons(self, scores: dict[str, float]) -> list[str]:
         """Why these scores fail the thresholds (empty when they pass)."""
@@ -107,7 +117,7 @@ class QualityChecker:
             dtype = None  # half precision only on a GPU: on a CPU it is slower, not faster
         self.alignment = (AlignmentScorer(spec.clip_model, device=self.device, dtype=dtype)
                           if spec.clip_model and spec.min_alignment is not None else None)
-        self.safety = (SafetyScorer(spec.safety_model, device=self.device, dtype=dtype)
+        self.safety = (SafetyScorer(settings.safety_model, device=self.device, dtype=dtype)
                        if settings.safety else None)
         self.text = TextDetector(device=self.device) if settings.text else None
         self.shared_tower = bool(self.alignment and self.safety

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,9 @@ def _unwrap(features: Any) -> Any:
 class SafetyScorer:
     """Unsafe content, scored as diffusers' ``StableDiffusionSafetyChecker`` does: the largest
     margin by which the picture's CLIP embedding comes closer to one of its concept embeddings
-    than that concept's threshold. Above 0 the checker calls the picture unsafe."""
+    than that concept's threshold. Above 0 the checker calls the picture unsafe. ``model`` is
+    the checker's hub id or folder (with its image processor), or a pipeline folder that ships
+    one as Stable Diffusion 1.x does (``safety_checker/`` and ``feature_extractor/``)."""
 
     def __init__(self, model: str, *, device: str = "cpu", dtype: Any = None) -> None:
         import torch
@@ -96,10 +99,14 @@ class SafetyScorer:
 
         self.device = device
         self.dtype = dtype or torch.float32
+        pipeline = (Path(model).expanduser() / "safety_checker").is_dir()
+        checker = {"subfolder": "safety_checker"} if pipeline else {}
+        processor = {"subfolder": "feature_extractor"} if pipeline else {}
         self.model = _load(StableDiffusionSafetyChecker, model, "safety checker", _SAFETY,
-                           use_safetensors=True).to(device=device, dtype=self.dtype).eval()
+                           use_safetensors=True, **checker).to(device=device,
+                                                                dtype=self.dtype).eval()
         self.processor = _load(CLIPImageProcessor, model, "safety checker's image processor",
-                               _SAFETY)
+                               _SAFETY, **processor)
 
     def __call__(self, images: Sequence[Image.Image], image_embeds: Any = None) -> list[float]:
         """Scores; ``image_embeds`` are the pictures' projected embeddings when a CLIP with
@@ -196,8 +203,6 @@ class TextDetector:
             raise RenderError(
                 "quality gate: the text check needs RapidOCR; install it with "
                 "`pip install rapidocr-onnxruntime`, or set quality.text to false") from None
-        from pathlib import Path
-
         import torch
 
         if side % 32:

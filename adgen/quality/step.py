@@ -30,7 +30,8 @@ class QualityStep:
         campaign = plan.campaign
         spec = campaign.quality
         self.plan, self.cache = plan, cache
-        self.settings = GateSettings.of(spec, campaign.renderer.name) if spec.enabled else None
+        self.settings = (GateSettings.of(spec, campaign.renderer.name, campaign.renderer.model)
+                         if spec.enabled else None)
         # each variant's renders (one per aspect class): twins are sought among the variants
         # of one segment and creative, class by class
         self.renders: list[tuple[str, str, str]] = []  # (variant id, class, job key)

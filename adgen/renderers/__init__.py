@@ -11,6 +11,9 @@ RENDERERS = ("offline", "diffusers", "diffusers-video")
 VIDEO_RENDERERS = frozenset({"diffusers-video"})
 """Renderers that make clips (frames) for ``kind: video`` creatives, not stills."""
 
+MODEL_RENDERERS = frozenset({"diffusers", "diffusers-video"})
+"""Renderers that run a diffusion model: on a Ray cluster they want GPUs."""
+
 STAGED_RENDERERS = frozenset({"offline"})
 """Renderers that take a ``stage`` option: where the product goes in the frame, which the
 planner sets per aspect class so that captions have room around it."""
@@ -50,5 +53,6 @@ def create_renderer(name: str, model: str | None = None, **options: Any) -> Rend
     raise CampaignError(f"unknown renderer {name!r}: use one of {', '.join(RENDERERS)}")
 
 
-__all__ = ["AUTO_BACKEND_BATCH", "RENDERERS", "RUNTIME_OPTIONS", "STAGED_RENDERERS",
-           "VIDEO_RENDERERS", "Rendered", "Renderer", "backend_batch_size", "create_renderer"]
+__all__ = ["AUTO_BACKEND_BATCH", "MODEL_RENDERERS", "RENDERERS", "RUNTIME_OPTIONS",
+           "STAGED_RENDERERS", "VIDEO_RENDERERS", "Rendered", "Renderer", "backend_batch_size",
+           "create_renderer"]
