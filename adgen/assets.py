@@ -46,7 +46,7 @@ Progress = Callable[[str, int, int], None]
 QualityOf = Callable[[str], "dict[str, Any] | None"]
 """The quality gate's record of a job's render, by job key (:mod:`adgen.quality`)."""
 
-POST_VERSION = "post/v4"
+POST_VERSION = "post/v5"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 MANIFEST_COLUMNS = [

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter
 
+from adgen.post.resample import resample
+
 Box = tuple[int, int, int, int]
 Window = tuple[float, float, float, float]
 """A source region ``(left, top, right, bottom)`` in float pixels; may reach past the edges."""
@@ -133,31 +135,6 @@ def _backdrop(image: Image.Image, window: Window, size: tuple[int, int]) -> Imag
     return Image.fromarray(thumb[rows][:, cols]).filter(ImageFilter.GaussianBlur(2.0))
 
 
-REDUCING_GAP = 1.5
-"""Shrinks by more than twice this first average whole blocks of pixels (``Image.reduce``),
-leaving at least this factor to the filter: a third to half the time of a full Lanczos shrink,
-within 0.4/255 of it on average."""
-
-
-def _filter(scale: float, *, fast: bool = False) -> Image.Resampling:
-    """Lanczos to shrink (sharp, no aliasing); bicubic to enlarge (as good, and faster);
-    bilinear for ``fast`` (video frames: a third cheaper, and motion hides the difference)."""
-    if fast:
-        return Image.Resampling.BILINEAR
-    return Image.Resampling.LANCZOS if scale <= 1.0 else Image.Resampling.BICUBIC
-
-
-def _resample(image: Image.Image, box: Window, size: tuple[int, int], region: Box,
-              resample: Image.Resampling) -> Image.Image:
-    """The ``region`` (output pixels) of ``image.resize(size, box=box)``, made alone: the
-    same pixels, for the cost of the region."""
-    step_x, step_y = (box[2] - box[0]) / size[0], (box[3] - box[1]) / size[1]
-    part = (box[0] + region[0] * step_x, box[1] + region[1] * step_y,
-            box[0] + region[2] * step_x, box[1] + region[3] * step_y)
-    return image.resize((region[2] - region[0], region[3] - region[1]), resample, box=part,
-                        reducing_gap=REDUCING_GAP)
-
-
 def _intersect(a: Box, b: Box) -> Box | None:
     box = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
     return box if box[2] > box[0] and box[3] > box[1] else None
@@ -177,31 +154,29 @@ def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
                   fast: bool = False, region: Box | None = None) -> Image.Image:
     """Cut ``window`` out of ``image`` and scale it to ``size`` in one resize; parts of the
     window past the picture's edges show its edges continued (blurred). ``fast`` trades a little
-    sharpness for speed (see :func:`_filter`). With ``region`` (a box of the output), only that
+    sharpness for speed (bilinear rather than bicubic). With ``region`` (a box of the output), only that
     part of the output is made, with the pixels the whole would have there."""
     width, height = image.size
     left, top, right, bottom = window
     scale = size[0] / (right - left)
-    resample = _filter(scale, fast=fast)
     area = region or (0, 0, size[0], size[1])
     src = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
     if left >= -1e-6 and top >= -1e-6 and right <= width + 1e-6 and bottom <= height + 1e-6:
-        return _resample(image, src, size, area, resample)
+        return resample(image, src, size, area, fast=fast)
     out = Image.new("RGB", (area[2] - area[0], area[3] - area[1]))
     dest = (round((src[0] - left) * scale), round((src[1] - top) * scale),
             round((src[2] - left) * scale), round((src[3] - top) * scale))
     shown = _intersect(dest, area) if src[2] > src[0] and src[3] > src[1] else None
     if shown is not None:
         inner = (shown[0] - dest[0], shown[1] - dest[1], shown[2] - dest[0], shown[3] - dest[1])
-        part = _resample(image, src, (dest[2] - dest[0], dest[3] - dest[1]), inner, resample)
+        part = resample(image, src, (dest[2] - dest[0], dest[3] - dest[1]), inner, fast=fast)
         out.paste(part, (shown[0] - area[0], shown[1] - area[1]))
     bands = _around(area, shown)
     if bands:  # the backdrop, scaled up only where the picture does not cover it
         small = _backdrop(image, window, size)
         for band in bands:
-            out.paste(_resample(small, (0.0, 0.0, float(small.width), float(small.height)),
-                                size, band, Image.Resampling.BICUBIC),
-                      (band[0] - area[0], band[1] - area[1]))
+            out.paste(resample(small, (0.0, 0.0, float(small.width), float(small.height)),
+                               size, band), (band[0] - area[0], band[1] - area[1]))
     return out
 
 
