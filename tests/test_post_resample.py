@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,7 +114,7 @@ def test_the_story_tries_its_layouts_without_resampling_the_picture_for_each(
         example, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tall subject in a story: the full-bleed layout fails, the staged one is kept; each
     cost only the pixels behind its logo, and the kept one one resample."""
-    rendered, captions, style = example
+    _, captions, style = example
     image = Image.new("RGB", (1024, 1024), (200, 190, 170))
     subject = (380, 120, 640, 980)
     image.paste((40, 90, 60), subject)

@@ -153,9 +153,9 @@ def _around(outer: Box, inner: Box | None) -> list[Box]:
 def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
                   fast: bool = False, region: Box | None = None) -> Image.Image:
     """Cut ``window`` out of ``image`` and scale it to ``size`` in one resize; parts of the
-    window past the picture's edges show its edges continued (blurred). ``fast`` trades a little
-    sharpness for speed (bilinear rather than bicubic). With ``region`` (a box of the output), only that
-    part of the output is made, with the pixels the whole would have there."""
+    window past the picture's edges show its edges continued (blurred). ``fast``: bilinear
+    rather than bicubic. With ``region`` (a box of the output), only that part of the output
+    is made, with the pixels the whole would have there."""
     width, height = image.size
     left, top, right, bottom = window
     scale = size[0] / (right - left)
