@@ -3,9 +3,11 @@
 Compares adgen's ``compose`` (subject-aware crop, logo contrast, fitted captions, WCAG colours)
 with a naive Pillow script doing the naive version of the same work (cover resize, centre crop,
 paste the logo, draw the text at a fixed size), in the same process, and prints assets per
-second for both and their ratio. It asserts nothing about time.
+second for both and their ratios. ``--device cuda`` (or ``cpu``) adds the device path
+(``backend.post: gpu``: :func:`adgen.post.gpu.compose_on` and ``encode_on``, the renders
+already on the device). It asserts nothing about time.
 
-    .venv/bin/python bench/bench_post.py [--rounds N]
+    .venv/bin/python bench/bench_post.py [--rounds N] [--device cuda]
 """
 
 from __future__ import annotations
@@ -74,20 +76,48 @@ def naive(image: Image.Image, placement: Placement, logo: Image.Image,
     return out
 
 
-def timed(label: str, rounds: int, work: Callable[[Image.Image], int]) -> float:
+def timed(label: str, rounds: int, work: Callable[[Image.Image], int],
+          sync: Callable[[], None] = lambda: None) -> float:
     images = [render(seed) for seed in range(rounds)]
     work(images[0])  # warm caches (fonts, logo) as a long run would
+    sync()
     start = time.perf_counter()
     assets = sum(work(image) for image in images)
+    sync()
     rate = assets / (time.perf_counter() - start)
     print(f"{label:<34} {rate:8.1f} assets/s")
     return rate
 
 
+def device_post(device: str, style: LogoStyle, captions: list[Caption]
+                ) -> tuple[Callable[[Image.Image], int], Callable[[], None]]:
+    """Compose + encode on ``device`` for every placement, the render uploaded once (as the
+    renderer's batch would already be there), and the device's synchronisation."""
+    import torch
+
+    from adgen.post import gpu
+
+    def work(image: Image.Image) -> int:
+        pixels = gpu.to_tensor(image, device)
+        for placement in PLACEMENTS:
+            ad = gpu.compose_on(pixels, image, placement, subject_box=SUBJECT, logo=style,
+                                captions=captions, colors=["#0B5D4B", "#F2C14E"])
+            gpu.encode_on(ad.pixels, "jpeg", max_bytes=placement.max_bytes)
+        return len(PLACEMENTS)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return work, sync
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6, help="renders to process (default 6)")
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--device", help="also time the device path there (cuda, cpu)")
+    options = parser.parse_args()
+    rounds = options.rounds
     with tempfile.TemporaryDirectory() as folder:
         logo_path = make_logo(Path(folder))
         style = LogoStyle(logo_path)
@@ -117,9 +147,14 @@ def main() -> None:
         print(f"{rounds} renders x {len(PLACEMENTS)} placements "
               f"({', '.join(p.name for p in PLACEMENTS)})")
         ours = timed("adgen compose", rounds, adgen_compose)
-        timed("adgen compose + JPEG encode", rounds, adgen_compose_encode)
+        encoded = timed("adgen compose + JPEG encode", rounds, adgen_compose_encode)
         baseline = timed("naive Pillow script", rounds, naive_script)
-        print(f"ratio adgen / naive: {ours / baseline:.2f}x")
+        print(f"ratio adgen / naive: {ours / baseline:.2f}x (compose), "
+              f"{encoded / baseline:.2f}x (compose + encode)")
+        if options.device:
+            rate = timed(f"device path ({options.device}) + encode", rounds,
+                         *device_post(options.device, style, captions))
+            print(f"ratio device path / Pillow compose + encode: {rate / encoded:.2f}x")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def previous_render_window(image: Image.Image, window: Window, size: tuple[int, 
     src = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
     if left >= -1e-6 and top >= -1e-6 and right <= width + 1e-6 and bottom <= height + 1e-6:
         return image.resize(size, resampling, box=src, reducing_gap=3.0)
-    small = crop._backdrop(image, window, size)
+    small = crop.backdrop(image, window, size)
     canvas = small.resize(size, Image.Resampling.BICUBIC)
     dest = (round((src[0] - left) * scale), round((src[1] - top) * scale),
             round((src[2] - left) * scale), round((src[3] - top) * scale))

@@ -116,7 +116,7 @@ def salient_window(image: Image.Image, aspect: float) -> Window:
     return (x, y, x + win_w, y + win_h)
 
 
-def _backdrop(image: Image.Image, window: Window, size: tuple[int, int]) -> Image.Image:
+def backdrop(image: Image.Image, window: Window, size: tuple[int, int]) -> Image.Image:
     """The picture's edges continued over ``window`` (which reaches past them), softly blurred,
     as a small image to be scaled to ``size``: the sky goes on above, the floor below, and
     nothing of the middle (the product) is repeated."""
@@ -150,22 +150,32 @@ def _around(outer: Box, inner: Box | None) -> list[Box]:
     return [b for b in bands if b[2] > b[0] and b[3] > b[1]]
 
 
+def visible_part(picture: tuple[int, int], window: Window, size: tuple[int, int]
+                 ) -> tuple[Window, Box | None]:
+    """The part of ``window`` inside a picture of size ``picture`` (source pixels) and the
+    output box it lands in when ``window`` is scaled to ``size``; None for the box when the
+    window lies inside the picture (no padding)."""
+    width, height = picture
+    left, top, right, bottom = window
+    src = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
+    if left >= -1e-6 and top >= -1e-6 and right <= width + 1e-6 and bottom <= height + 1e-6:
+        return src, None
+    scale = size[0] / (right - left)
+    return src, (round((src[0] - left) * scale), round((src[1] - top) * scale),
+                 round((src[2] - left) * scale), round((src[3] - top) * scale))
+
+
 def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
                   fast: bool = False, region: Box | None = None) -> Image.Image:
     """Cut ``window`` out of ``image`` and scale it to ``size`` in one resize; parts of the
     window past the picture's edges show its edges continued (blurred). ``fast``: bilinear
     rather than bicubic. With ``region`` (a box of the output), only that part of the output
     is made, with the pixels the whole would have there."""
-    width, height = image.size
-    left, top, right, bottom = window
-    scale = size[0] / (right - left)
     area = region or (0, 0, size[0], size[1])
-    src = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
-    if left >= -1e-6 and top >= -1e-6 and right <= width + 1e-6 and bottom <= height + 1e-6:
+    src, dest = visible_part(image.size, window, size)
+    if dest is None:
         return resample(image, src, size, area, fast=fast)
     out = Image.new("RGB", (area[2] - area[0], area[3] - area[1]))
-    dest = (round((src[0] - left) * scale), round((src[1] - top) * scale),
-            round((src[2] - left) * scale), round((src[3] - top) * scale))
     shown = _intersect(dest, area) if src[2] > src[0] and src[3] > src[1] else None
     if shown is not None:
         inner = (shown[0] - dest[0], shown[1] - dest[1], shown[2] - dest[0], shown[3] - dest[1])
@@ -173,7 +183,7 @@ def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
         out.paste(part, (shown[0] - area[0], shown[1] - area[1]))
     bands = _around(area, shown)
     if bands:  # the backdrop, scaled up only where the picture does not cover it
-        small = _backdrop(image, window, size)
+        small = backdrop(image, window, size)
         for band in bands:
             out.paste(resample(small, (0.0, 0.0, float(small.width), float(small.height)),
                                size, band), (band[0] - area[0], band[1] - area[1]))

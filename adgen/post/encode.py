@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from typing import Literal
 
 from PIL import Image
@@ -48,6 +49,17 @@ def encode_image(image: Image.Image, fmt: Format, *, max_bytes: int | None = Non
 
     With ``max_bytes`` the result is at most that many bytes, at the highest quality in
     ``[min_quality, quality]`` that fits (JPEG, WebP) or after palette quantisation (PNG)."""
+    kind = checked_format(fmt, max_bytes)
+    if kind == "png":
+        return _png(image, max_bytes)
+    flat = _flatten(image)
+    return budgeted(lambda q: _save(flat, kind, q), kind, image.size, max_bytes, quality,
+                    min_quality)
+
+
+def checked_format(fmt: str, max_bytes: int | None) -> str:
+    """``fmt`` as "jpeg", "png" or "webp"; :class:`PostProcessError` for an unknown format
+    or a byte budget that is not positive."""
     kind = fmt.lower()
     if kind == "jpg":
         kind = "jpeg"
@@ -55,9 +67,7 @@ def encode_image(image: Image.Image, fmt: Format, *, max_bytes: int | None = Non
         raise PostProcessError(f"unknown image format {fmt!r}: use 'jpeg', 'png' or 'webp'")
     if max_bytes is not None and max_bytes <= 0:
         raise PostProcessError(f"byte budget {max_bytes} must be a positive number of bytes")
-    if kind == "png":
-        return _png(image, max_bytes)
-    return _lossy(_flatten(image), kind, max_bytes, quality, min_quality)
+    return kind
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -115,9 +125,13 @@ def _next_quality(kind: str, sizes: dict[int, int], low: int, high: int, target:
     return min(max(guess, low), high)
 
 
-def _lossy(image: Image.Image, kind: str, max_bytes: int | None, quality: int,
-           min_quality: int) -> bytes:
-    data = _save(image, kind, quality)
+def budgeted(save: Callable[[int], bytes], kind: str, size: tuple[int, int],
+             max_bytes: int | None, quality: int = QUALITY, min_quality: int = MIN_QUALITY
+             ) -> bytes:
+    """``save(quality)`` at ``quality``, or, over ``max_bytes``, at the quality the search
+    described in this module's docstring finds for a ``kind`` ("jpeg", "webp") picture of
+    ``size``. Raises :class:`PostProcessError` when not even ``min_quality`` fits."""
+    data = save(quality)
     if max_bytes is None or len(data) <= max_bytes:
         return data
     sizes = {quality: len(data)}
@@ -125,7 +139,7 @@ def _lossy(image: Image.Image, kind: str, max_bytes: int | None, quality: int,
     while low <= high:
         aim = _AIM if best is None else 1.0  # with a file that fits in hand, aim at the budget
         attempt = _next_quality(kind, sizes, low, high, aim * max_bytes)
-        data = _save(image, kind, attempt)
+        data = save(attempt)
         sizes[attempt] = len(data)
         if len(data) > max_bytes:
             high = attempt - 1
@@ -134,7 +148,7 @@ def _lossy(image: Image.Image, kind: str, max_bytes: int | None, quality: int,
         if len(data) >= FULL_ENOUGH * max_bytes:
             break
     if best is None:
-        raise _over_budget(image, kind.upper(), max_bytes, min(sizes.values()),
+        raise _over_budget(size, kind.upper(), max_bytes, min(sizes.values()),
                            f"quality {min(sizes)}")
     return best
 
@@ -155,13 +169,13 @@ def _png(image: Image.Image, max_bytes: int | None) -> bytes:
         if len(data) <= max_bytes:
             return data
         smallest = min(smallest, len(data))
-    raise _over_budget(image, "PNG", max_bytes, smallest, f"{_PALETTES[-1]} colours")
+    raise _over_budget(image.size, "PNG", max_bytes, smallest, f"{_PALETTES[-1]} colours")
 
 
-def _over_budget(image: Image.Image, kind: str, max_bytes: int, smallest: int, at: str
+def _over_budget(size: tuple[int, int], kind: str, max_bytes: int, smallest: int, at: str
                  ) -> PostProcessError:
     return PostProcessError(
-        f"cannot encode the {image.width}x{image.height} ad as {kind} within {max_bytes:,} "
+        f"cannot encode the {size[0]}x{size[1]} ad as {kind} within {max_bytes:,} "
         f"bytes: the smallest file reached is {smallest:,} bytes ({at}); raise the "
         "placement's max_bytes, choose 'jpeg' or 'webp', or use a simpler picture "
         "(fewer fine details)"

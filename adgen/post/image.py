@@ -175,8 +175,13 @@ class _Canvas:
             out.paste(self._picture(region), (shown[0] - box[0], shown[1] - box[1]))
         return out
 
-    def render(self) -> Image.Image:
-        """The whole canvas."""
+    def render(self, regions: Sequence[Box] | None = None) -> Image.Image:
+        """The whole canvas; with ``regions``, only their pixels (the brand colour around)."""
+        if regions is not None:
+            canvas = Image.new("RGB", self.plan.canvas, self.fill)
+            for box in regions:
+                canvas.paste(self.pixels(box), box[:2])
+            return canvas
         picture = self._picture()
         if self.plan.picture == (0, 0, *self.plan.canvas):
             return picture
@@ -271,13 +276,26 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
     return boxes, checks
 
 
+def _read_by_paint(layout: _Layout, plan: _Plan) -> list[Box]:
+    """The canvas boxes whose pixels painting reads: behind the logo (and its plate), and
+    around each caption as far as its scrim, button outline or contrast check reaches."""
+    boxes = [layout.logo.plate or layout.logo.box] if layout.logo is not None else []
+    for item in layout.texts:
+        reach = max(4, math.ceil(item.block.size * 0.3)) + 1
+        boxes.append(_grow(item.block.frame, reach, plan.canvas))
+    return boxes
+
+
 def _text_layer(layer: Image.Image, block: textmod.TextBlock, fill: color.RGB) -> None:
-    """Lay ``block`` in ``fill`` over the RGBA ``layer`` with the coverage it has on a canvas."""
-    mask = Image.new("L", layer.size, 0)
-    textmod.draw_text(ImageDraw.Draw(mask), block, 255)
-    ink = Image.new("RGBA", layer.size, (*fill, 0))
-    ink.putalpha(mask)
-    layer.alpha_composite(ink)
+    """Lay ``block`` in ``fill`` over the RGBA ``layer`` with the coverage it has on a canvas
+    (drawn in its ink box only)."""
+    box = _grow(block.ink, 2, layer.size)
+    if box[2] > box[0] and box[3] > box[1]:
+        mask = Image.new("L", (box[2] - box[0], box[3] - box[1]), 0)
+        textmod.draw_text(ImageDraw.Draw(mask), textmod.shifted(block, -box[0], -box[1]), 255)
+        ink = Image.new("RGBA", mask.size, (*fill, 0))
+        ink.putalpha(mask)
+        layer.alpha_composite(ink, dest=box[:2])
     textmod.paste_color_runs(layer, block)
 
 
@@ -383,22 +401,28 @@ def compose(image: Image.Image, placement: Placement, *, subject_box: Box | None
 
 def compose_layers(image: Image.Image, placement: Placement, *, subject_box: Box | None = None,
                    logo: LogoStyle | None = None, captions: Sequence[Caption] = (),
-                   colors: Sequence[str] = (), font: Path | None = None) -> Layers:
+                   colors: Sequence[str] = (), font: Path | None = None,
+                   sparse: bool = False) -> Layers:
     """:func:`compose`, also returning the background and the logo and caption layers apart
     (:class:`Layers`), so a video can move the picture under them and time each layer.
-    Every decision (layout, colours, scrims, logo variant) is the one :func:`compose` takes."""
+    Every decision (layout, colours, scrims, logo variant) is the one :func:`compose` takes.
+
+    ``sparse``: the picture is left to the caller (the GPU path makes it): only the pixels
+    that the decisions read, behind the logo and around each caption, are made, and
+    ``background`` and ``composed.image`` show the brand colour elsewhere."""
     layers = _LayerSet(placement.size)
     composed, background, window = _compose(image, placement, subject_box, logo, captions,
-                                            colors, font, layers)
+                                            colors, font, layers, sparse)
     assert background is not None
     return Layers(composed, background, layers.logo, layers.captions, window)
 
 
 def _compose(image: Image.Image, placement: Placement, subject_box: Box | None,
              logo: LogoStyle | None, captions: Sequence[Caption], colors: Sequence[str],
-             font: Path | None, layers: _LayerSet | None
+             font: Path | None, layers: _LayerSet | None, sparse: bool = False
              ) -> tuple[Composed, Image.Image | None, crop.Window]:
-    """The steps of :func:`compose`; with ``layers``, also the background and the window."""
+    """The steps of :func:`compose`; with ``layers``, also the background and the window
+    (``sparse``: see :func:`compose_layers`)."""
     # 1. check inputs
     palette = _palette(colors)
     items = _captions(captions)
@@ -434,7 +458,7 @@ def _compose(image: Image.Image, placement: Placement, subject_box: Box | None,
     plan = current
 
     # 6. paint: the picture (its one resample), the logo, the captions
-    canvas = context.canvas.render()
+    canvas = context.canvas.render(_read_by_paint(layout, plan) if sparse else None)
     background = canvas.copy() if layers is not None else None
     if layout.logo is not None:
         paint_logo(canvas, layout.logo, layers.logo_layer() if layers is not None else None)

@@ -10,7 +10,9 @@ torch scales from whole pixels only: output pixel ``j`` samples ``start + (j + 0
 where ``start`` is the first pixel of the tensor. A window starting between pixels is reached
 by starting the tensor ``d`` output pixels early, at a whole pixel ``c = left - d * step``
 (found by trying ``d = 0, 1, ...``; within :data:`ALIGN` of a pixel), and dropping those ``d``
-outputs; :func:`grid` says None when no ``d`` lands close enough (the caller uses Pillow).
+outputs (near the picture's top and left edges, ``c`` may fall before the first pixel: the edge
+pixels are repeated there); :func:`grid` says None when no ``d`` lands close enough, as for
+windows whose step is a simple fraction (the caller uses Pillow).
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ _SUPPORT = {False: 2.0, True: 1.0}
 
 @dataclass(frozen=True)
 class _Span:
-    """One axis of a torch resample: the source pixels ``[start, stop)`` it reads, the
-    ``lead`` outputs it makes before the region, and the scale (outputs per source pixel)."""
+    """One axis of a torch resample: the source pixels ``[start, stop)`` it reads (past the
+    picture's edges, the edge pixel repeated), the ``lead`` outputs it makes before the
+    region, and the scale (outputs per source pixel)."""
 
     start: int
     stop: int
@@ -53,16 +56,14 @@ def _span(left: float, step: float, first: int, last: int, extent: int, support:
           ) -> _Span | None:
     """The span that makes outputs ``[first, last)`` of a grid starting at ``left`` with
     ``step`` source pixels per output, over a picture ``extent`` pixels long; None when no
-    whole pixel lies within :data:`ALIGN` of the grid."""
+    whole pixel within :data:`_MAX_LEAD` outputs lies within :data:`ALIGN` of the grid."""
     reach = support * max(step, 1.0)  # the filter's half-width in source pixels
     origin = left + first * step  # where the region's grid starts
     lowest = max(0, int(origin + 0.5 * step - reach + 0.5))  # the first pixel Pillow reads
     for lead in range(_MAX_LEAD):
         start = origin - lead * step
-        if start < -ALIGN:
-            break
         whole = round(start)
-        if abs(start - whole) <= ALIGN and 0 <= whole <= lowest:
+        if abs(start - whole) <= ALIGN and whole <= lowest:
             stop = min(extent, math.ceil(left + last * step + reach) + 1)
             return _Span(whole, stop, lead, 1.0 / step)
     return None
@@ -70,26 +71,29 @@ def _span(left: float, step: float, first: int, last: int, extent: int, support:
 
 @dataclass(frozen=True)
 class Grid:
-    """Where torch reads and what it makes for one resample (see the module's docstring)."""
+    """How torch makes one resample (see the module's docstring)."""
 
     x: _Span
     y: _Span
     size: tuple[int, int]
     """The region's size (output pixels)."""
 
-    @property
-    def source(self) -> Box:
-        """The source pixels read: the tensor to pass to :meth:`run`."""
-        return (self.x.start, self.y.start, self.x.stop, self.y.stop)
-
-    def run(self, pixels: torch.Tensor, *, fast: bool = False) -> torch.Tensor:
-        """Resample ``pixels`` (1x3xHxW: the picture's :attr:`source` pixels; uint8 on the
-        CPU or float on any device), same dtype out."""
+    def run(self, picture: torch.Tensor, *, fast: bool = False) -> torch.Tensor:
+        """Resample ``picture`` (1x3xHxW, the whole picture; uint8 on the CPU or float on
+        any device), same dtype out. Near its top and left edges torch may need pixels
+        before the first: the edge pixels are repeated (Pillow weighs only the pixels
+        inside, so the outputs whose filter crosses the edge differ a little)."""
         import torch
+        import torch.nn.functional as F
 
+        x0, y0 = max(0, self.x.start), max(0, self.y.start)
+        part = picture[..., y0:self.y.stop, x0:self.x.stop]
+        if x0 > self.x.start or y0 > self.y.start:
+            part = F.pad(part.float(), (x0 - self.x.start, 0, y0 - self.y.start, 0),
+                         mode="replicate").to(picture.dtype)
         op = (torch.ops.aten._upsample_bilinear2d_aa if fast
               else torch.ops.aten._upsample_bicubic2d_aa)
-        out = op(pixels, [self.y.lead + self.size[1], self.x.lead + self.size[0]], False,
+        out = op(part, [self.y.lead + self.size[1], self.x.lead + self.size[0]], False,
                  self.y.scale, self.x.scale)
         return out[..., self.y.lead:, self.x.lead:]
 
