@@ -11,11 +11,12 @@ their first frame's layout (the still ad; the video keeps the same layout).
         [--width 2400] [--small docs/contact_sheet_small.png]
 
 With ``--run OUT``, the sheet shows a finished run's own assets instead (the files ``adgen
-run`` wrote, nothing rendered again): ``--rows`` variants, each of another creative and
-segment, in the ``--placements`` given (the README's picture)::
+run`` wrote, nothing rendered again): ``--rows`` variants, the creatives in turn, for segments
+that share no value where the run has such, in the ``--placements`` given. The README's
+picture, after ``make demo``::
 
     .venv/bin/python examples/contact_sheet.py --run out/northwind-spring --rows 2 \
-        --width 1600 --out docs/demo_ads.png
+        --width 1390 --height 300 --out docs/demo_ads.webp
 """
 
 from __future__ import annotations
@@ -112,11 +113,16 @@ def run_rows(out: Path, limit: int, placements: list[str]) -> list[tuple[str, li
         variant_id = first["variant_id"]
         by_name = {resolve_placement(row["placement"]).name: row for _, row in assets.iterrows()}
         names = [resolve_placement(name).name for name in placements] or list(by_name)
-        tiles = [Tile(Image.open(out / by_name[name]["path"]).convert("RGB"), name)
-                 for name in names if name in by_name]
+        tiles = [Tile(_read(out / by_name[name]["path"]), name) for name in names
+                 if name in by_name]
         segment = ", ".join(f"{k}={v}" for k, v in json.loads(first["segment"]).items())
         rows.append((f"{first['creative_id']} · {segment} · {variant_id}", tiles))
     return rows
+
+
+def _read(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
 def _refused(size: tuple[int, int]) -> Image.Image:
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "feed_square", "story", "landscape", "300x250"], help="with --run: which to show")
     parser.add_argument("--height", type=int, default=360, help="height of a tile")
     parser.add_argument("--small", type=Path, default=None,
-                        help="also write a 1000 px wide copy here (for the README)")
+                        help="also write a 1000 px wide copy here (docs/contact_sheet.png)")
     args = parser.parse_args(argv)
     if args.run is not None:
         rows = run_rows(args.run, args.rows, args.placements)

@@ -48,6 +48,11 @@ def test_types_and_defaults_come_from_the_models() -> None:
     assert (kind, default) == ("number (> 0, ≤ 0.5)", "`0.18`")
     _, kind, default, _, _ = _row(rendered, "top-level", "creatives")
     assert (kind, default) == ("list of [sections](#creatives)", "required")
+    _, kind, default, _, _ = _row(rendered, "top-level", "placements")
+    assert (kind, default) == ("list of [sections](#placements) (at least 1 item)",
+                               "`[{placement: feed_square}]`")
+    _, kind, default, _, _ = _row(rendered, "top-level", "audience")
+    assert (kind, default) == ("[section](#audience)", "see its keys")
     _, _, _, example, _ = _row(rendered, "creatives", "captions")
     assert example == "`{headline: 'Made for {{ favourite_category }}', cta: Shop now}`"
 

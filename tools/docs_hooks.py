@@ -143,17 +143,15 @@ def bounds_text(field: FieldInfo) -> str:
 
 def flow(value: Any) -> str:
     """A value as one line of YAML."""
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json", exclude_defaults=True)
-    elif isinstance(value, list):
-        value = [v.model_dump(mode="json", exclude_defaults=True) if isinstance(v, BaseModel)
-                 else v for v in value]
     text = yaml.safe_dump(_plain(value), default_flow_style=True, allow_unicode=True,
                           width=10_000, sort_keys=False).strip()
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
 def _plain(value: Any) -> Any:
+    """``value`` as what YAML writes: models by their keys that differ from the defaults."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_defaults=True)
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):
@@ -166,8 +164,9 @@ def _plain(value: Any) -> Any:
 def default_text(field: FieldInfo) -> str:
     if field.is_required():
         return "required"
-    if _model_in(field.annotation) is not None and not _is_union(field.annotation):
-        return "see its keys"
+    inner = _model_in(field.annotation)
+    if inner is not None and inner[1] == "" and not _is_union(field.annotation):
+        return "see its keys"  # a section: its keys have the defaults
     return _code(flow(field.get_default(call_default_factory=True)))
 
 
