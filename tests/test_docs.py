@@ -115,3 +115,10 @@ def test_the_readme_is_a_front_page_whose_links_lead_somewhere() -> None:
     docs = {p.name for p in (REPO / "docs").glob("*.md")}
     linked = {Path(t).name for t in targets if t.startswith("docs/")}
     assert docs - linked == set(), "every page of the site is linked from the README"
+
+
+def test_the_meta_button_types_listed_are_the_ones_adgen_takes() -> None:
+    from adgen.spec import META_CTA_TYPES
+
+    meaning = _row(_rendered(), "export", "meta_cta")[4]
+    assert re.findall(r"`([A-Z_]+)`", meaning) == list(META_CTA_TYPES)
