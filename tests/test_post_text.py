@@ -217,11 +217,7 @@ def test_the_catalog_headline_that_failed_in_300x600_fits_and_obeys_kinsoku():
     assert "".join(lines).replace(" ", "") == text.replace(" ", "")
     assert not [line for line in lines if line[0] in NOT_FIRST or line[-1] in NOT_LAST]
     assert all(word in " ".join(lines).split() for word in ("Trail", "runner"))
-    image = Image.new("L", (300, 600), 0)
-    t.draw_text(ImageDraw.Draw(image), block, 255)
-    ink = image.getbbox()
-    assert ink is not None
-    assert box[0] <= ink[0] and box[1] <= ink[1] and ink[2] <= box[2] and ink[3] <= box[3]
+    assert_drawn_inside(block, box, (300, 600))
 
 
 def test_ink_wider_than_the_box_wraps_again_only_when_nothing_else_fits():
@@ -267,7 +263,13 @@ def test_fit_finds_the_largest_size_with_ink_inside_the_box(text):
     assert block.ink[2] <= box[2] and block.ink[3] <= box[3]
     bigger = t.layout(text, t.font_chain(bold=True), block.size + 1, box, style)
     assert bigger is None or block.size == style.max_size
-    image = Image.new("L", (500, 250), 0)
+    assert_drawn_inside(block, box, (500, 250))
+
+
+def assert_drawn_inside(block: t.TextBlock, box: tuple[int, int, int, int],
+                        canvas: tuple[int, int]) -> None:
+    """Drawn on a canvas of that size, every pixel of ``block``'s ink lies inside ``box``."""
+    image = Image.new("L", canvas, 0)
     t.draw_text(ImageDraw.Draw(image), block, 255)
     ink = image.getbbox()
     assert ink is not None

@@ -609,9 +609,8 @@ def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
     the box hyphenated by the rules of ``lang`` (a locale: ``de_DE``, ``en``), or broken
     between characters, and then also with lines whose ink overhangs the box wrapped narrower
     (``trim``, see :func:`layout`): the last resort, so text that fits without it is set as
-    before. Raises
-    :class:`PostProcessError` naming ``role``, the text's length and ``where`` (the placement),
-    with a fix, when even that does not fit."""
+    before. Raises :class:`PostProcessError` naming ``role``, the text's length and ``where``
+    (the placement), with a fix, when even that does not fit."""
     chain = font_chain(font, bold=style.bold)
     if style.one_line_first and style.max_lines != 1:
         single = _largest_fit(text, chain, box, replace(style, max_lines=1))
