@@ -9,6 +9,14 @@ their first frame's layout (the still ad; the video keeps the same layout).
 
     .venv/bin/python examples/contact_sheet.py [campaigns/*.yaml] [--out contact_sheet.png]
         [--width 2400] [--small docs/contact_sheet_small.png]
+
+With ``--run OUT``, the sheet shows a finished run's own assets instead (the files ``adgen
+run`` wrote, nothing rendered again): ``--rows`` variants, the creatives in turn, for segments
+that share no value where the run has such, in the ``--placements`` given. The README's
+picture, after ``make demo``::
+
+    .venv/bin/python examples/contact_sheet.py --run out/northwind-spring --rows 2 \
+        --width 1390 --height 300 --out docs/demo_ads.webp
 """
 
 from __future__ import annotations
@@ -80,6 +88,43 @@ def ads_for(path: Path, limit: int = 2) -> list[tuple[str, list[Tile]]]:
     return rows
 
 
+def run_rows(out: Path, limit: int, placements: list[str]) -> list[tuple[str, list[Tile]]]:
+    """One row of tiles per variant of the finished run in ``out``, at most ``limit`` rows: the
+    creatives in turn, each row's segment sharing no key value with an earlier row's where the
+    run has one; its assets in ``placements`` (all the variant's when empty), read from the
+    files the run wrote."""
+    import pandas as pd
+
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    manifest = manifest[manifest["status"] == "ok"]
+    creatives = list(dict.fromkeys(manifest["creative_id"]))
+    variants = [assets for _, assets in manifest.groupby("variant_id", sort=False)]
+    rows: list[tuple[str, list[Tile]]] = []
+    seen: set[tuple[str, str]] = set()  # segment key values shown so far
+    while len(rows) < limit and variants:
+        creative = creatives[len(rows) % len(creatives)]
+        mine = [v for v in variants if v.iloc[0]["creative_id"] == creative] or variants
+        keys = [set(json.loads(v.iloc[0]["segment"]).items()) for v in mine]
+        fresh = [v for v, k in zip(mine, keys, strict=True) if not k & seen]
+        assets = (fresh or mine)[0]
+        variants = [v for v in variants if v.iloc[0]["segment_id"] != assets.iloc[0]["segment_id"]]
+        first = assets.iloc[0]
+        seen |= set(json.loads(first["segment"]).items())
+        variant_id = first["variant_id"]
+        by_name = {resolve_placement(row["placement"]).name: row for _, row in assets.iterrows()}
+        names = [resolve_placement(name).name for name in placements] or list(by_name)
+        tiles = [Tile(_read(out / by_name[name]["path"]), name) for name in names
+                 if name in by_name]
+        segment = ", ".join(f"{k}={v}" for k, v in json.loads(first["segment"]).items())
+        rows.append((f"{first['creative_id']} · {segment} · {variant_id}", tiles))
+    return rows
+
+
+def _read(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
 def _refused(size: tuple[int, int]) -> Image.Image:
     """A crossed-out tile for a placement the captions do not fit."""
     tile = Image.new("RGB", size, (250, 250, 250))
@@ -89,9 +134,9 @@ def _refused(size: tuple[int, int]) -> Image.Image:
     return tile
 
 
-def sheet(rows: list[tuple[str, list[Tile]]], width: int) -> Image.Image:
-    """The tiles at a common height (wide banners by width), wrapped into lines per row."""
-    pad, height = 16, 360
+def sheet(rows: list[tuple[str, list[Tile]]], width: int, height: int = 360) -> Image.Image:
+    """The tiles at a common ``height`` (wide banners by width), wrapped into lines per row."""
+    pad = 16
     font, head = load_font(REGULAR, 0, 15), load_font(REGULAR, 0, 22)
     placed: list[tuple[Image.Image, tuple[int, int], str]] = []
     draw_label = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -127,14 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("campaigns", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, default=Path("contact_sheet.png"))
     parser.add_argument("--width", type=int, default=2400)
-    parser.add_argument("--rows", type=int, default=2, help="rows per campaign")
+    parser.add_argument("--rows", type=int, default=2, help="rows per campaign (or run)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="a finished run's output folder: show its own assets")
+    parser.add_argument("--placements", nargs="*", default=[
+        "feed_square", "story", "landscape", "300x250"], help="with --run: which to show")
+    parser.add_argument("--height", type=int, default=360, help="height of a tile")
     parser.add_argument("--small", type=Path, default=None,
-                        help="also write a 1000 px wide copy here (for the README)")
+                        help="also write a 1000 px wide copy here (docs/contact_sheet.png)")
     args = parser.parse_args(argv)
-    paths = args.campaigns or sorted((REPO / "campaigns").glob("*.yaml"))
-    rows = [row for path in paths for row in ads_for(path, args.rows)]
-    image = sheet(rows, args.width)
-    image.save(args.out, optimize=True)
+    if args.run is not None:
+        rows = run_rows(args.run, args.rows, args.placements)
+    else:
+        paths = args.campaigns or sorted((REPO / "campaigns").glob("*.yaml"))
+        rows = [row for path in paths for row in ads_for(path, args.rows)]
+    image = sheet(rows, args.width, args.height)
+    image.save(args.out, optimize=True, quality=80)  # quality: WebP/JPEG
     print(f"wrote {args.out} ({image.width}x{image.height}, {len(rows)} rows)")
     if args.small is not None:
         small = image.resize((1000, round(image.height * 1000 / image.width)),

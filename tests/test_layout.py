@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image, ImageDraw
 
 import adgen
@@ -66,6 +67,36 @@ def test_example_campaigns_keep_text_and_logo_off_the_product(path: Path, tmp_pa
             result = compose(rendered.image, placement, subject_box=rendered.subject_box,
                              logo=style.logo, captions=captions, colors=style.colors)
             _assert_product_alone(result, f"{path.stem} {row['product']} {name}")
+
+
+BANNERS = ["300x600", "160x600", "970x250"]
+"""Placements every example campaign must fit besides its own: tall, narrow and wide."""
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_campaigns_fit_their_placements_and_the_banners_in_every_language(
+        path: Path, tmp_path: Path) -> None:
+    """Preflight (every caption of every variant fitted in every placement, at the minimum
+    size, with the real logo) passes for each example campaign with its own placements plus
+    300x600, 160x600 and 970x250, and its plan has variants in every language it has captions
+    for (the catalog: English, German, Arabic, Japanese)."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    own = [p if isinstance(p, str) else p["placement"] for p in raw["placements"]]
+    names = {resolve_placement(p).name for p in own}
+    extra = [b for b in BANNERS if resolve_placement(b).name not in names]
+    placements = json.dumps(raw["placements"] + extra)
+    campaign = adgen.load_campaign(path, overrides=[f"placements={placements}",
+                                                    f"output={tmp_path / 'out'}"])
+    assert names | {resolve_placement(b).name for b in BANNERS} == {
+        resolve_placement(p.placement).name for p in campaign.placements}
+    plan = adgen.validate(campaign)  # a caption that does not fit raises, naming it
+    languages = {language for creative in raw["creatives"]
+                 for caption in creative.get("captions", {}).values() if isinstance(caption, dict)
+                 for language in caption}
+    ready = plan.variants[plan.variants["blocked"] == ""]
+    assert len(ready) > 0
+    planned = {locale.split("_")[0] for locale in ready["locale"] if locale}
+    assert languages <= planned, (languages, planned)
 
 
 def _big_product() -> tuple[Image.Image, tuple[int, int, int, int]]:

@@ -101,6 +101,16 @@ def test_cjk_still_wraps_between_characters_without_hyphens():
     assert not any(r.text.endswith("-") for r in block.runs)
 
 
+def test_cjk_broken_as_a_last_resort_gets_no_hyphen_but_latin_beside_it_does():
+    # 22 px holds one 12 px character: "か？" (kinsoku keeps them together) must be split
+    block = t.fit_text("まだ気になりますか？Trail", (0, 0, 22, 600),
+                       t.TextStyle(min_size=12, max_size=12), lang="ja")
+    assert block.hyphenated
+    lines = [r.text for r in block.runs]
+    assert lines[:10] == list("まだ気になりますか？")
+    assert "".join(lines[10:]).count("-") >= 1 and "".join(lines).replace("-", "").endswith("Trail")
+
+
 def test_welsh_headline_passes_preflight_and_is_recorded_in_checks(
         tmp_path: Path, campaign_data: dict) -> None:
     campaign_data["creatives"][0]["captions"]["headline"] = WELSH

@@ -127,6 +127,124 @@ def test_cjk_wraps_between_characters_and_keeps_punctuation_attached():
     assert not any(line.startswith(("，", "！")) for line in lines)
 
 
+# Kinsoku shori: what may not start a line (closing punctuation, iteration marks, small kana, the
+# prolonged sound mark) and what may not end one (opening brackets).
+NOT_FIRST = set("、。，．・：；？！）」』】〕〉》〙〗〛｝］”’々ゝゞヽヾ"
+                "ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮヵヶー")
+NOT_LAST = set("「『（【〔〈《〘〖〚｛［“‘")
+KINSOKU = [
+    "「ちょっと待って」と彼女は言った。キャンペーンはもうすぐ終わりますよ、ぜひチェックしてね！",
+    "ファイル、ウィーク、ヴォーカル、ティッシュ、ぎゅうにゅう、びょういん、くゎし、ぁぃぅぇぉ",
+    "スーパーセール開催中！（期間限定）『夏の特別価格』をお見逃しなく。",
+    "他说：“你好”。我们走吧，好吗？【限时】《夏日》〔特价〕〈新品〉",
+    "時々、人々は「まだ ？」と思う。こゝろ、いすゞ、バヽ、ハヾ、東京・大阪・名古屋",
+    "Trail runner – berry、まだ気になりますか？",
+    "新しいTrail runnerシューズ、Summer saleで20%オフ！",
+]
+
+
+def lines_at_every_width(text: str, size: int = 16) -> list[list[str]]:
+    chain = t.font_chain(bold=True)
+    found = []
+    narrowest = int(t.widest_word(text, chain, size)[1]) + 1
+    for width in range(narrowest, int(t.measure(text, chain, size)) + size, 5):
+        lines = t.wrap(text, chain, size, width)
+        assert lines is not None, width
+        assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+        assert all(t.measure(line, chain, size) <= width for line in lines)
+        found.append(lines)
+    return found
+
+
+@pytest.mark.parametrize("text", KINSOKU)
+def test_cjk_lines_obey_kinsoku_at_every_width(text):
+    wraps = lines_at_every_width(text)
+    assert max(len(lines) for lines in wraps) > 3  # narrow widths really broke the text
+    for lines in wraps:
+        assert not [line for line in lines if line[0] in NOT_FIRST], lines
+        assert not [line for line in lines if line[-1] in NOT_LAST], lines
+
+
+def test_mixed_latin_and_cjk_breaks_between_scripts_and_keeps_latin_words_whole():
+    text = "新しいTrail runnerシューズ、Summer saleで20%オフ！"
+    wraps = lines_at_every_width(text)
+    broke_between_scripts = False
+    for lines in wraps:
+        words = [w for line in lines for w in re.findall(r"[A-Za-z0-9%]+", line)]
+        assert words == ["Trail", "runner", "Summer", "sale", "20%"], lines
+        broke_between_scripts |= any(line.startswith(("Trail", "シ", "で")) for line in lines)
+    assert broke_between_scripts
+    chain = t.font_chain()
+    size = 20
+    width = t.measure("新しいTrail runner", chain, size) + 1
+    assert t.wrap(text, chain, size, width) == ["新しいTrail runner", "シューズ、", "Summer saleで",
+                                                "20%オフ！"]
+
+
+def test_breaks_next_to_cjk_follow_uax14_and_a_space_before_a_closing_mark_does_not_break():
+    assert t._tokens("まだ ？") == (("", "ま"), ("", "だ ？"))
+    assert t._tokens("￥1,500です") == (("", "￥1,500"), ("", "で"), ("", "す"))
+    assert t._tokens("Shop 今すぐ") == (("", "Shop"), (" ", "今"), ("", "す"), ("", "ぐ"))
+
+
+@pytest.mark.parametrize("text", ["Sale  ends 2026-03-15 / and/or", "Summer sale ☀️🏖️ -20%",
+                                  "L'été, c'est maintenant !", "Ærøskøbing — Łódź\t2×1"])
+def test_text_without_cjk_breaks_at_spaces_only_as_before(text):
+    words = [w for w in re.split(r"[ \t]+", text) if w]
+    assert [piece for _, piece in t._tokens(text)] == words
+    assert [sep for sep, _ in t._tokens(text)][1:] == [" "] * (len(words) - 1)
+
+
+def block_lines(block: t.TextBlock) -> list[str]:
+    """The text of each line of a fitted block, top to bottom."""
+    rows: dict[int, list[t.Run]] = {}
+    for run in block.runs:
+        rows.setdefault(run.baseline, []).append(run)
+    return ["".join(run.text for run in sorted(row, key=lambda run: run.x))
+            for _, row in sorted(rows.items())]
+
+
+def test_the_catalog_headline_that_failed_in_300x600_fits_and_obeys_kinsoku():
+    # The Japanese catalog headline in the 300x600 banner's headline box (bold, 11-48 px). At
+    # 11 px it fits one line of 240 px by its advance, but the emboldened kana's ink overhangs it.
+    text = "Trail runner – berry、まだ気になりますか？"
+    box = (30, 379, 270, 502)
+    style = t.TextStyle(bold=True, min_size=11, max_size=48)
+    assert t.layout(text, t.font_chain(bold=True), 11, box, style, "ja") is None
+    block = t.fit_text(text, box, style, role="headline", lang="ja")
+    lines = block_lines(block)
+    assert block.lines == len(lines) >= 2 and block.size > style.min_size
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+    assert not [line for line in lines if line[0] in NOT_FIRST or line[-1] in NOT_LAST]
+    assert all(word in " ".join(lines).split() for word in ("Trail", "runner"))
+    assert_drawn_inside(block, box, (300, 600))
+
+
+def test_ink_wider_than_the_box_wraps_again_only_when_nothing_else_fits():
+    chain = t.font_chain(bold=True)
+    text = "まだ気になりますか"
+    width = int(t.measure(text, chain, 12))  # the advance fits; the emboldened ink does not
+    box = (0, 0, width, 100)
+    style = t.TextStyle(bold=True, min_size=12, max_size=12)
+    assert t.wrap(text, chain, 12, width) == [text]
+    assert t.layout(text, chain, 12, box, style) is None
+    trimmed = t.layout(text, chain, 12, box, style, trim=True)
+    assert trimmed is not None and trimmed.lines == 2
+    assert trimmed.ink[0] >= 0 and trimmed.ink[2] <= width
+    assert t.fit_text(text, box, style).lines == 2
+    # where the text fits without it, nothing changes
+    roomy = (0, 0, width + 20, 100)
+    assert t.layout(text, chain, 12, roomy, style, trim=True) == t.layout(text, chain, 12, roomy,
+                                                                          style)
+
+
+def test_korean_breaks_at_spaces_like_latin():
+    chain = t.font_chain()
+    lines = t.wrap("여름 세일 지금 시작합니다", chain, 20, 110)
+    assert lines is not None and len(lines) > 1
+    assert set(" ".join(lines).split()) == {"여름", "세일", "지금", "시작합니다"}
+
+
 def test_balanced_wrap_evens_out_lines():
     chain = t.font_chain(bold=True)
     greedy = t.wrap("Summer hydration, zero plastic", chain, 40, 600)
@@ -145,7 +263,13 @@ def test_fit_finds_the_largest_size_with_ink_inside_the_box(text):
     assert block.ink[2] <= box[2] and block.ink[3] <= box[3]
     bigger = t.layout(text, t.font_chain(bold=True), block.size + 1, box, style)
     assert bigger is None or block.size == style.max_size
-    image = Image.new("L", (500, 250), 0)
+    assert_drawn_inside(block, box, (500, 250))
+
+
+def assert_drawn_inside(block: t.TextBlock, box: tuple[int, int, int, int],
+                        canvas: tuple[int, int]) -> None:
+    """Drawn on a canvas of that size, every pixel of ``block``'s ink lies inside ``box``."""
+    image = Image.new("L", canvas, 0)
     t.draw_text(ImageDraw.Draw(image), block, 255)
     ink = image.getbbox()
     assert ink is not None

@@ -11,12 +11,15 @@ it (Arabic shaping, right-to-left order); without it, right-to-left runs are rev
 their order is right.
 
 :func:`fit_text` finds, by binary search on the font size, the largest size at which the text,
-greedily word-wrapped, fits a box: every glyph's ink stays inside the box. When no size fits
-because a word is wider than the box, the search runs again with such words hyphenated (pyphen's
-dictionary for the caption's language, English rules by default) or, where the dictionary has no
-break that fits, broken between characters; ``TextBlock.hyphenated`` says so. Only when even that
-fails does a :class:`~adgen.errors.PostProcessError` say which caption is too long and how to fix
-it.
+greedily wrapped, fits a box: every glyph's ink stays inside the box. Lines break at spaces and,
+next to Chinese or Japanese, where Unicode's line breaking (UAX #14, read with uniseg) allows:
+between ideographs and kana, never before closing punctuation or small kana nor after an opening
+bracket (kinsoku), with Latin words in a mixed line kept whole. When no size fits because a word
+is wider than the box, the search runs again with such words hyphenated (pyphen's dictionary for
+the caption's language, English rules by default) or, where the dictionary has no break that
+fits, broken between characters; ``TextBlock.hyphenated`` says so. When still no size fits, it
+runs once more with lines whose ink overhangs the box wrapped narrower. Only when even that fails
+does a :class:`~adgen.errors.PostProcessError` say which caption is too long and how to fix it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -50,11 +54,13 @@ RAQM = bool(features.check("raqm"))
 """Whether Pillow has libraqm (complex text layout); checked once."""
 _LAYOUT = ImageFont.Layout.RAQM if RAQM else ImageFont.Layout.BASIC
 
-# Characters after which a line may break without a space (CJK ideographs, kana), and closing
-# punctuation that must stay on the line before it.
-_CJK = "\u2e80-\u2fff\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_CLOSE = "\u3001\u3002\u300d\u300f\u3011\uff01\uff09\uff0c\uff0e\uff1a\uff1b\uff1f\u30fc"
-_PIECES = re.compile(rf"[{_CJK}][{_CJK_CLOSE}]*|[^{_CJK}]+?(?=[{_CJK}]|$)")
+# Chinese and Japanese: Han, kana, bopomofo, CJK punctuation and symbols, full- and half-width
+# forms. A line break next to one of these follows UAX #14 (between characters, with kinsoku);
+# anywhere else lines break at spaces only. Hangul is not here: Korean breaks at spaces.
+_CJK = re.compile(
+    "[\u2e80-\u2fdf\u2ff0-\u303f\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3200-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\ufe10-\ufe1f\ufe30-\ufe4f\uff00-\uffef"
+    "\U0001b000-\U0001b16f\U00020000-\U0003ffff]")
 _BREAKING_SPACE = re.compile(r"[ \t\u1680\u2000-\u2006\u2008-\u200a\u205f\u3000]+")
 _COMMON = ("Z", "P", "N", "S")  # categories that stay in the current run's font when covered
 # Characters below U+1F000 that are emoji by default (Unicode's Emoji_Presentation); the others
@@ -307,16 +313,37 @@ def measure(text: str, chain: tuple[Face, ...], size: int) -> float:
     return sum(_width(run, face, size) for run, face in split_runs(text, chain))
 
 
-def _tokens(paragraph: str) -> list[tuple[str, str]]:
-    """``(separator, piece)`` pairs: pieces are words, or single CJK characters (which may
-    break without a space); the separator is what joins a piece to the one before it."""
-    out: list[tuple[str, str]] = []
-    for word in _BREAKING_SPACE.split(paragraph.strip()):
-        if not word:
+@lru_cache(maxsize=4096)
+def _tokens(paragraph: str) -> tuple[tuple[str, str], ...]:
+    """``(separator, piece)`` pairs: the pieces between which a line may break, and what joins
+    each piece to the one before it (a space, or nothing). See :func:`_breaks`."""
+    text = " ".join(_BREAKING_SPACE.split(paragraph.strip()))
+    cuts = [0, *_breaks(text), len(text)]
+    return tuple(
+        (" " if start and text[start - 1] == " " else "", text[start:end].rstrip(" "))
+        for start, end in pairwise(cuts) if end > start)
+
+
+def _breaks(text: str) -> tuple[int, ...]:
+    """Where a line may break in ``text`` (spaces already single): the positions of the pieces
+    after the first. After a space, as always, unless Chinese or Japanese stands on either side;
+    next to Chinese or Japanese, where UAX #14 allows it (uniseg's rules and Line_Break data):
+    between ideographs and kana, but never before closing punctuation, iteration marks, small
+    kana or ー, nor after an opening bracket (kinsoku), and never inside a Latin word."""
+    if _CJK.search(text) is None:
+        return tuple(i + 1 for i, char in enumerate(text) if char == " ")
+    from uniseg.linebreak import line_break_breakables
+
+    allowed = list(line_break_breakables(text))
+    cuts = []
+    for i in range(1, len(text)):
+        if text[i] == " ":
             continue
-        for i, piece in enumerate(_PIECES.findall(word) or [word]):
-            out.append(("" if i else " ", piece))
-    return out
+        before = text[i - 2] if text[i - 1] == " " else text[i - 1]
+        east_asian = _CJK.match(before) is not None or _CJK.match(text[i]) is not None
+        if allowed[i] if east_asian else text[i - 1] == " ":
+            cuts.append(i)
+    return tuple(cuts)
 
 
 HYPHEN = "-"
@@ -340,10 +367,11 @@ def _is_cjk_locale(lang: str) -> bool:
 
 def _break_word(word: str, chain: tuple[Face, ...], size: int, first: float, width: float,
                 lang: str) -> list[str] | None:
-    """``word`` cut into pieces, each but the last ending in a hyphen, the first no wider than
-    ``first`` and the others than ``width``: at the dictionary's last hyphenation point that
-    fits when it fills most of the line, else between characters (never inside a combining
-    sequence). None when not even one character and a hyphen fit."""
+    """``word`` cut into pieces, each but the last ending in a hyphen (none next to Chinese or
+    Japanese), the first no wider than ``first`` and the others than ``width``: at the
+    dictionary's last hyphenation point that fits when it fills most of the line, else between
+    characters (never inside a combining sequence). None when not even one character and a
+    hyphen fit."""
     dictionary = _dictionary(lang)
     points = set(dictionary.positions(word)) if dictionary is not None else set()
     chars = {i for i in range(1, len(word))
@@ -352,7 +380,7 @@ def _break_word(word: str, chain: tuple[Face, ...], size: int, first: float, wid
     start, limit = 0, first
     while measure(word[start:], chain, size) > limit:
         def fits(end: int) -> bool:
-            return measure(word[start:end] + HYPHEN, chain, size) <= limit  # noqa: B023
+            return measure(word[start:end] + _hyphen(word, end), chain, size) <= limit  # noqa: B023
 
         candidates = [i for i in sorted(chars) if i > start]
         dict_ok = [i for i in candidates if i in points and fits(i)]
@@ -366,10 +394,15 @@ def _break_word(word: str, chain: tuple[Face, ...], size: int, first: float, wid
             pieces.append("")  # nothing fits on the current line: start on the next one
             limit = width
             continue
-        pieces.append(word[start:end] + HYPHEN)
+        pieces.append(word[start:end] + _hyphen(word, end))
         start, limit = end, width
     pieces.append(word[start:])
     return pieces
+
+
+def _hyphen(word: str, end: int) -> str:
+    """The mark for a break of ``word`` before ``end``: a hyphen, or nothing next to CJK."""
+    return "" if _CJK.match(word[end - 1]) or _CJK.match(word[end]) else HYPHEN
 
 
 def _wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None
@@ -379,6 +412,9 @@ def _wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str
     broke = False
     space = measure(" ", chain, size)
     for paragraph in text.split("\n"):
+        # Punctuation shared by the scripts ("“", "：") takes the font of its neighbours, so a
+        # line with CJK is measured whole rather than as the sum of its pieces.
+        whole = _CJK.search(paragraph) is not None
         line, line_width = "", 0.0
         for separator, piece in _tokens(paragraph):
             piece_width = measure(piece, chain, size)
@@ -400,12 +436,14 @@ def _wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str
                 line = rest[-1]
                 line_width = measure(line, chain, size)
                 continue
-            if line and line_width + gap + piece_width > width:
+            joined = f"{line}{separator if line else ''}{piece}"
+            joined_width = (measure(joined, chain, size) if whole
+                            else line_width + gap + piece_width)
+            if line and joined_width > width:
                 lines.append(line)
                 line, line_width = piece, piece_width
             else:
-                line = f"{line}{separator if line else ''}{piece}"
-                line_width += gap + piece_width
+                line, line_width = joined, joined_width
         if line:
             lines.append(line)
     return lines, broke
@@ -413,9 +451,10 @@ def _wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str
 
 def wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None = None
          ) -> list[str] | None:
-    """Greedy word wrap of ``text`` (explicit newlines kept) into lines no wider than ``width``
-    at ``size`` px. A single word wider than ``width`` makes it None, unless ``lang`` (a locale
-    such as ``de_DE``) is given: then the word is hyphenated (see :func:`_break_word`)."""
+    """Greedy wrap of ``text`` (explicit newlines kept) into lines no wider than ``width`` at
+    ``size`` px, breaking where :func:`_breaks` allows. A single piece (a word) wider than
+    ``width`` makes it None, unless ``lang`` (a locale such as ``de_DE``) is given: then the word
+    is hyphenated (see :func:`_break_word`)."""
     result = _wrap(text, chain, size, width, lang)
     return None if result is None else result[0]
 
@@ -459,37 +498,62 @@ def _metrics(faces: list[Face], size: int) -> tuple[int, int]:
 
 
 def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextStyle,
-           lang: str | None = None) -> TextBlock | None:
+           lang: str | None = None, *, trim: bool = False) -> TextBlock | None:
     """Set ``text`` at ``size`` px inside ``box``; None when it does not fit (too wide, too
     many lines, too tall, or any glyph's ink outside the box). With ``lang``, words wider
-    than the box are hyphenated (see :func:`wrap`)."""
+    than the box are hyphenated (see :func:`wrap`). With ``trim``, lines that fit by their
+    advance but whose ink reaches outside the box (glyphs overhang their advance: side
+    bearings, synthetic bold) are wrapped again, narrower by the overhang."""
     pad_x, pad_y = round(style.pad_em[0] * size), round(style.pad_em[1] * size)
     inner = (box[0] + pad_x, box[1] + pad_y, box[2] - pad_x, box[3] - pad_y)
     width, height = inner[2] - inner[0], inner[3] - inner[1]
     if width <= 0 or height <= 0:
         return None
-    lines = balanced_wrap(text, chain, size, width, lang)
-    if not lines or (style.max_lines is not None and len(lines) > style.max_lines):
-        return None
+    for _ in range(_TRIES if trim else 1):
+        lines = balanced_wrap(text, chain, size, width, lang)
+        if not lines or (style.max_lines is not None and len(lines) > style.max_lines):
+            return None
+        block, overhang = _set_lines(text, lines, chain, size, inner, style)
+        if block is not None:
+            hyphenated = lang is not None and wrap(text, chain, size, width) is None
+            frame = (block.frame[0] - pad_x, block.frame[1] - pad_y, block.frame[2] + pad_x,
+                     block.frame[3] + pad_y)
+            return replace(block, frame=frame, hyphenated=hyphenated)
+        width -= overhang
+        if overhang <= 0 or width <= 0:
+            return None
+    return None
+
+
+_TRIES = 3
+"""How often :func:`layout` with ``trim`` wraps again, narrower, before giving up."""
+
+
+def _set_lines(text: str, lines: list[str], chain: tuple[Face, ...], size: int, inner: Box,
+               style: TextStyle) -> tuple[TextBlock | None, int]:
+    """``lines`` placed in ``inner`` (the frame is the lines' own box), or None and by how
+    many pixels the widest line's ink is wider than ``inner`` (0 when something else fails)."""
+    width, height = inner[2] - inner[0], inner[3] - inner[1]
     line_runs = [split_runs(line, chain) for line in lines]
     faces = sorted({face for runs in line_runs for _, face in runs}, key=chain.index)
     ascent, descent = _metrics(faces, size)
     advance = round((ascent + descent) * style.line_spacing)
     block_height = ascent + descent + advance * (len(lines) - 1)
     if block_height > height:
-        return None
+        return None, 0
     top = {"top": inner[1], "center": inner[1] + (height - block_height) // 2,
            "bottom": inner[3] - block_height}[style.valign]
     rtl = is_rtl(text)
     placed: list[Run] = []
     ink = [10**9, 10**9, -(10**9), -(10**9)]
     left_edge, right_edge = 10**9, -(10**9)
+    overhang = 0
     for number, runs in enumerate(line_runs):
         baseline = top + ascent + number * advance
         widths = [_width(t, f, size) for t, f in runs]
         line_width = round(sum(widths))
         if line_width > width:
-            return None
+            return None, 0
         if style.align == "center":
             x = inner[0] + (width - line_width) // 2
         else:
@@ -506,6 +570,7 @@ def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextS
             _grow(line_ink, run_ink(run, size))
             line.append(run)
             cursor += run_width
+        overhang = max(overhang, line_ink[2] - line_ink[0] - width)
         # glyphs may overhang their advance (side bearings, synthetic bold): nudge the line in
         dx = max(0, inner[0] - line_ink[0]) - max(0, line_ink[2] - inner[2])
         if dx:
@@ -515,11 +580,10 @@ def layout(text: str, chain: tuple[Face, ...], size: int, box: Box, style: TextS
         _grow(ink, (line_ink[0], line_ink[1], line_ink[2], line_ink[3]))
         placed.extend(line)
     if ink[0] < inner[0] or ink[1] < inner[1] or ink[2] > inner[2] or ink[3] > inner[3]:
-        return None
-    frame = (left_edge - pad_x, top - pad_y, right_edge + pad_x, top + block_height + pad_y)
-    hyphenated = lang is not None and wrap(text, chain, size, width) is None
-    return TextBlock(placed, size, len(lines), frame, (ink[0], ink[1], ink[2], ink[3]), rtl, faces,
-                     hyphenated)
+        return None, overhang
+    frame = (left_edge, top, right_edge, top + block_height)
+    return TextBlock(placed, size, len(lines), frame, (ink[0], ink[1], ink[2], ink[3]), rtl,
+                     faces), 0
 
 
 def _grow(acc: list[int], box: Box) -> None:
@@ -543,8 +607,10 @@ def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
     """The largest size in ``[style.min_size, style.max_size]`` at which ``text`` fits ``box``
     (binary search). When it fits at no size, the search is repeated with words too wide for
     the box hyphenated by the rules of ``lang`` (a locale: ``de_DE``, ``en``), or broken
-    between characters. Raises :class:`PostProcessError` naming ``role``, the text's length
-    and ``where`` (the placement), with a fix, when even that does not fit."""
+    between characters, and then also with lines whose ink overhangs the box wrapped narrower
+    (``trim``, see :func:`layout`): the last resort, so text that fits without it is set as
+    before. Raises :class:`PostProcessError` naming ``role``, the text's length and ``where``
+    (the placement), with a fix, when even that does not fit."""
     chain = font_chain(font, bold=style.bold)
     if style.one_line_first and style.max_lines != 1:
         single = _largest_fit(text, chain, box, replace(style, max_lines=1))
@@ -554,19 +620,21 @@ def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
     if best is None:
         best = _largest_fit(text, chain, box, style, lang)
     if best is None:
+        best = _largest_fit(text, chain, box, style, lang, trim=True)
+    if best is None:
         raise PostProcessError(_too_long(text, chain, box, style, role, where))
     return best
 
 
 def _largest_fit(text: str, chain: tuple[Face, ...], box: Box, style: TextStyle,
-                 lang: str | None = None) -> TextBlock | None:
+                 lang: str | None = None, *, trim: bool = False) -> TextBlock | None:
     low, high = style.min_size, max(style.min_size, style.max_size)
-    best = layout(text, chain, low, box, style, lang)
+    best = layout(text, chain, low, box, style, lang, trim=trim)
     if best is None:
         return None
     while low < high:
         mid = (low + high + 1) // 2
-        block = layout(text, chain, mid, box, style, lang)
+        block = layout(text, chain, mid, box, style, lang, trim=trim)
         if block is None:
             high = mid - 1
         else:
