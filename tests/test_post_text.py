@@ -394,3 +394,24 @@ def test_characters_are_checked_once_per_caption():
     assert t.missing_characters(text, chain) == [(len(text) - 1, "\ue000")]
     after = t._missing.cache_info()
     assert after.misses == before.misses + 1 and after.hits == before.hits + 1
+
+
+@pytest.mark.parametrize("text,bold", [("Summer sale 4a1e", True), ("夏日特惠 4a1e", True),
+                                       ("مرحبا بكم 4a1e", False), ("Sale 🎉 4a1e", False)])
+def test_text_is_rasterised_once_and_painted_as_drawing_it_would(text, bold, monkeypatch):
+    style = t.TextStyle(bold=bold, min_size=12, max_size=48)
+    first = t.fit_text(text, (10, 10, 330, 90), style)
+    second = t.fit_text(text, (200, 140, 520, 220), style)
+    for block in (first, second):  # drawn directly, for reference
+        expected = Image.new("RGB", (560, 260), (40, 90, 160))
+        t.draw_text(ImageDraw.Draw(expected), block, (250, 250, 250))
+        t.paste_color_runs(expected, block)
+        painted = Image.new("RGB", (560, 260), (40, 90, 160))
+        t.paint_text(painted, block, (250, 250, 250))
+        difference = np.abs(np.asarray(painted, dtype=int) - np.asarray(expected, dtype=int))
+        assert difference.max() <= (2 if bold and "夏" in text else 0)
+    drawn: list[str] = []
+    monkeypatch.setattr(t, "draw_text", lambda draw, block, fill: drawn.append(block))
+    t.paint_text(Image.new("RGB", (560, 260)), first, (0, 0, 0))
+    t.paint_text(Image.new("RGBA", (560, 260)), second, (0, 0, 0))
+    assert drawn == []  # both from the mask rasterised above

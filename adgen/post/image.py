@@ -257,11 +257,10 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
             others = frames + [zone for role, zone in scrims.items() if role != item.role]
             behind = color.region_pixels(canvas, _measure_box(canvas, block, others))
             fill, value = color.best_text_color(color.luminance(behind))
-        textmod.draw_text(draw, block, fill)
-        textmod.paste_color_runs(canvas, block)
+        textmod.paint_text(canvas, block, fill)
         layer = own[item.role]
         if layer is not None:
-            _text_layer(layer, block, fill)
+            textmod.paint_text(layer, block, fill)
         boxes[item.role] = block.ink
         checks.update({
             f"contrast_{item.role}": round(value, 2),
@@ -284,19 +283,6 @@ def _read_by_paint(layout: _Layout, plan: _Plan) -> list[Box]:
         reach = max(4, math.ceil(item.block.size * 0.3)) + 1
         boxes.append(_grow(item.block.frame, reach, plan.canvas))
     return boxes
-
-
-def _text_layer(layer: Image.Image, block: textmod.TextBlock, fill: color.RGB) -> None:
-    """Lay ``block`` in ``fill`` over the RGBA ``layer`` with the coverage it has on a canvas
-    (drawn in its ink box only)."""
-    box = _grow(block.ink, 2, layer.size)
-    if box[2] > box[0] and box[3] > box[1]:
-        mask = Image.new("L", (box[2] - box[0], box[3] - box[1]), 0)
-        textmod.draw_text(ImageDraw.Draw(mask), textmod.shifted(block, -box[0], -box[1]), 255)
-        ink = Image.new("RGBA", mask.size, (*fill, 0))
-        ink.putalpha(mask)
-        layer.alpha_composite(ink, dest=box[:2])
-    textmod.paste_color_runs(layer, block)
 
 
 def _draw_plate(canvas: Image.Image, draw: ImageDraw.ImageDraw, frame: Box, plate: color.RGB,

@@ -737,6 +737,38 @@ def draw_text(draw: ImageDraw.ImageDraw, block: TextBlock, fill: int | tuple[int
         )
 
 
+def text_mask(block: TextBlock) -> tuple[Image.Image, tuple[int, int]]:
+    """The coverage of ``block``'s glyphs (colour runs left out) as an "L" image over its ink
+    box, and where that box starts. Rasterised once per block shape and size, wherever it
+    stands: the same caption is drawn for every variant."""
+    left, top = block.ink[0] - 2, block.ink[1] - 2
+    runs = tuple((r.text, r.face, r.rtl, r.x - left, r.baseline - top) for r in block.runs
+                 if not r.face.color)
+    return _mask(runs, block.size, (block.ink[2] + 2 - left, block.ink[3] + 2 - top)), (left, top)
+
+
+@lru_cache(maxsize=256)
+def _mask(runs: tuple[tuple[str, Face, bool, int, int], ...], size: int,
+          extent: tuple[int, int]) -> Image.Image:
+    mask = Image.new("L", (max(1, extent[0]), max(1, extent[1])), 0)
+    block = TextBlock([Run(*run) for run in runs], size, 1, (0, 0, 0, 0), (0, 0, 0, 0))
+    draw_text(ImageDraw.Draw(mask), block, 255)
+    return mask
+
+
+def paint_text(image: Image.Image, block: TextBlock, fill: tuple[int, ...]) -> None:
+    """Paint ``block`` on ``image`` in ``fill`` (RGB, or RGBA on a layer) from its cached
+    :func:`text_mask`, then its colour runs; the pixels :func:`draw_text` gives."""
+    mask, origin = text_mask(block)
+    if image.mode == "RGBA":
+        ink = Image.new("RGBA", mask.size, (*fill[:3], 0))
+        ink.putalpha(mask)
+        image.alpha_composite(ink, dest=origin)
+    else:
+        image.paste(fill, origin, mask)
+    paste_color_runs(image, block)
+
+
 def paste_color_runs(image: Image.Image, block: TextBlock) -> None:
     """Lay ``block``'s colour (emoji) runs on ``image``: drawn at the font's strike size with
     their own colours and scaled to the block's size. On an "L" image (a text mask) their

@@ -456,8 +456,7 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
         draw.rounded_rectangle((frame[0], frame[1], frame[2] - 1, frame[3] - 1),
                                radius=max(2, round((frame[3] - frame[1]) * 0.22)), fill=button)
         ink = color.best_on(button)
-        textmod.draw_text(draw, block, ink)
-        textmod.paste_color_runs(card, block)
+        textmod.paint_text(card, block, ink)
         checks.update({"end_card_cta_box": frame, "end_card_button": color.to_hex(button),
                        "end_card_cta_color": color.to_hex(ink)})
     return card, checks
