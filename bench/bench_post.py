@@ -5,14 +5,17 @@ with a naive Pillow script doing the naive version of the same work (cover resiz
 paste the logo, draw the text at a fixed size), in the same process, and prints assets per
 second for both and their ratios. ``--device cuda`` (or ``cpu``) adds the device path
 (``backend.post: gpu``: :func:`adgen.post.gpu.compose_on` and ``encode_on``, the renders
-already on the device). It asserts nothing about time.
+already on the device). The workloads take turns, ``--repeats`` times, so a shared machine's
+load falls on all of them alike: each rate is the median over the repeats, each ratio the
+median of the repeats' ratios. It asserts nothing about time.
 
-    .venv/bin/python bench/bench_post.py [--rounds N] [--device cuda]
+    .venv/bin/python bench/bench_post.py [--rounds N] [--repeats N] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -76,17 +79,30 @@ def naive(image: Image.Image, placement: Placement, logo: Image.Image,
     return out
 
 
-def timed(label: str, rounds: int, work: Callable[[Image.Image], int],
-          sync: Callable[[], None] = lambda: None) -> float:
+Work = tuple[Callable[[Image.Image], int], Callable[[], None]]
+"""A workload: make every placement's asset from one render (returns how many), and wait
+for its device."""
+
+
+def no_wait() -> None:
+    pass
+
+
+def measure(workloads: dict[str, Work], rounds: int, repeats: int) -> dict[str, list[float]]:
+    """Assets per second of each workload over ``rounds`` renders, ``repeats`` times, the
+    workloads taking turns; each warmed up once first (fonts, logo, caches)."""
     images = [render(seed) for seed in range(rounds)]
-    work(images[0])  # warm caches (fonts, logo) as a long run would
-    sync()
-    start = time.perf_counter()
-    assets = sum(work(image) for image in images)
-    sync()
-    rate = assets / (time.perf_counter() - start)
-    print(f"{label:<34} {rate:8.1f} assets/s")
-    return rate
+    rates: dict[str, list[float]] = {name: [] for name in workloads}
+    for work, sync in workloads.values():
+        work(images[0])
+        sync()
+    for _ in range(repeats):
+        for name, (work, sync) in workloads.items():
+            start = time.perf_counter()
+            assets = sum(work(image) for image in images)
+            sync()
+            rates[name].append(assets / (time.perf_counter() - start))
+    return rates
 
 
 def device_post(device: str, style: LogoStyle, captions: list[Caption]
@@ -112,12 +128,16 @@ def device_post(device: str, style: LogoStyle, captions: list[Caption]
     return work, sync
 
 
+def ratio(rates: dict[str, list[float]], ours: str, theirs: str) -> float:
+    return statistics.median(a / b for a, b in zip(rates[ours], rates[theirs], strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6, help="renders to process (default 6)")
+    parser.add_argument("--repeats", type=int, default=5, help="turns per workload (default 5)")
     parser.add_argument("--device", help="also time the device path there (cuda, cpu)")
     options = parser.parse_args()
-    rounds = options.rounds
     with tempfile.TemporaryDirectory() as folder:
         logo_path = make_logo(Path(folder))
         style = LogoStyle(logo_path)
@@ -144,17 +164,28 @@ def main() -> None:
                 naive(image, placement, logo, font)
             return len(PLACEMENTS)
 
-        print(f"{rounds} renders x {len(PLACEMENTS)} placements "
-              f"({', '.join(p.name for p in PLACEMENTS)})")
-        ours = timed("adgen compose", rounds, adgen_compose)
-        encoded = timed("adgen compose + JPEG encode", rounds, adgen_compose_encode)
-        baseline = timed("naive Pillow script", rounds, naive_script)
-        print(f"ratio adgen / naive: {ours / baseline:.2f}x (compose), "
-              f"{encoded / baseline:.2f}x (compose + encode)")
+        workloads: dict[str, Work] = {
+            "adgen compose": (adgen_compose, no_wait),
+            "adgen compose + JPEG encode": (adgen_compose_encode, no_wait),
+            "naive Pillow script": (naive_script, no_wait),
+        }
         if options.device:
-            rate = timed(f"device path ({options.device}) + encode", rounds,
-                         *device_post(options.device, style, captions))
-            print(f"ratio device path / Pillow compose + encode: {rate / encoded:.2f}x")
+            workloads[f"device path ({options.device}) + encode"] = device_post(
+                options.device, style, captions)
+        print(f"{options.rounds} renders x {len(PLACEMENTS)} placements "
+              f"({', '.join(p.name for p in PLACEMENTS)}), {options.repeats} turns each")
+        rates = measure(workloads, options.rounds, options.repeats)
+        for name, values in rates.items():
+            print(f"{name:<34} {statistics.median(values):8.1f} assets/s "
+                  f"({min(values):.1f}-{max(values):.1f})")
+        naive_name = "naive Pillow script"
+        print(f"ratio adgen / naive: {ratio(rates, 'adgen compose', naive_name):.2f}x (compose), "
+              f"{ratio(rates, 'adgen compose + JPEG encode', naive_name):.2f}x "
+              "(compose + encode)")
+        if options.device:
+            device = f"device path ({options.device}) + encode"
+            print(f"ratio device path / Pillow compose + encode: "
+                  f"{ratio(rates, device, 'adgen compose + JPEG encode'):.2f}x")
 
 
 if __name__ == "__main__":

@@ -182,11 +182,11 @@ def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
         part = resample(image, src, (dest[2] - dest[0], dest[3] - dest[1]), inner, fast=fast)
         out.paste(part, (shown[0] - area[0], shown[1] - area[1]))
     bands = _around(area, shown)
-    if bands:  # the backdrop, scaled up only where the picture does not cover it
+    if bands:  # the backdrop (blurred: bilinear is enough), only where the picture is not
         small = backdrop(image, window, size)
         for band in bands:
             out.paste(resample(small, (0.0, 0.0, float(small.width), float(small.height)),
-                               size, band), (band[0] - area[0], band[1] - area[1]))
+                               size, band, fast=True), (band[0] - area[0], band[1] - area[1]))
     return out
 
 
