@@ -64,9 +64,11 @@ test-latest:
 	touch $(LATEST)/.adgen-latest
 	$(MAKE) test BIN=$(LATEST)/bin STAMP=$(LATEST)/.adgen-latest
 
+# ruff, mypy, and the import check: imports go down the floors of docs/architecture.md
 lint: $(STAMP)
 	$(BIN)/ruff check adgen tests bench examples
 	$(BIN)/mypy
+	$(BIN)/python -m tests.import_layers
 
 # Mutation testing of the critical modules ([tool.mutmut] in pyproject.toml), at most
 # MUTATE_SECONDS per call: results accumulate in mutants/, so calling it again (no MUTANTS) continues.

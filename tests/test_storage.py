@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 import adgen
 from adgen.cli import app
 from adgen.errors import CampaignError
-from adgen.storage import OutputStore, open_output
+from adgen.output.mirror import open_output
+from adgen.output.store import LocalStore, ObjectStore, open_store
 from tests.s3server import make_bucket, object_names, restore_env, s3_server, set_env
 
 
@@ -40,8 +41,14 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_store_round_trip_listing_and_hostile_names(s3: dict[str, str]) -> None:
-    store = OutputStore("s3://ads/unit")
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_store_round_trip_listing_and_hostile_names(
+    where: str, s3: dict[str, str], tmp_path: Path
+) -> None:
+    """Both stores keep one contract: what is written reads back, listings are relative and
+    sorted, names that leave the output are refused."""
+    store = open_store(tmp_path / "out" if where == "folder" else "s3://ads/unit")
+    assert isinstance(store, LocalStore if where == "folder" else ObjectStore)
     assert store.write_once("assets/a/x.png", b"one") is True
     assert store.write_once("assets/a/x.png", b"two") is False  # written once, kept
     store.write_bytes("run.json", b"{}")
@@ -59,27 +66,27 @@ def test_store_round_trip_listing_and_hostile_names(s3: dict[str, str]) -> None:
 
 def test_unknown_scheme_is_a_clear_error() -> None:
     with pytest.raises(CampaignError, match="cannot open this location"):
-        OutputStore("nosuchscheme://bucket/x")
+        open_store("nosuchscheme://bucket/x")
 
 
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names every OutputStore writes, in order."""
+    """The names every object store writes, in order."""
     written: list[str] = []
-    original = OutputStore.write_bytes
+    original = ObjectStore.write_bytes
 
-    def record(self: OutputStore, rel: str, data: bytes) -> None:
+    def record(self: ObjectStore, rel: str, data: bytes) -> None:
         written.append(rel)
         original(self, rel, data)
 
-    monkeypatch.setattr(OutputStore, "write_bytes", record)
+    monkeypatch.setattr(ObjectStore, "write_bytes", record)
     return written
 
 
 def test_mirror_pushes_changes_and_the_manifest_last(
     s3: dict[str, str], writes: list[str]
 ) -> None:
-    store = OutputStore("s3://ads/mirror")
+    store = open_store("s3://ads/mirror")
     store.write_bytes("keep.txt", b"same")
     store.write_bytes("gone.txt", b"old")
     store.write_bytes("assets/v/a.png", b"pixels")

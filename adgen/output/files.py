@@ -1,17 +1,9 @@
-"""The output folder: atomic writes, the content-addressed render cache and safe CSV export.
-
-Layout under a campaign's output folder::
-
-    assets/<variant_id>/<placement>-<hash8>.<ext>   one file per placement (ids and hashes only)
-    manifest.parquet, manifest.csv                  one row per asset
-    assignments.csv                                 customer -> variant, for the CRM
-    run.json                                        summary of the last run
-    .cache/renders/<k2>/<job_key>.png (+ .json)     rendered pictures by job key
-
-The output may also be an object-store URL: see :mod:`adgen.storage`.
+"""Files in a local folder: atomic writes, safe CSV, and the record of what adgen wrote.
 
 Every file is written to a temporary name in the same folder and renamed into place, so a killed
-run never leaves a half-written file under a final name.
+run never leaves a half-written file under a final name. CSV written for people is safe to open
+in a spreadsheet (:func:`safe_csv`). Under an output folder, adgen deletes only files it wrote
+(:func:`prune_owned`) and never writes or deletes through a symbolic link (:func:`no_links`).
 """
 
 from __future__ import annotations
@@ -24,18 +16,12 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import pandas as pd
-from PIL import Image
 
 from adgen.errors import OutputError
-from adgen.renderers.base import Box, Rendered
-
-if TYPE_CHECKING:
-    from adgen.storage import OutputStore
 
 
 def _current_umask() -> int:
@@ -99,35 +85,6 @@ def safe_csv(frame: pd.DataFrame) -> str:
     return safe.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
 
 
-def encode_png(image: Image.Image) -> bytes:
-    """Fast lossless PNG of an RGB picture (the cache format)."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def encode_render(result: Rendered) -> tuple[bytes, dict[str, Any]]:
-    """A successful render as cache bytes and info: one PNG (a video's frames stacked top to
-    bottom in one PNG) and what the renderer knew (subject box, composite, frames, fps)."""
-    frames = result.frames or ([result.image] if result.image is not None else [])
-    if not frames:
-        raise ValueError(f"render {result.job_key} has no image to store")
-    if len(frames) == 1:
-        strip = frames[0]
-    else:
-        width, height = frames[0].size
-        strip = Image.new("RGB", (width, height * len(frames)))
-        for index, frame in enumerate(frames):
-            strip.paste(frame.convert("RGB"), (0, index * height))
-    info: dict[str, Any] = {
-        "subject_box": list(result.subject_box) if result.subject_box else None,
-        "composite": result.composite, "frames": len(frames) if result.frames else 0,
-        "fps": result.fps}
-    if result.quality is not None:
-        info["quality"] = result.quality
-    return encode_png(strip), info
-
-
 def unguard(values: pd.Series) -> pd.Series:
     """Undo :func:`safe_csv`'s formula guard (the leading apostrophe) on text values."""
     return values.str.replace(f"^'(?={_FORMULA_START})", "", regex=True)
@@ -136,120 +93,6 @@ def unguard(values: pd.Series) -> pd.Series:
 def read_safe_csv(path: Path) -> pd.DataFrame:
     """Read a CSV written with :func:`safe_csv`: every value as text, guards removed."""
     return pd.read_csv(path, dtype=str, keep_default_na=False).apply(unguard)
-
-
-@dataclass(frozen=True)
-class CachedRender:
-    """A cached render: a still (``frames == 0``) or a clip of ``frames`` frames at ``fps``."""
-
-    png: bytes
-    subject_box: Box | None
-    composite: bool
-    frames: int = 0
-    fps: float | None = None
-    quality: dict[str, Any] | None = None
-
-    def _strip(self) -> Image.Image:
-        with Image.open(io.BytesIO(self.png)) as image:
-            return image.convert("RGB")
-
-    def load(self) -> Image.Image:
-        """The still, or a clip's first frame."""
-        rgb = self._strip()
-        if self.frames > 1:
-            return rgb.crop((0, 0, rgb.width, rgb.height // self.frames))
-        return rgb
-
-    def load_frames(self) -> list[Image.Image]:
-        """A clip's frames (a still gives one)."""
-        rgb = self._strip()
-        count = max(1, self.frames)
-        height = rgb.height // count
-        return [rgb.crop((0, i * height, rgb.width, (i + 1) * height)) for i in range(count)]
-
-
-class RenderCache:
-    """Rendered pictures by job key (lossless PNG plus a small JSON of what the renderer knew),
-    in a local folder or an object store (a path, URL or :class:`~adgen.storage.OutputStore`).
-    Entries are content-addressed and written once: the PNG first, the JSON last (its presence
-    marks a complete entry, so an interrupted write is redone). Picklable."""
-
-    def __init__(self, root: str | Path | OutputStore) -> None:
-        from adgen.storage import OutputStore
-
-        self.store = root if isinstance(root, OutputStore) else OutputStore(root)
-
-    def _names(self, key: str) -> tuple[str, str]:
-        folder = f"renders/{key[:2]}"
-        return f"{folder}/{key}.png", f"{folder}/{key}.json"
-
-    def image_path(self, key: str) -> str:
-        """Where the render of job ``key`` is (or will be) stored: a path, or a URL."""
-        return self.store.url(self._names(key)[0])
-
-    def has(self, key: str) -> bool:
-        """Whether a complete, decodable entry exists; a truncated or garbled one is removed
-        (so its job renders again)."""
-        return self.get(key) is not None
-
-    def get(self, key: str, info: dict[str, Any] | None = None) -> CachedRender | None:
-        """The entry, or None when missing or unreadable (an unreadable one is removed).
-        ``info``: its JSON, when the caller has read it already (see :meth:`info`)."""
-        image, meta = self._names(key)
-        try:
-            if info is None:
-                info = json.loads(self.store.read_bytes(meta))
-            png = self.store.read_bytes(image)
-        except FileNotFoundError:
-            return None
-        except ValueError:  # a garbled JSON: render it again
-            self.discard(key)
-            return None
-        try:
-            box = info.get("subject_box")
-            entry = CachedRender(png, tuple(box) if box else None, bool(info.get("composite")),
-                                 int(info.get("frames") or 0), info.get("fps"),
-                                 info.get("quality"))
-            with Image.open(io.BytesIO(png)) as picture:
-                picture.verify()  # chunk CRCs and the end of the PNG: catches truncation
-        except Exception:  # any decoding problem means: render it again
-            self.discard(key)
-            return None
-        return entry
-
-    def discard(self, key: str) -> None:
-        """Remove an entry (its JSON first, so a half-removed entry reads as missing)."""
-        for name in reversed(self._names(key)):
-            self.store.delete(name)
-
-    def info(self, key: str) -> dict[str, Any] | None:
-        """What the renderer knew of a cached render (its JSON), or ``None`` when not cached."""
-        try:
-            value = json.loads(self.store.read_bytes(self._names(key)[1]))
-        except (FileNotFoundError, ValueError):
-            return None
-        return value if isinstance(value, dict) else None
-
-    def move(self, source: str, target: str, info: dict[str, Any]) -> None:
-        """Store ``source``'s picture under ``target`` with ``info`` (replacing what ``target``
-        held), then discard ``source``."""
-        png = self.store.read_bytes(self._names(source)[0])
-        self.discard(target)
-        self.put_encoded(target, png, info)
-        self.discard(source)
-
-    def put(self, result: Rendered) -> None:
-        """Store a successful render."""
-        png, info = encode_render(result)
-        self.put_encoded(result.job_key, png, info)
-
-    def put_encoded(self, key: str, png: bytes, info: dict[str, Any]) -> None:
-        """Store an encoded render (once: an entry already there is kept)."""
-        image, meta = self._names(key)
-        if self.store.exists(meta):
-            return
-        self.store.write_bytes(image, png)  # no JSON yet: any PNG there is a partial entry
-        self.store.write_bytes(meta, json.dumps(info).encode("utf-8"))
 
 
 # -- the output folder is adgen's own: what it wrote, links, leftovers ---------------------
@@ -324,3 +167,10 @@ def remove_orphaned_temps(out: Path) -> int:
                     path.unlink()
                     removed += 1
     return removed
+
+
+def scratch_dir() -> Path:
+    """A node-local folder for temporary files (``TMPDIR`` of the process)."""
+    path = Path(tempfile.gettempdir()) / "adgen"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
