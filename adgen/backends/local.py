@@ -64,6 +64,7 @@ def render_local(
             if on_rendered is not None:
                 on_rendered(result)
 
+
 @dataclass(frozen=True)
 class LocalBackend:
     """Renders in this process (:func:`render_local`); assets are made by the pipeline's

@@ -38,6 +38,7 @@ NOT_MIRRORED = (*BULK_FOLDERS, LOCK_FILE, LEASE_DIR)
 """Top-level names a mirror neither pulls nor pushes. A mirror's own ``.cache`` holds this
 machine's caches (catalog downloads and cut-outs) and survives pulls."""
 
+
 @dataclass
 class _Mirror:
     depth: int = 0
