@@ -64,6 +64,26 @@ def test_store_round_trip_listing_and_hostile_names(
     assert not store.exists("run.json")
 
 
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_both_stores_prune_old_assets_and_lend_local_copies(
+    where: str, s3: dict[str, str], tmp_path: Path
+) -> None:
+    """A folder prunes only the assets adgen recorded writing (others may keep files there); an
+    object store's ``assets/`` prefix is adgen's alone. A local copy is the file or a copy."""
+    store = open_store(tmp_path / "out" if where == "folder" else "s3://ads/prune")
+    for name in ("assets/v1/a.png", "assets/v2/b.png", "assets/v3/foreign.png"):
+        store.write_bytes(name, name.encode())
+    assert store.prune_assets({"assets/v1/a.png", "assets/v2/b.png"}) == (
+        [] if where == "folder" else ["assets/v3/foreign.png"])
+    assert store.prune_assets({"assets/v1/a.png"}) == ["assets/v2/b.png"]
+    left = ["assets/v1/a.png"] + (["assets/v3/foreign.png"] if where == "folder" else [])
+    assert store.files("assets") == left
+    with store.local_copy("assets/v1/a.png") as local:
+        assert local.read_bytes() == b"assets/v1/a.png"
+    with store.local_copy("assets/v9/missing.png") as local:
+        assert not local.exists()
+
+
 def test_unknown_scheme_is_a_clear_error() -> None:
     with pytest.raises(CampaignError, match="cannot open this location"):
         open_store("nosuchscheme://bucket/x")
