@@ -66,9 +66,11 @@ test-latest:
 	touch $(LATEST)/.adgen-latest
 	$(MAKE) test BIN=$(LATEST)/bin STAMP=$(LATEST)/.adgen-latest
 
+# ruff, mypy, and the import check: imports go down the floors of docs/architecture.md
 lint: $(STAMP)
 	$(BIN)/ruff check adgen tests bench examples tools
 	$(BIN)/mypy
+	$(BIN)/python -m tests.import_layers
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, anchor or
 # campaign key table fails it. NO_MKDOCS_2_WARNING quiets the theme's banner about MkDocs 2.

@@ -11,7 +11,6 @@ placement-ready ad variants, a manifest and a customer-to-variant assignment com
     result.manifest.head()
 """
 
-from adgen.analysis import Analysis, write_analysis
 from adgen.errors import (
     AdgenError,
     AssetError,
@@ -25,18 +24,17 @@ from adgen.errors import (
     StoreError,
     TemplateError,
 )
-from adgen.explain import Explanation, explain
+from adgen.experiments.analysis import Analysis, analyze, write_analysis
+from adgen.experiments.explain import Explanation, explain
 from adgen.export import ExportResult, export
 from adgen.jobs import RenderJob
-from adgen.pipeline import RunResult, assign, run, validate
+from adgen.pipeline import RefreshResult, RunResult, assign, refresh, run, schedule, validate
 from adgen.placements import PRESETS, Placement, resolve_placement
 from adgen.planning import Plan
 from adgen.planning import make_plan as plan
-from adgen.refresh import RefreshResult, analyze, refresh, schedule
 from adgen.report import write_report
 from adgen.spec import CampaignSpec, campaign_from_dict, load_campaign
-
-__version__ = "0.1.0"
+from adgen.version import __version__
 
 __all__ = [
     "PRESETS",

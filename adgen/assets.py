@@ -1,11 +1,12 @@
 """Assets: each variant's finished files, one per placement, made as its render arrives.
 
-:class:`AssetMaker` turns a cached render into placement-ready files: crop, logo and captions
-(images with Pillow, video with ffmpeg), encoding within the byte budget, provenance (XMP,
-optional C2PA), written atomically under a name built from ids and a content hash of
+:meth:`PostContext.job_rows` turns a cached render into placement-ready files: crop, logo and
+captions (images with Pillow, video with ffmpeg), encoding within the byte budget, provenance
+(XMP, optional C2PA), written atomically under a name built from ids and a content hash of
 everything that shapes the file, so an unchanged asset is reused and a changed one is redone.
-The same code runs in a thread, a process or on a cluster node (:class:`PostContext`): it reads
-the render from the cache, writes each file once to the output store and returns manifest rows.
+The same code runs in a thread, a process or on a cluster node (the backends run it): it reads
+the render from the cache, writes each file once to the output store and returns manifest rows
+(:mod:`adgen.manifest`).
 """
 
 from __future__ import annotations
@@ -13,23 +14,27 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import multiprocessing
-import os
 import tempfile
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from adgen.catalog.locales import is_rtl
 from adgen.errors import AdgenError, StoreError
 from adgen.guardrails import brand_violations, over_subject
 from adgen.jobs import RenderJob, stable_hash
-from adgen.locales import is_rtl
+from adgen.manifest import (
+    failed_row,
+    failure_reason,
+    previous_checks,
+    quality_json,
+    variant_fields,
+)
+from adgen.output.cache import CachedRender, RenderCache
+from adgen.output.files import atomic_write_bytes, scratch_dir
+from adgen.output.store import OutputStore, open_store
 from adgen.placements import Placement
 from adgen.planning import CROP, Plan, file_sha256, placement_classes
 from adgen.post.encode import encode_image
@@ -38,25 +43,10 @@ from adgen.post.logo import mirrored
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
 from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
-from adgen.storage import OutputStore, scratch_dir
-from adgen.store import CachedRender, RenderCache, atomic_write_bytes, no_links
-
-Progress = Callable[[str, int, int], None]
-"""``progress(stage, done, total)``: stage ``render``, ``post``, or a Ray worker's name."""
-QualityOf = Callable[[str], "dict[str, Any] | None"]
-"""The quality gate's record of a job's render, by job key (:mod:`adgen.quality`)."""
 
 POST_VERSION = "post/v5"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
-MANIFEST_COLUMNS = [
-    "campaign", "variant_id", "segment_id", "segment", "creative_id", "variant_index",
-    "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions", "locale",
-    "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
-    "sha256", "created_at",
-    "asset_key", "checks", "quality", "status", "duration_s", "fps", "frames", "aspect",
-    "render",
-]
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
@@ -204,8 +194,7 @@ class _JobAssets:
                                 campaign.provenance.model_dump(mode="json"),
                                 video.model_dump() if video else None)
         rel = f"assets/{row['variant_id']}/{placement.name}-{asset_key[:8]}.{EXTENSIONS[fmt]}"
-        if ctx.assets.local:
-            no_links(ctx.assets.root, rel)  # never write through a link out of the folder
+        ctx.assets.check_inside(rel)  # never write through a link out of the folder
         reused = ctx.assets.exists(rel)
         if reused and asset_key in ctx.checks:
             data = ctx.assets.read_bytes(rel)
@@ -219,12 +208,12 @@ class _JobAssets:
             min_contrast=campaign.guardrails.min_contrast)
         timing = dict(checks.get("video") or {}) if video else {}
         manifest_row = {
-            **_variant_fields(row, campaign), "placement": placement.name,
+            **variant_fields(row, campaign), "placement": placement.name,
             "width": placement.width, "height": placement.height, "format": fmt,
             "path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "created_at": _mtime(ctx.assets, rel), "asset_key": asset_key,
             "checks": json.dumps(checks, default=str, sort_keys=True),
-            "quality": _quality_json(quality), "status": "ok",
+            "quality": quality_json(quality), "status": "ok",
             "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
             "frames": timing.get("frames"), "aspect": row["aspect"], "render": row["render"],
         }
@@ -307,7 +296,7 @@ class _JobAssets:
 def post_context(plan: Plan, cache: RenderCache, style: BrandStyle) -> PostContext:
     """The context of a run's post-processing: its output store, cache and brand."""
     campaign = plan.campaign
-    return PostContext(campaign, style, OutputStore(campaign.output_location), cache,
+    return PostContext(campaign, style, open_store(campaign.output_location), cache,
                        datetime.now(tz=UTC).date().isoformat(),
                        previous_checks(campaign.output_dir))
 
@@ -338,109 +327,6 @@ def asset_units(plan: Plan, failing: Mapping[tuple[str, int], str] | None = None
     return by_job
 
 
-_WORKER_CONTEXT: PostContext | None = None
-
-
-def _init_process(ctx: PostContext) -> None:
-    global _WORKER_CONTEXT
-    _WORKER_CONTEXT = ctx
-
-
-def _in_process(rows: list[dict[str, Any]]) -> JobResults:
-    assert _WORKER_CONTEXT is not None
-    return _WORKER_CONTEXT.job_rows(rows)
-
-
-class AssetMaker:
-    """Makes a render's assets as soon as it is cached, in parallel: a thread pool (Pillow and
-    ffmpeg release the GIL) or, with ``processes``, one process per core (caption layout, crops
-    and PNG handling hold it); or takes the rows a cluster made (:meth:`add`). Collects
-    manifest rows in plan order."""
-
-    def __init__(self, plan: Plan, ctx: PostContext, progress: Progress | None, *,
-                 failing: Mapping[tuple[str, int], str] | None = None,
-                 workers: int | None = None, processes: bool = False,
-                 quality: QualityOf | None = None) -> None:
-        self.plan, self.ctx, self.progress = plan, ctx, progress
-        self.quality: QualityOf = quality or (lambda key: None)
-        self.by_job = asset_units(plan, failing)
-        self.total = sum(map(len, self.by_job.values()))  # blocked variants have none
-        self.futures: dict[str, Future[JobResults]] = {}
-        self.made: dict[str, JobResults] = {}
-        workers = workers or os.cpu_count() or 1
-        self.pool: Executor
-        if processes:
-            context = multiprocessing.get_context("forkserver")  # forks of one clean process
-            context.set_forkserver_preload(["adgen.assets"])  # that imported adgen once
-            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                            initializer=_init_process, initargs=(ctx,))
-        else:
-            self.pool = ThreadPoolExecutor(max_workers=workers)
-        self.processes = processes
-        self.done = 0
-        self.written = 0
-        self.lock = threading.Lock()
-
-    def __enter__(self) -> AssetMaker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def submit(self, job_key: str, *, render_error: str | None = None) -> None:
-        """Make the assets that use render ``job_key`` (it is cached), or, with
-        ``render_error``, record them all as failed."""
-        rows = self.by_job.get(job_key, [])
-        if not rows:
-            return
-        if render_error is not None:
-            self.add(job_key, self.render_failed(job_key, render_error))
-            return
-        future = (self.pool.submit(_in_process, rows) if self.processes
-                  else self.pool.submit(self.ctx.job_rows, rows))
-        future.add_done_callback(self._tick)
-        self.futures[job_key] = future
-
-    def needs_render(self, job_key: str) -> bool:
-        """Whether any asset of the job can still be made (preflight failed none or some)."""
-        return any(row["failing"] is None for row in self.by_job.get(job_key, []))
-
-    def render_failed(self, job_key: str, error: str) -> JobResults:
-        """The failed rows of the assets of a render that failed."""
-        placements = self.plan.campaign.placements
-        quality = _quality_json(self.quality(job_key) or {})
-        return [({**failed_row(row, self.plan.campaign, placements[row["placement_index"]],
-                               f"render failed: {error}"), "quality": quality}, False)
-                for row in self.by_job.get(job_key, [])]
-
-    def add(self, job_key: str, results: JobResults) -> None:
-        """Take the assets of a render made elsewhere (a cluster worker)."""
-        self.made[job_key] = results
-        self._count(results)
-
-    def _tick(self, future: Future[JobResults]) -> None:
-        if not future.cancelled() and not future.exception():
-            self._count(future.result())
-
-    def _count(self, results: JobResults) -> None:
-        with self.lock:
-            self.done += len(results)
-            self.written += sum(1 for row, reused in results
-                                if row["status"] == "ok" and not reused)
-            if self.progress:
-                self.progress("post", self.done, self.total)
-
-    def results(self) -> list[dict[str, Any]]:
-        """Manifest rows in plan order (variants × placements); raises the first error."""
-        made = dict(self.made)
-        for key, future in self.futures.items():
-            made[key] = future.result()
-        order = {vid: i for i, vid in enumerate(self.plan.variants["variant_id"])}
-        placements = {p.resolve().name: i for i, p in enumerate(self.plan.campaign.placements)}
-        rows = [row for results in made.values() for row, _ in results]
-        return sorted(rows, key=lambda r: (order[r["variant_id"]], placements[r["placement"]]))
-
-
 def _render_label(job: RenderJob) -> str:
     """How the asset's picture was made: ``native 576x1024``, ``extend 768x1368 from
     <key8>``, or ``crop 1024x1024`` (one render for every placement)."""
@@ -450,69 +336,9 @@ def _render_label(job: RenderJob) -> str:
     return f"{'crop' if job.aspect == CROP else 'native'} {size}"
 
 
-def failure_reason(exc: BaseException) -> str:
-    """The one-line reason a manifest row gives for a failed asset."""
-    if isinstance(exc, AdgenError):
-        return " ".join(str(exc).split()) or type(exc).__name__
-    return f"internal error ({type(exc).__name__}: {exc}); please report it"
-
-
-def failed_row(row: Mapping[str, Any], campaign: CampaignSpec, spec: PlacementSpec,
-               reason: str) -> dict[str, Any]:
-    """The manifest row of an asset that could not be made: no file, ``status: failed: …``."""
-    placement = spec.resolve()
-    creative = next(c for c in campaign.creatives if c.id == row["creative_id"])
-    return {**_variant_fields(row, campaign), "placement": placement.name,
-            "width": placement.width, "height": placement.height,
-            "format": "mp4" if creative.kind == "video" else spec.format, "path": "",
-            "bytes": 0, "sha256": "", "created_at": "", "asset_key": "", "checks": "{}",
-            "quality": "{}", "status": f"failed: {reason}", "aspect": "", "render": ""}
-
-
-def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
-    """One manifest row per variant the guardrails refused (no file: ``path`` is empty)."""
-    rows = plan.variants[plan.variants["blocked"] != ""]
-    return [{**_variant_fields(row, plan.campaign), "placement": "", "width": 0, "height": 0,
-             "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
-             "asset_key": "", "checks": "{}", "quality": "{}",
-             "status": f"blocked: {row['blocked']}",
-             "aspect": "", "render": ""}
-            for row in rows.to_dict("records")]
-
-
-def _quality_json(record: Mapping[str, Any]) -> str:
-    """The manifest's ``quality`` cell: scores, the seed kept, the seeds rejected and why."""
-    keep = ("scores", "seed", "rejected", "phash")
-    return json.dumps({k: record[k] for k in keep if k in record}, sort_keys=True)
-
-
-_VARIANT_FIELDS = ("variant_id", "segment_id", "segment", "creative_id", "variant_index",
-                   "generation", "seed", "prompt", "negative_prompt", "headline", "cta", "captions",
-                   "locale", "job_key")
-
-
 def _direction(row: Mapping[str, Any]) -> str:
     """``rtl`` for a variant in a right-to-left locale (its layout is mirrored), else ``ltr``."""
     return "rtl" if is_rtl(str(row.get("locale") or "en")) else "ltr"
-
-
-def _variant_fields(row: Mapping[Any, Any], campaign: CampaignSpec) -> dict[str, Any]:
-    """The manifest columns that describe the variant rather than the file."""
-    return {**{k: row[k] for k in _VARIANT_FIELDS}, "campaign": campaign.name,
-            "renderer": campaign.renderer.name, "model": campaign.renderer.model or ""}
-
-
-def previous_checks(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """The checks of assets an earlier run wrote, by asset key (reused assets keep theirs)."""
-    path = out_dir / "manifest.parquet"
-    if not path.exists():
-        return {}
-    try:
-        old = pd.read_parquet(path, columns=["asset_key", "checks"])
-    except Exception:  # an unreadable old manifest only costs the reused assets their checks
-        return {}
-    return {key: json.loads(value) for key, value in zip(old["asset_key"], old["checks"],
-                                                         strict=True)}
 
 
 def _mtime(store: OutputStore, rel: str) -> str:

@@ -34,11 +34,11 @@ from rich.text import Text
 import adgen
 from adgen.assets import brand_style
 from adgen.errors import MAX_LISTED
-from adgen.lock import WAIT_ENV
+from adgen.output.files import atomic_write_text, safe_csv
+from adgen.output.lock import WAIT_ENV
+from adgen.output.store import join
 from adgen.preflight import preflight
 from adgen.renderers import RENDERERS
-from adgen.storage import join
-from adgen.store import atomic_write_text, safe_csv
 from adgen.terminal import analysis_table
 
 app = typer.Typer(

@@ -1,11 +1,18 @@
-"""Render jobs: frozen records of everything that changes a picture, keyed by a content hash."""
+"""Render jobs: frozen records of everything that changes a picture, keyed by a content hash,
+and what a renderer returns for each (:class:`Rendered`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+Box = tuple[int, int, int, int]
+"""A pixel box ``(left, top, right, bottom)``."""
 
 
 def stable_hash(*parts: object) -> str:
@@ -28,7 +35,8 @@ class RenderJob:
     ``options`` holds renderer options that change the picture (JSON-serialisable).
     ``aspect`` names the aspect class the picture is for (see :mod:`adgen.placements`).
     An *extend* job outpaints another job's render to its own size: ``source_key`` (in the
-    key) names that job, ``source_image`` is where its render is cached (not in the key).
+    key) names that job; the renderer reads that render through the source reader it was
+    given (:data:`adgen.renderers.base.SourceReader`).
     """
 
     renderer: str
@@ -46,13 +54,12 @@ class RenderJob:
     options: tuple[tuple[str, Any], ...] = ()
     aspect: str = field(default="", compare=False)
     source_key: str | None = None
-    source_image: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
         """Content hash of everything that changes the rendered picture."""
         fields = asdict(self)
-        for name in ("product_image", "aspect", "source_image"):
+        for name in ("product_image", "aspect"):
             fields.pop(name)
         if fields["source_key"] is None:  # keys of plain jobs stay what they were
             fields.pop("source_key")
@@ -67,3 +74,26 @@ class RenderJob:
 
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
+
+
+@dataclass
+class Rendered:
+    """What a renderer returns for one job.
+
+    ``image`` is an RGB picture of the job's size, or ``None`` with ``error`` saying why this job
+    failed (a NaN or all-black output, say); one job's failure never fails the batch.
+    ``subject_box`` is where the subject (e.g. a placed product) lies, when the renderer knows;
+    crops keep it in frame. ``composite`` is True when real pixels (a product photo) were
+    composed into the generated scene (provenance: a composite source type).
+    Video renderers also return ``frames`` (``image`` is then the first one) and their ``fps``.
+    ``quality`` is the quality gate's record of the render (:mod:`adgen.quality`), if gated.
+    """
+
+    job_key: str
+    image: Image.Image | None
+    subject_box: Box | None = None
+    composite: bool = False
+    error: str | None = None
+    frames: list[Image.Image] | None = None
+    fps: float | None = None
+    quality: dict[str, Any] | None = None

@@ -1,4 +1,5 @@
-"""``run(campaign)``: the whole pipeline, from a campaign to placement-ready assets.
+"""``run(campaign)``: the whole pipeline, from a campaign to placement-ready assets; and the other
+commands that change an output: ``assign`` and ``refresh`` (on a schedule: ``schedule``).
 
 1. plan: read the audience, segment it, render templates, build and dedupe jobs
 2. preflight: brand assets load, every caption fits and can be drawn (:mod:`adgen.preflight`)
@@ -17,6 +18,7 @@ import functools
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,40 +27,30 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.assets import (
-    MANIFEST_COLUMNS,
-    AssetMaker,
-    JobResults,
-    PostContext,
-    Progress,
-    blocked_rows,
-    brand_style,
-    post_context,
-)
-from adgen.assignment import RefreshState, assign_customers
-from adgen.audience import AudienceSource
-from adgen.backends.local import render_local
-from adgen.errors import MAX_LISTED, CampaignError
+from adgen.assets import brand_style, post_context
+from adgen.audience.read import AudienceSource
+from adgen.backends import get_backend
+from adgen.backends.base import ClusterPost, Progress
+from adgen.backends.local import AssetMaker
+from adgen.errors import MAX_LISTED, AdgenError, CampaignError
+from adgen.experiments.analysis import Analysis, analyze
+from adgen.experiments.assignment import RefreshState, assign_customers
+from adgen.experiments.refresh import decide
 from adgen.export import export
-from adgen.jobs import RenderJob
-from adgen.lock import output_lock
-from adgen.planning import CACHE_DIR, Plan, SlotKey, make_plan
+from adgen.jobs import Rendered, RenderJob
+from adgen.manifest import MANIFEST_COLUMNS, blocked_rows, write_manifest
+from adgen.output.cache import RenderCache
+from adgen.output.files import atomic_write_text, no_links, remove_orphaned_temps, safe_csv
+from adgen.output.lock import output_lock
+from adgen.output.mirror import after_commit, open_output
+from adgen.output.store import ASSETS_DIR, CACHE_DIR, OutputStore, is_url
+from adgen.planning import Plan, SlotKey, make_plan
 from adgen.preflight import preflight
 from adgen.quality import QualityStep
-from adgen.renderers import MODEL_RENDERERS, backend_batch_size, create_renderer
-from adgen.renderers.base import Rendered, Renderer
+from adgen.renderers import create_renderer
+from adgen.renderers.base import Renderer
 from adgen.report import write_report
 from adgen.spec import CampaignSpec
-from adgen.storage import OutputStore, after_commit, is_url, join, open_output
-from adgen.store import (
-    RenderCache,
-    atomic_write_text,
-    no_links,
-    prune_owned,
-    remove_orphaned_temps,
-    safe_csv,
-    write_parquet,
-)
 
 _NUMBERS = re.compile(r"\d[\d,.]*")
 
@@ -175,31 +167,21 @@ def run(
         if reset_ledger:
             RefreshState.reset_ledger(campaign.output_dir)
         state = RefreshState.load(campaign.output_dir)  # finishes a refresh that was killed
-        result = run_with_state(campaign, state, audience=audience,
-                                make_renderer=make_renderer, progress=progress)
+        result = _run_with_state(campaign, state, audience=audience,
+                                 make_renderer=make_renderer, progress=progress)
         state.commit(rendered=result.rendered)
         return result
 
 
-def run_with_state(
+def _run_with_state(
     campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
     make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
 ) -> RunResult:
-    """:func:`run` with the experiment state given (slot generations, weights, ledger); the
-    caller commits the state afterwards (``state.commit()``), under the output's lock; a URL
-    output is worked on in its local mirror and pushed back when the run succeeds."""
-    with (output_lock(campaign.output_location, "run"),
-          open_output(campaign.output_location)):
-        return _run_locked(campaign, state, audience=audience, make_renderer=make_renderer,
-                           progress=progress)
-
-
-def _run_locked(
-    campaign: CampaignSpec, state: RefreshState, *, audience: AudienceSource | None = None,
-    make_renderer: Callable[[], Renderer] | None = None, progress: Progress | None = None,
-) -> RunResult:
+    """:func:`run` with the experiment state given (slot generations, weights, ledger). The
+    caller holds the output's lock and its local folder (:func:`open_output`), and commits the
+    state afterwards (``state.commit()``)."""
     out_dir = campaign.output_dir
-    for folder in ("assets", CACHE_DIR):
+    for folder in (ASSETS_DIR, CACHE_DIR):
         no_links(out_dir, folder)  # never write through a link out of the folder
     remove_orphaned_temps(out_dir)
     # 1. plan, 2. preflight: campaign-wide problems stop here; per-asset ones are failed
@@ -207,7 +189,8 @@ def _run_locked(
     style = brand_style(campaign)
     checked = preflight(plan, style)
     checked.raise_problems()
-    cache = render_cache(campaign)
+    cache = RenderCache.of(campaign.output_location)
+    backend = get_backend(campaign)
     # the quality gate scores every render; only the renders it releases are post-processed
     gate = QualityStep(plan, cache)
     stale = {key for key in plan.cached if gate.stale(key)}
@@ -216,7 +199,7 @@ def _run_locked(
     # 3. render and 4. post-process, overlapped: a variant's assets are made as soon as the
     #    gate releases its render (on Ray: by a CPU worker on the cluster, near the render)
     ctx = post_context(plan, cache, style)
-    on_cluster = campaign.backend.name == "ray" and campaign.backend.post == "cluster"
+    on_cluster = backend.posts_where_it_renders
     post = AssetMaker(plan, ctx, progress, failing=checked.failing,
                       processes=not on_cluster and _use_processes(plan), quality=gate.record)
     failed: dict[str, str] = {}
@@ -246,11 +229,11 @@ def _run_locked(
 
     def render(make: Callable[[], Renderer], jobs: list[RenderJob],
                done: Callable[[Rendered], None]) -> None:
-        render_jobs(campaign, make, jobs, cache, done, progress)  # retries: assets on the driver
+        backend.render(make, jobs, cache, done, progress=progress)  # retries: assets here
 
     spec = campaign.renderer
     factory = gate.wrap(make_renderer or functools.partial(
-        create_renderer, spec.name, spec.model, **spec.options))
+        create_renderer, spec.name, spec.model, sources=cache.source, **spec.options))
     with post:
         for key in plan.jobs:
             if key in stale and post.needs_render(key):
@@ -258,19 +241,17 @@ def _run_locked(
             if key in plan.cached or not post.needs_render(key):
                 for ready in gate.arrived(Rendered(key, None)):
                     post.submit(ready)
-        cluster: dict[str, Any] = {"post": ctx, "post_rows": post.by_job,
-                                   "on_assets": post.add, "ready": gate.arrived
-                                   } if on_cluster else {}
+        cluster = ClusterPost(ctx, post.by_job, post.add, gate.arrived) if on_cluster else None
         # extend jobs outpaint other renders: those go first, and a failed one fails them
         later = [job for job in todo if job.source_key is not None]
-        render_jobs(campaign, factory, todo[:len(todo) - len(later)], cache, on_rendered,
-                    progress, **cluster)
+        backend.render(factory, todo[:len(todo) - len(later)], cache, on_rendered,
+                       progress=progress, post=cluster)
         for job in later:
             if job.source_key in failed:
                 on_rendered(Rendered(job.key, None, error=f"the render it extends failed: "
                                                           f"{failed[job.source_key]}"))
-        render_jobs(campaign, factory, [j for j in later if j.source_key not in failed], cache,
-                    on_rendered, progress, **cluster)
+        backend.render(factory, [j for j in later if j.source_key not in failed], cache,
+                       on_rendered, progress=progress, post=cluster)
         gate.retry_twins(render, release, failed)
         rows = post.results()
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
@@ -301,47 +282,6 @@ def _run_locked(
     if campaign.export.to:
         export(campaign, audience=audience)
     return result
-
-
-def render_jobs(
-    campaign: CampaignSpec, make_renderer: Callable[[], Renderer], jobs: list[RenderJob],
-    cache: RenderCache, on_rendered: Callable[[Rendered], None],
-    progress: Progress | None = None, *, post: PostContext | None = None,
-    post_rows: dict[str, list[dict[str, Any]]] | None = None,
-    on_assets: Callable[[str, JobResults], None] | None = None,
-    ready: Callable[[Rendered], list[str]] | None = None,
-) -> None:
-    """Render ``jobs`` into the cache on the campaign's backend (on Ray, ``progress`` also gets
-    one stage per worker: ``gpu 0``, ``gpu 1``… or ``cpu worker 1a2b3c4d``). With ``post``
-    (Ray only), each render's assets (the units ``post_rows`` lists by job key) are made on
-    the cluster once ``ready`` releases them, and ``on_assets`` gets their manifest rows."""
-    if not jobs:
-        return
-    batch_size = backend_batch_size(campaign.renderer.options)
-    backend = campaign.backend
-    if backend.name == "ray":
-        from adgen.backends.ray import PoolOptions, WorkerStats, render_ray
-
-        options = PoolOptions(address=backend.address, gpus=backend.gpus,
-                              gpus_per_worker=backend.gpus_per_worker,
-                              cpu_workers=backend.cpu_workers,
-                              gpu_renderer=campaign.renderer.name in MODEL_RENDERERS)
-
-        def label(worker: str, stats: WorkerStats) -> str:
-            return f"gpu {','.join(stats.gpu_ids)}" if stats.gpu_ids else f"cpu {worker}"
-
-        def on_worker(worker: str, stats: WorkerStats) -> None:
-            if progress:
-                progress(label(worker, stats), stats.images, len(jobs))
-
-        report = render_ray(make_renderer, jobs, cache, batch_size=batch_size,
-                            on_rendered=on_rendered, options=options, on_worker=on_worker,
-                            post=post, post_rows=post_rows, on_assets=on_assets, ready=ready)
-        if progress:  # each worker's bar ends at its share of the jobs, all done
-            for worker, stats in report.workers.items():
-                progress(label(worker, stats), stats.images, stats.images)
-    else:
-        render_local(make_renderer, jobs, cache, batch_size=batch_size, on_rendered=on_rendered)
 
 
 def validate(
@@ -380,9 +320,83 @@ def assign(
         return assignments
 
 
-def render_cache(campaign: CampaignSpec) -> RenderCache:
-    """The campaign's render cache: ``.cache`` under its output (a folder or a URL)."""
-    return RenderCache(join(campaign.output_location, CACHE_DIR))
+@dataclass
+class RefreshResult:
+    """What a refresh decided and what its run produced. ``analysis`` is None when this call
+    finished a refresh that was interrupted (``resumed``): its decision was made before."""
+
+    analysis: Analysis | None
+    retired: list[str]
+    kept: list[str]
+    weights: list[float] | None
+    weights_note: str
+    run: RunResult
+    log: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False
+
+
+def refresh(
+    campaign: CampaignSpec, results: str | Path | pd.DataFrame, *,
+    audience: AudienceSource | None = None, progress: Progress | None = None,
+    reset_ledger: bool = False,
+) -> RefreshResult:
+    """Retire losers, re-weight, render replacements and re-assign (the steps are in
+    :mod:`adgen.experiments.refresh`). After an interrupted refresh, finishes that one (its
+    decision stands) instead of deciding anew. Holds the output's lock
+    (:func:`adgen.output.lock.output_lock`) throughout; a URL output is worked on in its local
+    mirror and pushed back when the refresh succeeds. ``reset_ledger`` starts the assignment
+    ledger over first (:meth:`~adgen.experiments.assignment.RefreshState.reset_ledger`)."""
+    with (output_lock(campaign.output_location, "refresh"),
+          open_output(campaign.output_location)):
+        if reset_ledger:
+            RefreshState.reset_ledger(campaign.output_dir)
+        state = RefreshState.load(campaign.output_dir)
+        analysis = None
+        if state.pending is None:
+            # 1. analyse, 2. to 4. decide and journal the decision
+            analysis = analyze(campaign, results)
+            state = decide(campaign, analysis, state, results)
+        # 5. run with the decided state
+        log = dict(state.pending or {})
+        result = _run_with_state(campaign, state, audience=audience, progress=progress)
+        # 6. commit
+        state.commit(rendered=result.rendered)
+        return RefreshResult(analysis, log["retired"], log["kept"], log["weights"],
+                             log["weights_note"], result, {**log, "rendered": result.rendered},
+                             resumed=analysis is None)
+
+
+def schedule(
+    campaign: CampaignSpec, results: str | Path, *, max_runs: int | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
+    sleep: Callable[[float], None] = time.sleep,
+    on_event: Callable[[str], None] = print,
+) -> int:
+    """Run refreshes on the campaign's cron schedule, in the foreground, until ``max_runs``
+    (forever by default). A failed refresh is reported and the loop goes on: the last good
+    output stays in place. Returns the number of successful refreshes."""
+    from croniter import croniter
+
+    if not campaign.refresh.schedule:
+        raise CampaignError("refresh.schedule is not set: give a cron expression, e.g. "
+                            "--set 'refresh.schedule=0 6 * * 1'")
+    cron = croniter(campaign.refresh.schedule, now())
+    runs = succeeded = 0
+    while max_runs is None or runs < max_runs:
+        due = cron.get_next(datetime)
+        wait = (due - now()).total_seconds()
+        on_event(f"next refresh at {due.isoformat(timespec='seconds')}")
+        if wait > 0:
+            sleep(wait)
+        runs += 1
+        try:
+            outcome = refresh(campaign, results)
+        except AdgenError as exc:
+            on_event(f"refresh failed, last good output kept: {exc}")
+            continue
+        succeeded += 1
+        on_event(f"refreshed: retired {len(outcome.retired)}, rendered {outcome.run.rendered}")
+    return succeeded
 
 
 PROCESS_MIN_CORES, PROCESS_MIN_JOBS = 8, 64
@@ -400,23 +414,10 @@ def _use_processes(plan: Plan) -> bool:
 def _write_outputs(out_dir: Path, assets: OutputStore, manifest: pd.DataFrame,
                    assignments: pd.DataFrame) -> None:
     atomic_write_text(out_dir / "assignments.csv", safe_csv(assignments))
-    atomic_write_text(out_dir / "manifest.csv", safe_csv(manifest))
-    write_parquet(out_dir / "manifest.parquet", manifest)
+    write_manifest(out_dir, manifest)
+    # once the new manifest is committed (at once for a folder): a failed commit deletes nothing
     keep = set(manifest["path"]) - {""}
-    if assets.local:  # only files adgen wrote (its record) that the manifest no longer lists
-        prune_owned(out_dir, keep)
-    else:  # once the new manifest is committed: a failed commit deletes nothing
-        after_commit(assets.location, functools.partial(_prune_assets, assets, keep))
-
-
-def _prune_assets(store: OutputStore, keep: set[str]) -> None:
-    """Delete asset files of an object-store output that its committed manifest does not
-    list (e.g. after a caption change, or written by a run whose commit failed); its
-    ``assets/`` prefix is adgen's alone."""
-    for name in store.files("assets"):
-        if name not in keep:
-            store.delete(name)
-    store.remove_empty_folders("assets")
+    after_commit(assets.location, functools.partial(assets.prune_assets, keep))
 
 
 def _now() -> str:

@@ -25,33 +25,26 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.audience import (
-    Audience,
-    AudienceSource,
-    Segments,
-    read_audience,
-    segment_audience,
-)
-from adgen.catalog import Catalog, read_catalog
-from adgen.errors import AssetError, AudienceError, CampaignError, CatalogError
-from adgen.guardrails import check_columns, compile_blocked, text_problem
-from adgen.jobs import RenderJob, derive_seed
-from adgen.locales import (
+from adgen.audience.read import Audience, AudienceSource, read_audience
+from adgen.audience.segments import Segments, segment_audience
+from adgen.catalog.feeds import Catalog, read_catalog
+from adgen.catalog.images import FetchLimits, ProductImages
+from adgen.catalog.locales import (
     LOCALE_KEY,
     Translations,
     caption_source,
     check_translations,
     normalise_locale,
 )
+from adgen.errors import AssetError, AudienceError, CampaignError, CatalogError
+from adgen.guardrails import check_columns, compile_blocked, text_problem
+from adgen.jobs import RenderJob, derive_seed
+from adgen.output.cache import RenderCache
+from adgen.output.store import CACHE_DIR, open_store
 from adgen.placements import Placement, aspect_class, class_size, extend_size, product_stage
-from adgen.product_images import FetchLimits, ProductImages
 from adgen.prompts import TemplateSet
 from adgen.renderers import RUNTIME_OPTIONS, STAGED_RENDERERS, VIDEO_RENDERERS
 from adgen.spec import AudienceSpec, CampaignSpec, Creative, GuardrailSpec
-from adgen.storage import OutputStore, join
-from adgen.store import RenderCache
-
-CACHE_DIR = ".cache"
 
 SlotKey = tuple[str, str, int]
 """A variant slot: ``(creative_id, segment_id, variant_index)``; refreshes replace the variant
@@ -188,10 +181,10 @@ def make_plan(
     ``generations`` maps a variant *slot* ``(creative_id, segment_id, variant_index)`` to its
     generation: a slot at generation n > 0 gets fresh seeds and a new variant id (refreshes use
     it to replace retired variants). First checks that the output can be written
-    (:meth:`~adgen.storage.OutputStore.check_writable`), so ``validate``, ``plan`` and ``run``
+    (:meth:`~adgen.output.store.OutputStore.check_writable`), so ``validate``, ``plan`` and ``run``
     stop before any work when it cannot."""
     generations = generations or {}
-    OutputStore(campaign.output_location).check_writable()
+    open_store(campaign.output_location).check_writable()
     check_brand_assets(campaign)
     templates = compile_templates(campaign)
     guard = campaign.guardrails
@@ -280,7 +273,7 @@ def make_plan(
                     "blocked": problem or "",
                 })
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
-    cache = RenderCache(join(campaign.output_location, CACHE_DIR))
+    cache = RenderCache.of(campaign.output_location)
     cached = frozenset(key for key in jobs if cache.has(key))
     return Plan(campaign, segments, variants, jobs, cached, products.left_out())
 
@@ -454,12 +447,8 @@ def _jobs(
             continue
         seed = _job(campaign, creative, prompt, negative, product, index, generation,
                     aspect=name).seed
-        source: dict[str, Any] = {}
-        if extend:
-            source = {"source_key": base.key, "source_image": RenderCache(
-                join(campaign.output_location, CACHE_DIR)).image_path(base.key)}
         out[name] = dataclasses.replace(base, seed=seed, width=size[0], height=size[1],
-                                        aspect=name, **source)
+                                        aspect=name, source_key=base.key if extend else None)
     return out
 
 

@@ -14,17 +14,19 @@ failed by the run itself.
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass, field
 
 from PIL import Image
 
+from adgen.assets import BrandStyle
 from adgen.errors import AdgenError, CampaignError, listed
+from adgen.planning import Plan
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, compose, load_brand_image
 from adgen.post.video import VideoSpec, _audio
-from adgen.spec import CampaignSpec
+from adgen.renderers import renderer_class
+from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
 
 
 @dataclass
@@ -50,12 +52,8 @@ class Preflight:
             raise CampaignError("\n".join(self.problems))
 
 
-def preflight(plan: object, style: object) -> Preflight:
-    """Check ``plan`` (an :class:`adgen.planning.Plan`) with the brand ``style``."""
-    from adgen.assets import BrandStyle
-    from adgen.planning import Plan
-
-    assert isinstance(plan, Plan) and isinstance(style, BrandStyle)
+def preflight(plan: Plan, style: BrandStyle) -> Preflight:
+    """Check ``plan`` with the brand ``style``."""
     campaign = plan.campaign
     result = Preflight()
     result.problems += _campaign_problems(campaign)
@@ -114,26 +112,14 @@ def _campaign_problems(campaign: CampaignSpec) -> list[str]:
 
 
 def known_options(renderer: str) -> set[str]:
-    """The ``renderer.options`` names a renderer accepts (its constructor's keywords)."""
-    if renderer == "offline":
-        from adgen.renderers.offline import _IGNORED, _OPTIONS
-
-        return {*_OPTIONS, *_IGNORED, "batch_size"}
-    if renderer == "diffusers":
-        from adgen.renderers.diffusers_renderer import DiffusersRenderer as cls
-    else:
-        from adgen.renderers.diffusers_video import DiffusersVideoRenderer as cls  # type: ignore[assignment]
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    """The ``renderer.options`` names a renderer accepts (its class declares them)."""
+    return set(renderer_class(renderer).options)
 
 
-def _asset_problem(campaign: CampaignSpec, style: object, kind: str, spec: object,
-                   video: object, captions_json: str, lang: str = "en") -> str | None:
+def _asset_problem(campaign: CampaignSpec, style: BrandStyle, kind: str,
+                   spec: PlacementSpec, video: VideoOptions, captions_json: str,
+                   lang: str = "en") -> str | None:
     """Why one creative's captions cannot make an asset for one placement, or None."""
-    from adgen.assets import BrandStyle
-    from adgen.spec import PlacementSpec, VideoOptions
-
-    assert isinstance(style, BrandStyle) and isinstance(spec, PlacementSpec)
     placement = spec.resolve()
     captions = [Caption(r, t, lang) for r, t in json.loads(captions_json).items()]
     if campaign.provenance.visible_label:
@@ -144,7 +130,6 @@ def _asset_problem(campaign: CampaignSpec, style: object, kind: str, spec: objec
         composed = compose(flat, placement, logo=style.logo, captions=captions,
                            colors=style.colors, font=style.font)
         if kind == "video":
-            assert isinstance(video, VideoOptions)
             VideoSpec(**video.model_dump(), max_bytes=placement.max_bytes,
                       max_duration=spec.max_duration)
         elif placement.max_bytes is not None:

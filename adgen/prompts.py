@@ -20,8 +20,8 @@ import jinja2
 from jinja2 import StrictUndefined, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from adgen.catalog.locales import FILTERS as LOCALE_FILTERS
 from adgen.errors import TemplateError
-from adgen.locales import FILTERS as LOCALE_FILTERS
 
 _BIDI_CONTROLS = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
 _NO_BREAK = "\u00a0\u2007\u202f"  # no-break spaces (Babel puts them in "15,00 €") stay

@@ -33,6 +33,7 @@ from xml.sax.saxutils import escape
 
 from adgen.errors import AssetError, PostProcessError
 from adgen.post.ffmpeg import QUIET, file_url, run_ffmpeg
+from adgen.version import __version__
 
 IPTC_SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 IPTC_GENERATED = IPTC_SOURCE_TYPES + "trainedAlgorithmicMedia"
@@ -394,13 +395,13 @@ def read_xmp(data: bytes) -> str | None:
 def c2pa_manifest(prov: Provenance, *, title: str = "") -> dict[str, Any]:
     """The C2PA manifest definition :func:`sign_c2pa` signs."""
     return {
-        "claim_generator_info": [{"name": "adgen", "version": _version()}],
+        "claim_generator_info": [{"name": "adgen", "version": __version__}],
         "title": title or f"{prov.campaign} {prov.variant_id}",
         "assertions": [
             {"label": "c2pa.actions", "data": {"actions": [{
                 "action": "c2pa.created",
                 "digitalSourceType": prov.digital_source_type,
-                "softwareAgent": {"name": "adgen", "version": _version()},
+                "softwareAgent": {"name": "adgen", "version": __version__},
             }]}},
             {"label": "dev.adgen.provenance", "data": {
                 "campaign": prov.campaign, "variant_id": prov.variant_id,
@@ -450,9 +451,3 @@ def sign_c2pa(src: Path, dst: Path, *, cert: Path, key: Path, prov: Provenance,
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-
-
-def _version() -> str:
-    from adgen import __version__
-
-    return __version__

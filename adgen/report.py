@@ -21,14 +21,12 @@ Thumbnail names come from the asset's hash, never from its values.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import re
 import secrets
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,16 +39,17 @@ from jinja2 import Environment, FileSystemLoader
 from PIL import Image, ImageOps
 
 from adgen.errors import AssetError, ResultsError
-from adgen.lock import output_lock
-from adgen.storage import OutputStore, is_url, open_output
-from adgen.store import atomic_write_bytes, atomic_write_text, read_safe_csv, unguard
+from adgen.manifest import read_manifest
+from adgen.output.files import atomic_write_bytes, atomic_write_text, unguard
+from adgen.output.lock import output_lock
+from adgen.output.mirror import open_output
+from adgen.output.store import OutputStore, is_url, open_store
 
 REPORT_NAME = "review.html"
 THUMBS_DIR = "thumbs"
 VIDEO_FORMATS = frozenset({"mp4", "mov", "webm", "m4v"})
 VERDICTS = ("winner", "loser", "inconclusive", "control")
 OVERALL = "all"
-REQUIRED_COLUMNS = ("variant_id", "segment_id", "creative_id", "placement", "path")
 _THUMB_NAME = re.compile(r"^[0-9a-f]{20}-\d+(?:-poster)?\.webp$")
 _HEX = re.compile(r"^[0-9a-f]{20,}$")
 TEMPLATE = "review.html.j2"
@@ -64,7 +63,7 @@ def write_report(out_dir: str | Path, *, title: str | None = None,
     """Write ``out_dir/review.html`` (and missing thumbnails under ``out_dir/thumbs/``) and
     return its path (for an object-store URL: the page in its local mirror, also uploaded).
     ``thumb_size`` is the longest side of a thumbnail in pixels. Holds the output's lock
-    (:func:`adgen.lock.output_lock`)."""
+    (:func:`adgen.output.lock.output_lock`)."""
     with output_lock(out_dir, "report", create=False):
         return _write_report(out_dir, title, thumb_size)
 
@@ -78,7 +77,7 @@ def _write_report(out_dir: str | Path, title: str | None, thumb_size: int) -> Pa
         analysis = _read_analysis(folder)
         extras = _Extras.load(folder)
         # 2. thumbnails and video posters, made only when missing
-        thumbs = _make_thumbs(folder, manifest, thumb_size, OutputStore(out_dir))
+        thumbs = _make_thumbs(folder, manifest, thumb_size, open_store(out_dir))
         # 3. the page, written atomically
         page = _Page(folder, manifest, analysis, extras, thumbs, title).render()
         atomic_write_text(folder / REPORT_NAME, page)
@@ -86,40 +85,6 @@ def _write_report(out_dir: str | Path, title: str | None, thumb_size: int) -> Pa
 
 
 # --- reading -------------------------------------------------------------------------------
-
-
-def read_manifest(out_dir: Path) -> pd.DataFrame:
-    """The run's manifest (Parquet, else CSV) with every optional column filled."""
-    parquet, csv = out_dir / "manifest.parquet", out_dir / "manifest.csv"
-    try:
-        if parquet.exists():
-            frame = pd.read_parquet(parquet)
-            where = parquet
-        elif csv.exists():
-            frame = read_safe_csv(csv)
-            where = csv
-        else:
-            raise AssetError(
-                f"{out_dir}: no manifest.parquet or manifest.csv, so there is nothing to review; "
-                f"run `adgen run CAMPAIGN --out {out_dir}` first"
-            )
-    except (OSError, ValueError) as exc:
-        raise AssetError(f"{out_dir}: cannot read the manifest ({exc}); run `adgen run` "
-                         "again to rewrite it") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise AssetError(f"{where}: missing column(s) {', '.join(missing)}; this is not an "
-                         "adgen manifest, or an old one: run `adgen run` again")
-    defaults = {"campaign": "", "segment": "{}", "variant_index": "", "seed": "", "prompt": "",
-                "negative_prompt": "", "captions": "{}", "renderer": "", "model": "",
-                "width": "", "height": "", "format": "", "bytes": "", "sha256": "",
-                "asset_key": "", "checks": "{}", "quality": "{}", "created_at": "",
-                "status": "ok"}
-    for column, value in defaults.items():
-        if column not in frame.columns:
-            frame[column] = value
-    frame = frame.astype({c: "object" for c in frame.columns})
-    return frame.where(frame.notna(), "").reset_index(drop=True)
 
 
 def _read_analysis(out_dir: Path) -> pd.DataFrame | None:
@@ -234,19 +199,13 @@ def _thumb(out_dir: Path, row: dict[str, Any], size: int, store: OutputStore) ->
     status = str(row.get("status") or "ok")
     if status != "ok":  # failed or blocked: no file, the card says why
         return _Thumb(problem=status)
-    source = _asset_path(out_dir, str(row["path"]))
-    if source is None:
+    if _asset_path(out_dir, str(row["path"])) is None:
         return _Thumb(problem="invalid path in the manifest")
     existing = _existing_thumb(out_dir, row, size)
     if existing is not None:
         return existing
-    if not store.local:  # an object-store output: the asset is fetched to make its thumbnail
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / source.name
-            with contextlib.suppress(FileNotFoundError):
-                local.write_bytes(store.read_bytes(str(row["path"])))
-            return _local_thumb(out_dir, row, size, local)
-    return _local_thumb(out_dir, row, size, source)
+    with store.local_copy(str(row["path"])) as local:  # an object is fetched to a temp file
+        return _local_thumb(out_dir, row, size, local)
 
 
 def _thumb_name(row: dict[str, Any], size: int) -> str:

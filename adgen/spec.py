@@ -18,9 +18,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adgen.errors import CampaignError
-from adgen.experiment import check_weights
+from adgen.experiments.hashing import check_weights
+from adgen.output.mirror import output_folder
+from adgen.output.store import is_url
 from adgen.placements import Placement, resolve_placement
-from adgen.storage import is_url, output_folder
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -73,7 +74,7 @@ class AudienceSpec(_Model):
     @classmethod
     def _restricted_filter(cls, value: str | None) -> str | None:
         if value is not None:
-            from adgen.filters import parse_filter
+            from adgen.audience.filters import parse_filter
 
             try:
                 parse_filter(value)
@@ -146,7 +147,7 @@ class CatalogSpec(_Model):
 
 
 def _check_locale(tag: str, what: str) -> str:
-    from adgen.locales import normalise_locale
+    from adgen.catalog.locales import normalise_locale
 
     try:
         return normalise_locale(tag)
@@ -586,7 +587,7 @@ class CampaignSpec(_Model):
     @property
     def output_dir(self) -> Path:
         """The local folder of the outputs: the output itself, or a URL output's mirror of its
-        small files (see :func:`adgen.storage.open_output`)."""
+        small files (see :func:`adgen.output.mirror.open_output`)."""
         return output_folder(self.output_location)
 
     def resolve_paths(self, base: Path) -> CampaignSpec:

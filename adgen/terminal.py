@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from adgen.analysis import OVERALL, Analysis
+from adgen.experiments.analysis import OVERALL, Analysis
 
 HEADERS = ("variant", "users", "conv.", "rate", "uplift", "95% CI", "p (adj.)", "P(win)",
            "verdict")

@@ -13,6 +13,7 @@ printed (each job is one pipeline call). It asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -22,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import adgen
 from adgen.backends.local import render_local
+from adgen.output.cache import RenderCache
 from adgen.renderers.offline import OfflineRenderer
-from adgen.store import RenderCache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,11 +37,12 @@ def measure(path: Path, mode: str, variants: int) -> tuple[int, float, float]:
             f"output={out}"])
         plan = adgen.plan(campaign)
         jobs = plan.to_render
-        cache = RenderCache(Path(out) / ".cache")
+        cache = RenderCache.of(out)
+        make = functools.partial(OfflineRenderer, sources=cache.source)  # extend jobs read it
         start = time.perf_counter()
         first = [j for j in jobs if j.source_key is None]
-        render_local(OfflineRenderer, first, cache)
-        render_local(OfflineRenderer, [j for j in jobs if j.source_key is not None], cache)
+        render_local(make, first, cache)
+        render_local(make, [j for j in jobs if j.source_key is not None], cache)
         seconds = time.perf_counter() - start
     return len(jobs), sum(j.width * j.height for j in jobs) / 1e6, seconds
 

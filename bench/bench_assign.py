@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from adgen.experiment import assign_arms, bucket_ranges, choose_variation, gb_hash
+from adgen.experiments.hashing import assign_arms, bucket_ranges, choose_variation, gb_hash
 
 SEED = "bench-exp"
 WEIGHTS = [0.5, 0.3, 0.2]
@@ -31,7 +31,7 @@ def reference_loop() -> tuple[str, Callable[[Sequence[str]], list[int]]]:
         def own(ids: Sequence[str]) -> list[int]:
             return [choose_variation(gb_hash(SEED, i) or 0.0, ranges) for i in ids]
 
-        return "adgen.experiment.gb_hash loop", own
+        return "adgen.experiments.hashing.gb_hash loop", own
     gb_ranges = getBucketRanges(len(WEIGHTS), 1, WEIGHTS)
 
     def sdk(ids: Sequence[str]) -> list[int]:

@@ -35,8 +35,8 @@ def _photo(folder: Path, side: int, kind: str) -> Path:
 
 
 def _cutout(path: Path, queue: multiprocessing.Queue[Result]) -> None:
-    from adgen.catalog import Product
-    from adgen.product_images import ProductImages
+    from adgen.catalog.feeds import Product
+    from adgen.catalog.images import ProductImages
 
     start = time.perf_counter()
     made = ProductImages(path.parent / "cache", path.parent).cutout(

@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import adgen
-from adgen.assignment import RefreshState
-from adgen.ledger import _META_KEY, SCHEMA, Ledger, new_part_info
+from adgen.experiments.assignment import RefreshState
+from adgen.experiments.ledger import _META_KEY, SCHEMA, Ledger, new_part_info
 
 REGIONS = [f"region-{i}" for i in range(10)]
 TIERS = [f"tier-{i}" for i in range(20)]

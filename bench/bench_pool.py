@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 import adgen  # noqa: E402
 from adgen.backends.ray import PoolOptions, PoolReport, render_ray  # noqa: E402
 from adgen.jobs import RenderJob  # noqa: E402
-from adgen.store import RenderCache  # noqa: E402
+from adgen.output.cache import RenderCache  # noqa: E402
 from tests.conftest import base_campaign  # noqa: E402
 from tests.fakes import SeedRenderer  # noqa: E402
 

@@ -45,20 +45,17 @@ sys.path.insert(0, str(REPO))
 
 import adgen  # noqa: E402
 from adgen.assets import (  # noqa: E402
-    AssetMaker,
     JobResults,
     PostContext,
     asset_units,
     brand_style,
-    failed_row,
     post_context,
 )
-from adgen.backends.local import render_local  # noqa: E402
+from adgen.backends.local import AssetMaker, render_local  # noqa: E402
 from adgen.backends.ray import PoolOptions, render_ray  # noqa: E402
-from adgen.jobs import RenderJob  # noqa: E402
-from adgen.pipeline import render_cache  # noqa: E402
-from adgen.renderers.base import Rendered  # noqa: E402
-from adgen.store import RenderCache  # noqa: E402
+from adgen.jobs import Rendered, RenderJob  # noqa: E402
+from adgen.manifest import failed_row  # noqa: E402
+from adgen.output.cache import RenderCache  # noqa: E402
 from tests.conftest import base_campaign  # noqa: E402
 from tests.fakes import SeedRenderer  # noqa: E402
 
@@ -179,7 +176,7 @@ def scale_run(mode: str, setting: Setting, nodes: int
         simulated = setting.post_ms > 0
         campaign = _campaign(Path(tmp), setting.variants_for(nodes), 64 if simulated else 256)
         plan = adgen.plan(campaign)
-        ctx = post_context(plan, render_cache(campaign), brand_style(campaign))
+        ctx = post_context(plan, RenderCache.of(campaign.output_location), brand_style(campaign))
         if simulated:
             ctx = SleepingPost(**{f.name: getattr(ctx, f.name) for f in fields(PostContext)},
                                post_ms=setting.post_ms)
@@ -263,7 +260,7 @@ class _DataRenderer:
         self.renderer = SeedRenderer(sleep=ms / 1000)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from adgen.store import encode_render
+        from adgen.output.cache import encode_render
 
         jobs = [_job(int(i)) for i in batch["i"]]
         out: dict[str, list[Any]] = {"key": [], "png": [], "info": []}
@@ -334,7 +331,7 @@ def local(variants: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         campaign = _campaign(Path(tmp), variants)
         plan = adgen.plan(campaign)
-        cache = render_cache(campaign)
+        cache = RenderCache.of(campaign.output_location)
         render_local(SeedRenderer, plan.to_render, cache)
         timings = {}
         for processes in (False, True):

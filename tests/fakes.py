@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from adgen.jobs import RenderJob
-from adgen.renderers.base import Rendered
+from adgen.jobs import Rendered, RenderJob
 
 
 class SeedRenderer:

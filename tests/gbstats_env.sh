@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv-gbstats: GrowthBook's stats engine (gbstats pins numpy<2 and pandas<2, so it cannot
-# share .venv). tests/test_stats.py runs this script first and compares adgen.stats with gbstats;
+# share .venv). tests/test_stats.py runs this script first and compares adgen.experiments.stats with gbstats;
 # it fails when the venv cannot be built (ADGEN_SKIP_GBSTATS=1 skips the comparison knowingly).
 # Idempotent: does nothing when the venv already imports gbstats. Takes ~20 s with a warm pip cache.
 # Usage: bash tests/gbstats_env.sh   (PYTHON=python3.11 by default; GBSTATS_VENV to move it)

@@ -9,7 +9,7 @@ import numpy as np
 
 import adgen
 from adgen.jobs import derive_seed
-from adgen.store import RenderCache
+from adgen.output.cache import RenderCache
 from adgen.testing import make_tiny_sd_pipeline
 from tests.conftest import write_campaign
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adgen.audience import read_audience, segment_audience, segment_id
+from adgen.audience.read import read_audience
+from adgen.audience.segments import segment_audience, segment_id
 from adgen.errors import AudienceError
 from adgen.spec import AudienceSpec
 

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from adgen.catalog import Money, parse_price, read_catalog
+from adgen.catalog.feeds import Money, parse_price, read_catalog
+from adgen.catalog.images import FetchLimits, ProductImages
 from adgen.errors import CatalogError
 from adgen.post.matte import connected_to_border, white_matte
-from adgen.product_images import FetchLimits, ProductImages
 from tests.catalog_server import Handler, png_bytes, serve
 
 TSV = (
@@ -339,7 +339,7 @@ def test_a_photo_with_nothing_left_after_the_cut_out_is_refused(
 
 @pytest.mark.parametrize("kind", ["PNG", "JPEG"])
 def test_large_photos_are_reduced_before_the_cut_out(tmp_path: Path, kind: str) -> None:
-    from adgen.product_images import MAX_SIDE
+    from adgen.catalog.images import MAX_SIDE
 
     photo = Image.new("RGB", (4800, 3600), (252, 252, 252))
     ImageDraw.Draw(photo).rectangle((1200, 900, 3600, 2700), fill=(190, 30, 40))

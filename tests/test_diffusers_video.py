@@ -18,8 +18,7 @@ from diffusers import AnimateDiffPipeline, LTXImageToVideoPipeline
 from PIL import Image
 
 from adgen.errors import RenderError
-from adgen.jobs import RenderJob
-from adgen.renderers.base import Rendered
+from adgen.jobs import Rendered, RenderJob
 from adgen.renderers.diffusers_video import DiffusersVideoRenderer
 from adgen.testing import (
     make_tiny_animatediff_pipeline,

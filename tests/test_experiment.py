@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adgen import experiment
 from adgen.errors import AudienceError, CampaignError
-from adgen.experiment import (
+from adgen.experiments import hashing
+from adgen.experiments.hashing import (
     assign_arms,
     bucket_ranges,
     choose_variation,
@@ -72,7 +72,7 @@ def test_hash_many_equals_gb_hash_for_every_id(version: int) -> None:
 def test_hash_many_in_chunks_keeps_order(monkeypatch: pytest.MonkeyPatch) -> None:
     ids = random_ids(500, seed=2) + [f"customer-{i}" for i in range(500)]
     whole = hash_many("exp", ids)
-    monkeypatch.setattr(experiment, "_CHUNK", 64)
+    monkeypatch.setattr(hashing, "_CHUNK", 64)
     assert np.array_equal(hash_many("exp", ids), whole)
     assert hash_many("exp", []).shape == (0,)
 
@@ -161,14 +161,12 @@ def test_bad_ids_name_the_row() -> None:
 def test_an_empty_id_in_a_later_chunk_is_named_by_its_position(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import adgen.experiment
-
-    monkeypatch.setattr(adgen.experiment, "_CHUNK", 4)  # ids are hashed 4 at a time
+    monkeypatch.setattr(hashing, "_CHUNK", 4)  # ids are hashed 4 at a time
     ids = ["a", "b", "c", "d", "e", "f", "", "h"]
     with pytest.raises(AudienceError, match=r"^customer id at position 6 is empty"):
         assign_arms(ids, seed="e", weights=[0.5, 0.5])
     chunked = assign_arms([i or "g" for i in ids], seed="e", weights=[0.5, 0.5])
-    monkeypatch.setattr(adgen.experiment, "_CHUNK", 1 << 20)
+    monkeypatch.setattr(hashing, "_CHUNK", 1 << 20)
     assert list(chunked) == list(assign_arms([i or "g" for i in ids], seed="e",
                                              weights=[0.5, 0.5]))
 

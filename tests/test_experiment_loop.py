@@ -16,10 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import adgen
-from adgen import stats
-from adgen.analysis import write_analysis
 from adgen.cli import app
-from adgen.refresh import schedule
+from adgen.experiments import stats
+from adgen.experiments.analysis import write_analysis
+from adgen.pipeline import schedule
 from tests.conftest import base_campaign, write_campaign
 
 

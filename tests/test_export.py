@@ -21,7 +21,7 @@ import adgen
 from adgen.errors import CampaignError
 from adgen.export.audiences import normalise_email, normalise_phone
 from adgen.export.limits import check_banner_zip, google_length
-from adgen.store import safe_csv
+from adgen.output.files import safe_csv
 from tests.conftest import write_campaign
 from tests.export_fixture import CTA, URL, campaign_data, load, make_output
 

@@ -15,7 +15,7 @@ import pytest
 
 import adgen
 from adgen.errors import OutputError
-from adgen.store import OWNED_FILE
+from adgen.output.files import OWNED_FILE
 from tests.conftest import REPO, write_campaign
 from tests.fakes import SeedRenderer
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from adgen import fetch
-from adgen.fetch import MAX_REDIRECTS, FetchError, get, refusal
+from adgen.catalog import fetch
+from adgen.catalog.fetch import MAX_REDIRECTS, FetchError, get, refusal
 from tests.catalog_server import DRIP, Handler, png_bytes, serve
 
 TYPES = ("image/png", "image/jpeg")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import adgen
+from adgen.audience.filters import apply_filter
 from adgen.errors import AudienceError, CampaignError
-from adgen.filters import apply_filter
 from tests.conftest import write_campaign
 
 FRAME = pd.DataFrame({

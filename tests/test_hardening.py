@@ -120,7 +120,7 @@ def test_segment_ids_in_file_names_are_keyed_by_the_experiment_seed(
         tmp_path: Path, campaign_data: dict) -> None:
     import hashlib
 
-    from adgen.audience import segment_id
+    from adgen.audience.segments import segment_id
 
     (tmp_path / "audience.csv").write_text(
         "customer_id,region,tier,spend\nana@example.com,north,gold,1\n", encoding="utf-8")

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 import adgen
-from adgen.assignment import RefreshState
-from adgen.experiment import bucket_ranges, choose_variation, gb_hash
-from adgen.ledger import LEDGER_DIR, Ledger
+from adgen.experiments.assignment import RefreshState
+from adgen.experiments.hashing import bucket_ranges, choose_variation, gb_hash
+from adgen.experiments.ledger import LEDGER_DIR, Ledger
 from tests.conftest import write_campaign
 
 REGIONS = ["north", "south", "east"]

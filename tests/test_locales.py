@@ -12,8 +12,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 import adgen
+from adgen.catalog.locales import is_rtl, normalise_locale
 from adgen.errors import CampaignError, TemplateError
-from adgen.locales import is_rtl, normalise_locale
 from adgen.prompts import TemplateSet
 from tests.conftest import write_campaign
 
@@ -33,7 +33,7 @@ def test_currency_follows_the_locale(locale: str, expected: str) -> None:
 
 
 def test_money_numbers_percent_and_dates_per_locale() -> None:
-    from adgen.catalog import parse_price
+    from adgen.catalog.feeds import parse_price
 
     price = parse_price("15.00 EUR")
     assert render("{{ p | currency }}", "de_DE", p=price) == "15,00\xa0€"

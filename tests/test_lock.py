@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from adgen.errors import OutputError
-from adgen.lock import LOCK_FILE, output_lock, read_holder
+from adgen.output.lock import LOCK_FILE, output_lock, read_holder
 from tests.conftest import REPO
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from adgen.lock import output_lock
+from adgen.output.lock import output_lock
 with output_lock(Path(sys.argv[1]), "run"):
     print("held", flush=True)
     time.sleep(60)

@@ -261,3 +261,27 @@ def test_example_assets_are_cut_outs() -> None:
             assert im.mode == "RGBA", name
             alpha = np.asarray(im.getchannel("A"))
         assert alpha[0, 0] == 0 and alpha.max() == 255, name
+
+
+def test_an_extend_job_reads_its_source_through_the_reader_it_is_given() -> None:
+    """The renderer opens no file for an extend job: the source and its subject box come from
+    the reader (here a dict), kept pixel for pixel in the middle, the box moved with it."""
+    source = Image.fromarray(np.random.default_rng(3).integers(
+        0, 256, (96, 64, 3), dtype=np.uint8), "RGB")
+    read: list[str] = []
+
+    def sources(key: str) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+        read.append(key)
+        return {"base": (source, (16, 24, 48, 72))}[key]
+
+    job = RenderJob(renderer="offline", model=None, prompt="studio", negative_prompt="",
+                    seed=2, width=192, height=96, steps=1, guidance=0.0, source_key="base")
+    result = render(job, OfflineRenderer(sources=sources))
+    assert read == ["base"] and result.image.size == (192, 96)
+    x = (192 - 64) // 2
+    band = max(2, round(0.08 * 64))  # the blend stays outside the subject box
+    middle = np.asarray(result.image)[:, x + band:x + 64 - band]
+    assert np.array_equal(middle, np.asarray(source)[:, band:64 - band])
+    assert result.subject_box == (16 + x, 24, 48 + x, 72)
+    with pytest.raises(RenderError, match=r"^extend job [0-9a-f]{8} has no source render"):
+        OfflineRenderer()([job])

@@ -15,12 +15,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 import adgen
-from adgen.jobs import RenderJob
+from adgen.jobs import Rendered, RenderJob
 from adgen.planning import make_plan
 from adgen.quality import GatedRenderer, GateSettings, QualityChecker, TwinFilter, phash
 from adgen.quality.models import TEXT_ON_CPU, AlignmentScorer, SafetyScorer, TextDetector
 from adgen.quality.pixels import hash_distance, pixel_scores
-from adgen.renderers.base import Rendered
 from adgen.spec import QualitySpec
 from adgen.testing import make_tiny_clip, make_tiny_safety_checker, make_tiny_sd_pipeline
 from tests.conftest import write_campaign

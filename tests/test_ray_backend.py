@@ -18,9 +18,8 @@ import pytest
 import adgen
 from adgen.backends.local import render_local
 from adgen.backends.ray import render_ray
-from adgen.jobs import RenderJob
-from adgen.renderers.base import Rendered
-from adgen.store import RenderCache
+from adgen.jobs import Rendered, RenderJob
+from adgen.output.cache import RenderCache
 from tests.conftest import REPO
 from tests.fakes import RecordingRenderer, SeedRenderer, batches_ran
 
@@ -138,7 +137,7 @@ def test_multi_node_cluster(tmp_path: Path) -> None:
         from ray.cluster_utils import Cluster
         import ray
         from adgen.backends.ray import render_ray
-        from adgen.store import RenderCache
+        from adgen.output.cache import RenderCache
         from adgen.jobs import RenderJob
         from tests.fakes import RecordingRenderer, SeedRenderer, batches_ran
         cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "num_gpus": 2}})

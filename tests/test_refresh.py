@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 import adgen
-from adgen.analysis import write_analysis
 from adgen.errors import ResultsError
-from adgen.refresh import analyze, refresh, schedule
+from adgen.experiments.analysis import analyze, write_analysis
+from adgen.pipeline import refresh, schedule
 
 
 def results_for(manifest: pd.DataFrame, rates: dict[str, float], users: int = 5000) -> pd.DataFrame:

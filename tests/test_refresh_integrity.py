@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 import adgen
-from adgen import store
-from adgen.assets import AssetMaker
-from adgen.assignment import JOURNAL_FILE, LOG_FILE, STATE_FILE, RefreshState, read_log
+from adgen.backends.local import AssetMaker
 from adgen.errors import ResultsError
-from adgen.refresh import analyze, refresh
+from adgen.experiments.analysis import analyze
+from adgen.experiments.assignment import JOURNAL_FILE, LOG_FILE, STATE_FILE, RefreshState, read_log
+from adgen.output import files
+from adgen.pipeline import refresh
 from tests.conftest import base_campaign, write_campaign
 
 CREATIVES = ["hero-g2", "spring-gift-2"]  # "-g" and digits in both; the second one loses
@@ -86,7 +87,7 @@ def killed_at(monkeypatch: pytest.MonkeyPatch, point: str) -> Iterator[None]:
     """Kill the process at ``point``: ``before:NAME`` / ``after:NAME`` the first atomic write
     of a file whose path contains NAME, or ``call:NAME`` when that step is called."""
     when, name = point.split(":", 1)
-    original = store._atomic
+    original = files._atomic
 
     @contextlib.contextmanager
     def atomic(path: Path, mode: str, **kwargs: Any) -> Iterator[Any]:
@@ -102,9 +103,9 @@ def killed_at(monkeypatch: pytest.MonkeyPatch, point: str) -> Iterator[None]:
         raise Killed(point)
 
     with monkeypatch.context() as patch:
-        patch.setattr(store, "_atomic", atomic)
+        patch.setattr(files, "_atomic", atomic)
         if when == "call":
-            owner: Any = {"analyse": importlib.import_module("adgen.refresh"),
+            owner: Any = {"analyse": importlib.import_module("adgen.pipeline"),
                           "post": AssetMaker}[name]
             patch.setattr(owner, {"analyse": "analyze", "post": "results"}[name], die)
         with pytest.raises(Killed):

@@ -14,8 +14,8 @@ from markupsafe import escape
 from PIL import Image
 
 from adgen.errors import AssetError, ResultsError
+from adgen.output.files import safe_csv
 from adgen.report import REPORT_NAME, write_report
-from adgen.store import safe_csv
 from tests.browser.sample_output import VIDEO_COLOR, make_output
 
 XSS_CAPTION = "<script>alert(1)</script>"

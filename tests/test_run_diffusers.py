@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import adgen
-from adgen.store import RenderCache
+from adgen.output.cache import RenderCache
 from adgen.testing import make_tiny_sd_pipeline
 from tests.conftest import REPO
 

@@ -58,7 +58,7 @@ def test_text_to_video_campaign_with_a_diffusers_video_model(
     import torch
     from diffusers import AnimateDiffPipeline
 
-    from adgen.store import RenderCache
+    from adgen.output.cache import RenderCache
     from adgen.testing import make_tiny_animatediff_pipeline
 
     tiny = make_tiny_animatediff_pipeline(tmp_path / "tiny-animatediff")

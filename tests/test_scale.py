@@ -17,18 +17,11 @@ from typing import Any
 import pytest
 
 import adgen
-from adgen.assets import (
-    AssetMaker,
-    JobResults,
-    PostContext,
-    asset_units,
-    brand_style,
-    post_context,
-)
-from adgen.backends.local import render_local
+from adgen.assets import JobResults, PostContext, asset_units, brand_style, post_context
+from adgen.backends.local import AssetMaker, render_local
 from adgen.backends.ray import PoolOptions, render_ray
-from adgen.pipeline import render_cache
-from adgen.renderers.base import Rendered
+from adgen.jobs import Rendered
+from adgen.output.cache import RenderCache
 from tests.conftest import REPO, base_campaign
 from tests.fakes import SeedRenderer
 from tests.s3server import make_bucket, object_names, s3_server
@@ -85,7 +78,7 @@ def _plan_and_context(root: Path) -> tuple[adgen.Plan, PostContext]:
     campaign = adgen.campaign_from_dict({**base_campaign(root), "placements": ["300x250"],
                                          "report": False}, base_dir=root)
     plan = adgen.plan(campaign)
-    return plan, post_context(plan, render_cache(campaign), brand_style(campaign))
+    return plan, post_context(plan, RenderCache.of(campaign.output_location), brand_style(campaign))
 
 
 def test_a_lost_post_worker_is_retried_and_nothing_is_written_twice(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from adgen.errors import CampaignError, ResultsError
-from adgen.stats import (
+from adgen.experiments.stats import (
     ArmStats,
     adjust_pvalues,
     chi2_sf,

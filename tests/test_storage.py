@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 import adgen
 from adgen.cli import app
 from adgen.errors import CampaignError
-from adgen.storage import OutputStore, open_output
+from adgen.output.mirror import open_output
+from adgen.output.store import LocalStore, ObjectStore, open_store
 from tests.s3server import make_bucket, object_names, restore_env, s3_server, set_env
 
 
@@ -40,8 +41,14 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_store_round_trip_listing_and_hostile_names(s3: dict[str, str]) -> None:
-    store = OutputStore("s3://ads/unit")
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_store_round_trip_listing_and_hostile_names(
+    where: str, s3: dict[str, str], tmp_path: Path
+) -> None:
+    """Both stores keep one contract: what is written reads back, listings are relative and
+    sorted, names that leave the output are refused."""
+    store = open_store(tmp_path / "out" if where == "folder" else "s3://ads/unit")
+    assert isinstance(store, LocalStore if where == "folder" else ObjectStore)
     assert store.write_once("assets/a/x.png", b"one") is True
     assert store.write_once("assets/a/x.png", b"two") is False  # written once, kept
     store.write_bytes("run.json", b"{}")
@@ -57,29 +64,49 @@ def test_store_round_trip_listing_and_hostile_names(s3: dict[str, str]) -> None:
     assert not store.exists("run.json")
 
 
+@pytest.mark.parametrize("where", ["folder", "s3"])
+def test_both_stores_prune_old_assets_and_lend_local_copies(
+    where: str, s3: dict[str, str], tmp_path: Path
+) -> None:
+    """A folder prunes only the assets adgen recorded writing (others may keep files there); an
+    object store's ``assets/`` prefix is adgen's alone. A local copy is the file or a copy."""
+    store = open_store(tmp_path / "out" if where == "folder" else "s3://ads/prune")
+    for name in ("assets/v1/a.png", "assets/v2/b.png", "assets/v3/foreign.png"):
+        store.write_bytes(name, name.encode())
+    assert store.prune_assets({"assets/v1/a.png", "assets/v2/b.png"}) == (
+        [] if where == "folder" else ["assets/v3/foreign.png"])
+    assert store.prune_assets({"assets/v1/a.png"}) == ["assets/v2/b.png"]
+    left = ["assets/v1/a.png"] + (["assets/v3/foreign.png"] if where == "folder" else [])
+    assert store.files("assets") == left
+    with store.local_copy("assets/v1/a.png") as local:
+        assert local.read_bytes() == b"assets/v1/a.png"
+    with store.local_copy("assets/v9/missing.png") as local:
+        assert not local.exists()
+
+
 def test_unknown_scheme_is_a_clear_error() -> None:
     with pytest.raises(CampaignError, match="cannot open this location"):
-        OutputStore("nosuchscheme://bucket/x")
+        open_store("nosuchscheme://bucket/x")
 
 
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names every OutputStore writes, in order."""
+    """The names every object store writes, in order."""
     written: list[str] = []
-    original = OutputStore.write_bytes
+    original = ObjectStore.write_bytes
 
-    def record(self: OutputStore, rel: str, data: bytes) -> None:
+    def record(self: ObjectStore, rel: str, data: bytes) -> None:
         written.append(rel)
         original(self, rel, data)
 
-    monkeypatch.setattr(OutputStore, "write_bytes", record)
+    monkeypatch.setattr(ObjectStore, "write_bytes", record)
     return written
 
 
 def test_mirror_pushes_changes_and_the_manifest_last(
     s3: dict[str, str], writes: list[str]
 ) -> None:
-    store = OutputStore("s3://ads/mirror")
+    store = open_store("s3://ads/mirror")
     store.write_bytes("keep.txt", b"same")
     store.write_bytes("gone.txt", b"old")
     store.write_bytes("assets/v/a.png", b"pixels")

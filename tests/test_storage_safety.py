@@ -26,9 +26,10 @@ from typer.testing import CliRunner
 import adgen
 from adgen.cli import app
 from adgen.errors import OutputError, StoreError
-from adgen.lease import hold_lease
-from adgen.lock import output_lock
-from adgen.storage import OutputStore, open_output
+from adgen.output.lease import hold_lease
+from adgen.output.lock import output_lock
+from adgen.output.mirror import open_output
+from adgen.output.store import open_store
 from tests.conftest import REPO, write_campaign
 from tests.fakes import SeedRenderer
 from tests.s3server import (
@@ -246,7 +247,7 @@ def test_a_command_whose_lease_was_taken_over_commits_nothing(
     s3: S3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = "s3://ads/lost"
-    store = OutputStore(url)
+    store = open_store(url)
     store.write_bytes("run.json", b"old")
     with (pytest.raises(OutputError) as lost,
           output_lock(url, "run"), open_output(url) as folder):
@@ -287,7 +288,7 @@ def test_stores_without_conditional_writes_keep_a_second_writer_out_with_claims(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = "memory://claims/out"
-    store = OutputStore(url)
+    store = open_store(url)
     with output_lock(url, "run"):
         monkeypatch.setenv("ADGEN_MIRROR_DIR", str(tmp_path / "host-b"))  # another machine
         with (pytest.raises(OutputError, match=rf"^{url}: the output is in use by `adgen run` on "

@@ -22,13 +22,13 @@ from typer.testing import CliRunner
 import adgen
 import adgen.pipeline
 from adgen.cli import app
+from adgen.output.files import atomic_write_bytes, atomic_write_text
 from adgen.provenance import (
     IPTC_ALGORITHMIC,
     IPTC_COMPOSITE,
     IPTC_COMPOSITE_SYNTHETIC,
     IPTC_GENERATED,
 )
-from adgen.store import atomic_write_bytes, atomic_write_text
 from tests.conftest import REPO, write_campaign
 from tests.fakes import SeedRenderer
 
@@ -82,7 +82,7 @@ def test_a_write_that_fails_half_way_leaves_the_old_file(tmp_path: Path) -> None
         (tmp_path / name).write_bytes(old)
     out = run_limited(f"""
         from pathlib import Path
-        from adgen.store import atomic_write_bytes, atomic_write_text
+        from adgen.output.files import atomic_write_bytes, atomic_write_text
         root = Path({str(tmp_path)!r})
         for write, name, data in ((atomic_write_bytes, "a.bin", b"x" * 50000),
                                   (atomic_write_text, "b.txt", "y" * 50000)):

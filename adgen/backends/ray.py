@@ -34,16 +34,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adgen.assets import JobResults, PostContext
-from adgen.backends.local import OnRendered, RendererFactory, batches
+from adgen.backends.base import (
+    ClusterPost,
+    OnRendered,
+    Progress,
+    Ready,
+    RendererFactory,
+)
+from adgen.backends.local import batches
 from adgen.errors import AdgenError, CampaignError
-from adgen.jobs import RenderJob
-from adgen.renderers.base import Rendered
-from adgen.store import RenderCache, encode_render
+from adgen.jobs import Rendered, RenderJob
+from adgen.output.cache import RenderCache, encode_render
+from adgen.renderers import MODEL_RENDERERS, backend_batch_size
+from adgen.spec import CampaignSpec
 
 Status = tuple[str, str | None, dict[str, Any] | None]
 """What the driver hears of a rendered job: its key, error and quality record."""
-Ready = Callable[[Rendered], list[str]]
-"""``ready(result)``: the job keys whose assets may be made now that ``result`` arrived."""
 Queued = tuple[list[RenderJob], int, "dict[str, list[dict[str, Any]]] | None"]
 CACHE_WRITERS = 8
 """Threads writing renders to the cache on the driver (``backend.post: driver``)."""
@@ -397,6 +403,47 @@ def render_ray(
             writer.shutdown(wait=True)
         report.seconds = time.perf_counter() - start
     return report
+
+
+@dataclass(frozen=True)
+class RayBackend:
+    """Renders on a Ray actor pool (:func:`render_ray`); with ``backend.post: cluster`` it also
+    makes each render's assets on the cluster, next to the render. Reports each worker's
+    progress as a stage of its own (``gpu 0``, ``gpu 1``… or ``cpu 1a2b3c4d``)."""
+
+    options: PoolOptions
+    batch_size: int = 4
+    posts_where_it_renders: bool = True
+
+    @classmethod
+    def from_campaign(cls, campaign: CampaignSpec) -> RayBackend:
+        spec = campaign.backend
+        options = PoolOptions(address=spec.address, gpus=spec.gpus,
+                              gpus_per_worker=spec.gpus_per_worker, cpu_workers=spec.cpu_workers,
+                              gpu_renderer=campaign.renderer.name in MODEL_RENDERERS)
+        return cls(options, backend_batch_size(campaign.renderer.options), spec.post == "cluster")
+
+    def render(self, make_renderer: RendererFactory, jobs: Sequence[RenderJob],
+               cache: RenderCache, on_rendered: OnRendered, *, progress: Progress | None = None,
+               post: ClusterPost | None = None) -> None:
+        if not jobs:
+            return
+
+        def label(worker: str, stats: WorkerStats) -> str:
+            return f"gpu {','.join(stats.gpu_ids)}" if stats.gpu_ids else f"cpu {worker}"
+
+        def on_worker(worker: str, stats: WorkerStats) -> None:
+            if progress:
+                progress(label(worker, stats), stats.images, len(jobs))
+
+        report = render_ray(
+            make_renderer, jobs, cache, batch_size=self.batch_size, on_rendered=on_rendered,
+            options=self.options, on_worker=on_worker,
+            post=post.context if post else None, post_rows=post.rows if post else None,
+            on_assets=post.on_assets if post else None, ready=post.ready if post else None)
+        if progress:  # each worker's bar ends at its share of the jobs, all done
+            for worker, stats in report.workers.items():
+                progress(label(worker, stats), stats.images, stats.images)
 
 
 def _no_gpus(options: PoolOptions) -> None:

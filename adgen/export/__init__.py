@@ -28,7 +28,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from adgen.audience import AudienceSource, read_audience
+from adgen.audience.read import AudienceSource, read_audience
 from adgen.errors import CampaignError
 from adgen.export import html5
 from adgen.export.base import ExportContext, Written
@@ -36,8 +36,8 @@ from adgen.export.generic import write_generic
 from adgen.export.google import write_google
 from adgen.export.meta import write_meta
 from adgen.export.source import EXPORTS_DIR, ExportSource
+from adgen.output.files import atomic_write_bytes, atomic_write_text
 from adgen.spec import CampaignSpec, ExportFormat, ExportSpec, validation_message
-from adgen.store import atomic_write_bytes, atomic_write_text
 
 FORMATS: tuple[str, ...] = get_args(ExportFormat)
 RECORD = "export.json"

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from adgen.export.base import ExportContext, Written
-from adgen.store import safe_csv
+from adgen.output.files import safe_csv
 
 COLUMNS = ["campaign", "ad_id", "segment_id", "creative_id", "status", "headline", "cta",
            "captions", "landing_url", "placement", "width", "height", "format", "asset_url",

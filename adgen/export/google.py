@@ -25,7 +25,7 @@ from adgen.export import limits
 from adgen.export.audiences import customer_lists
 from adgen.export.base import ExportContext, Written
 from adgen.export.source import Ad
-from adgen.store import safe_csv
+from adgen.output.files import safe_csv
 
 HEADLINES = [f"Headline {i}" for i in range(1, limits.RDA_MAX_TEXTS + 1)]
 DESCRIPTIONS = [f"Description {i}" for i in range(1, limits.RDA_MAX_TEXTS + 1)]

@@ -26,12 +26,11 @@ from adgen.export.base import ExportContext, Written
 from adgen.export.limits import HTML5_MAX_BYTES, check_banner_zip
 from adgen.export.source import EXPORTS_DIR, Ad, ExportSource
 from adgen.jobs import stable_hash
+from adgen.output.cache import RenderCache
 from adgen.placements import PRESETS, Placement
-from adgen.planning import CACHE_DIR
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, compose_layers
 from adgen.spec import CampaignSpec
-from adgen.store import RenderCache
 
 TEMPLATE = "banner.html.j2"
 BANNER_VERSION = "banner/v1"
@@ -59,7 +58,7 @@ def make_banner(campaign: CampaignSpec, style: BrandStyle, source: ExportSource,
     placement = iab_placement(str(asset["placement"]))
     if placement is None:
         raise AdgenError(f"placement {asset['placement']!r} is not an IAB display size")
-    cached = RenderCache(source.out_dir / CACHE_DIR).get(str(asset["job_key"]))
+    cached = RenderCache.of(source.out_dir).get(str(asset["job_key"]))
     if cached is None:
         raise AdgenError(f"the render of {ad.variant_id} is not in the cache; run the campaign "
                          "again (it re-renders it) and export again")

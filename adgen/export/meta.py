@@ -28,7 +28,7 @@ from adgen.export import limits
 from adgen.export.audiences import customer_lists
 from adgen.export.base import ExportContext, Written
 from adgen.export.source import Ad
-from adgen.store import safe_csv
+from adgen.output.files import safe_csv
 
 PAUSED = "PAUSED"
 BULK_COLUMNS = ["Campaign Name", "Campaign Status", "Campaign Objective", "Buying Type",

@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.assignment import ASSIGNMENTS_FILE
 from adgen.errors import AssetError
-from adgen.report import read_manifest
-from adgen.store import read_safe_csv
+from adgen.experiments.assignment import ASSIGNMENTS_FILE
+from adgen.manifest import read_manifest
+from adgen.output.files import read_safe_csv
 
 EXPORTS_DIR = "exports"
 IMAGE_FORMATS = frozenset({"jpeg", "jpg", "png", "webp", "gif"})

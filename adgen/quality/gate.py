@@ -22,9 +22,9 @@ from typing import Any
 
 from PIL import Image
 
-from adgen.jobs import RenderJob, stable_hash
+from adgen.jobs import Rendered, RenderJob, stable_hash
 from adgen.quality.pixels import hash_distance, phash, pixel_scores
-from adgen.renderers.base import Rendered, Renderer
+from adgen.renderers.base import Renderer
 from adgen.spec import QualitySpec
 
 GENERATIVE = frozenset({"diffusers", "diffusers-video"})

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from adgen.jobs import RenderJob
+from adgen.jobs import Rendered, RenderJob
+from adgen.output.cache import RenderCache
 from adgen.planning import Plan
 from adgen.quality.gate import GateSettings, SharedGate, TwinFilter, failure_message
-from adgen.renderers.base import Rendered, Renderer
-from adgen.store import RenderCache
+from adgen.renderers.base import Renderer
 
 RenderFn = Callable[[Callable[[], Renderer], list[RenderJob], Callable[[Rendered], None]], None]
 """``render(make_renderer, jobs, on_rendered)``: the run's backend."""

@@ -1,22 +1,43 @@
-"""Renderers by name. Each is a callable class (see :mod:`adgen.renderers.base`)."""
+"""Renderers by name. Each is a callable class (see :mod:`adgen.renderers.base`), listed in
+:data:`REGISTRY` with what the rest of adgen needs to know of it without importing it (the
+diffusion renderers import torch): whether it makes clips, runs a model, takes a ``stage``."""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from dataclasses import dataclass
+from typing import Any, cast
 
 from adgen.errors import CampaignError
-from adgen.renderers.base import Rendered, Renderer
+from adgen.renderers.base import Renderer, RendererClass, SourceReader
 
-RENDERERS = ("offline", "diffusers", "diffusers-video")
-VIDEO_RENDERERS = frozenset({"diffusers-video"})
-"""Renderers that make clips (frames) for ``kind: video`` creatives, not stills."""
 
-MODEL_RENDERERS = frozenset({"diffusers", "diffusers-video"})
-"""Renderers that run a diffusion model: on a Ray cluster they want GPUs."""
+@dataclass(frozen=True)
+class RendererEntry:
+    """A renderer in the registry: its class (``module:Class``, imported on first use) and
+    facts about it."""
 
-STAGED_RENDERERS = frozenset({"offline"})
-"""Renderers that take a ``stage`` option: where the product goes in the frame, which the
-planner sets per aspect class so that captions have room around it."""
+    path: str
+    video: bool = False
+    """It makes clips (frames) for ``kind: video`` creatives, not stills."""
+    model: bool = False
+    """It runs a diffusion model: on a Ray cluster it wants GPUs."""
+    staged: bool = False
+    """It takes a ``stage`` option: where the product goes in the frame, which the planner
+    sets per aspect class so that captions have room around it."""
+
+
+REGISTRY = {
+    "offline": RendererEntry("adgen.renderers.offline:OfflineRenderer", staged=True),
+    "diffusers": RendererEntry("adgen.renderers.diffusers_renderer:DiffusersRenderer",
+                               model=True),
+    "diffusers-video": RendererEntry("adgen.renderers.diffusers_video:DiffusersVideoRenderer",
+                                     video=True, model=True),
+}
+RENDERERS = tuple(REGISTRY)
+VIDEO_RENDERERS = frozenset(name for name, entry in REGISTRY.items() if entry.video)
+MODEL_RENDERERS = frozenset(name for name, entry in REGISTRY.items() if entry.model)
+STAGED_RENDERERS = frozenset(name for name, entry in REGISTRY.items() if entry.staged)
 
 RUNTIME_OPTIONS = frozenset({
     "batch_size", "batch_invariant", "compile", "cpu_offload", "vae_slicing", "vae_tiling",
@@ -35,24 +56,22 @@ def backend_batch_size(options: dict[str, Any]) -> int:
     return AUTO_BACKEND_BATCH if value == "auto" else int(value)
 
 
-def create_renderer(name: str, model: str | None = None, **options: Any) -> Renderer:
-    """Build a renderer by name; it loads its model here, once."""
-    if name == "offline":
-        from adgen.renderers.offline import OfflineRenderer
-
-        options.pop("batch_size", None)  # batching is the backend's; each job is drawn alone
-        return OfflineRenderer(model, **options)
-    if name == "diffusers":
-        from adgen.renderers.diffusers_renderer import DiffusersRenderer
-
-        return DiffusersRenderer(model, **options)
-    if name == "diffusers-video":
-        from adgen.renderers.diffusers_video import DiffusersVideoRenderer
-
-        return DiffusersVideoRenderer(model, **options)
-    raise CampaignError(f"unknown renderer {name!r}: use one of {', '.join(RENDERERS)}")
+def renderer_class(name: str) -> RendererClass:
+    """The class of the renderer ``name`` (imported now)."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise CampaignError(f"unknown renderer {name!r}: use one of {', '.join(RENDERERS)}")
+    module, _, cls = entry.path.partition(":")
+    return cast(RendererClass, getattr(importlib.import_module(module), cls))
 
 
-__all__ = ["AUTO_BACKEND_BATCH", "MODEL_RENDERERS", "RENDERERS", "RUNTIME_OPTIONS",
-           "STAGED_RENDERERS", "VIDEO_RENDERERS", "Rendered", "Renderer", "backend_batch_size",
-           "create_renderer"]
+def create_renderer(name: str, model: str | None = None, *, sources: SourceReader | None = None,
+                    **options: Any) -> Renderer:
+    """Build a renderer by name; it loads its model here, once. ``sources`` reads the renders
+    that extend jobs outpaint (:meth:`adgen.output.cache.RenderCache.source`)."""
+    return renderer_class(name)(model, sources=sources, **options)
+
+
+__all__ = ["AUTO_BACKEND_BATCH", "MODEL_RENDERERS", "REGISTRY", "RENDERERS", "RUNTIME_OPTIONS",
+           "STAGED_RENDERERS", "VIDEO_RENDERERS", "RendererEntry", "backend_batch_size",
+           "create_renderer", "renderer_class"]

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+import inspect
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Protocol, runtime_checkable
 
 from PIL import Image
 
-from adgen.jobs import RenderJob
+from adgen.errors import RenderError
+from adgen.jobs import Box, Rendered, RenderJob
 
-Box = tuple[int, int, int, int]
-"""A pixel box ``(left, top, right, bottom)``."""
-
-
-@dataclass
-class Rendered:
-    """What a renderer returns for one job.
-
-    ``image`` is an RGB picture of the job's size, or ``None`` with ``error`` saying why this job
-    failed (a NaN or all-black output, say); one job's failure never fails the batch.
-    ``subject_box`` is where the subject (e.g. a placed product) lies, when the renderer knows;
-    crops keep it in frame. ``composite`` is True when real pixels (a product photo) were
-    composed into the generated scene (provenance: a composite source type).
-    Video renderers also return ``frames`` (``image`` is then the first one) and their ``fps``.
-    ``quality`` is the quality gate's record of the render (:mod:`adgen.quality`), if gated.
-    """
-
-    job_key: str
-    image: Image.Image | None
-    subject_box: Box | None = None
-    composite: bool = False
-    error: str | None = None
-    frames: list[Image.Image] | None = None
-    fps: float | None = None
-    quality: dict[str, Any] | None = None
+SourceReader = Callable[[str], tuple[Image.Image, Box | None]]
+"""``sources(job_key)``: the render of job ``job_key`` (RGB) and its subject box. Renderers that
+take extend jobs are given one (the render cache's :meth:`~adgen.output.cache.RenderCache.source`)
+and read each extend job's ``source_key`` through it; a renderer never opens the output."""
 
 
 @runtime_checkable
@@ -53,23 +33,31 @@ class Renderer(Protocol):
         ...
 
 
-def load_source(path: str) -> tuple[Image.Image, Box | None]:
-    """An extend job's source: the cached render at ``path`` (a path or an object-store URL;
-    RGB) and its subject box, read from the JSON the render cache keeps beside it."""
-    import io
-    import json
+class RendererClass(Protocol):
+    """A renderer class as the registry (:mod:`adgen.renderers`) builds it:
+    ``cls(model, sources=reader, **options)``. ``options`` names the ``renderer.options`` of a
+    campaign it accepts (checked before anything renders)."""
 
-    from adgen.storage import OutputStore
+    options: ClassVar[frozenset[str]]
 
-    folder, _, name = path.rpartition("/")
-    store = OutputStore(folder or ".")
-    with Image.open(io.BytesIO(store.read_bytes(name))) as opened:
-        image = opened.convert("RGB")
-    meta = name.rsplit(".", 1)[0] + ".json"
-    box = json.loads(store.read_bytes(meta)).get("subject_box") if store.exists(meta) else None
-    return image, (box[0], box[1], box[2], box[3]) if box else None
+    def __call__(self, model: str | None = None, *, sources: SourceReader | None = None,
+                 **options: object) -> Renderer: ...
+
+
+def keyword_options(init: Callable[..., object]) -> frozenset[str]:
+    """The ``renderer.options`` a renderer's ``__init__`` takes: its keyword-only parameters
+    (``sources`` is not an option: adgen passes it)."""
+    return frozenset(p.name for p in inspect.signature(init).parameters.values()
+                     if p.kind is p.KEYWORD_ONLY and p.name != "sources")
 
 
 def source_offset(job_size: tuple[int, int], source_size: tuple[int, int]) -> tuple[int, int]:
     """Where an extend job keeps its source render: centred (rounded down)."""
     return (job_size[0] - source_size[0]) // 2, (job_size[1] - source_size[1]) // 2
+
+
+def read_source(sources: SourceReader | None, job: RenderJob) -> tuple[Image.Image, Box | None]:
+    """An extend job's source render and its subject box, through the renderer's ``sources``."""
+    if job.source_key is None or sources is None:
+        raise RenderError(f"extend job {job.key[:8]} has no source render to extend")
+    return sources(job.source_key)

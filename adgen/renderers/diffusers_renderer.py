@@ -24,9 +24,9 @@ from PIL import Image
 
 from adgen.archs import arch_spec, build_component, build_pipeline, parse_random_model
 from adgen.errors import AssetError, RenderError
-from adgen.jobs import RenderJob
+from adgen.jobs import Box, Rendered, RenderJob
 from adgen.post.logo import load_brand_image
-from adgen.renderers.base import Box, Rendered, load_source, source_offset
+from adgen.renderers.base import SourceReader, keyword_options, read_source, source_offset
 
 __all__ = ["DiffusersRenderer"]
 
@@ -197,16 +197,17 @@ class DiffusersRenderer(PipelineRenderer):
         cpu_offload: bool = False,
         retry_blank: int = 0,
         inpaint_model: str | None = None,
+        sources: SourceReader | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
-            known = sorted(inspect.signature(DiffusersRenderer.__init__).parameters)
-            known = [k for k in known if k not in ("self", "unknown")]
+            known = sorted({"model", *DiffusersRenderer.options})
             raise RenderError(
                 f"unknown diffusers renderer option(s) {', '.join(sorted(unknown))}; "
                 f"the known options are: {', '.join(known)}")
         self._kwargs: dict[str, Any] = {
             k: v for k, v in locals().items() if k not in ("self", "unknown", "__class__")}
+        self.sources = sources
         _check_options(batch_size, retry_blank, attention)
         self.model = _require_model(model)
         self.device = _pick_device(device)
@@ -231,6 +232,8 @@ class DiffusersRenderer(PipelineRenderer):
         self._t2i = self._load("text2image", self.model)
         self._inpaint: Any = self._load("inpainting", inpaint_model) if inpaint_model else None
         self._offloaded: Any = None
+
+    options = keyword_options(__init__)  # the renderer.options it takes
 
     def __repr__(self) -> str:
         return (f"DiffusersRenderer(model={self.model!r}, device={self.device!r}, "
@@ -288,8 +291,11 @@ class DiffusersRenderer(PipelineRenderer):
         if inpaint:  # products, or the source render of extend jobs
             for i, job in enumerate(jobs):
                 try:
-                    layout = _extend_scene if job.source_key is not None else _layout_product
-                    attempt.scenes[i] = layout(job, _render_size(job, pipe), pipe.vae_scale_factor)
+                    shape = _render_size(job, pipe)
+                    attempt.scenes[i] = (
+                        _extend_scene(job, shape, pipe.vae_scale_factor, self.sources)
+                        if job.source_key is not None
+                        else _layout_product(job, shape, pipe.vae_scale_factor))
                 except (RenderError, AssetError, OSError) as exc:
                     attempt.results[i] = Rendered(job.key, None, error=str(exc))
         attempt.pending = [i for i in range(len(jobs)) if i not in attempt.results]
@@ -716,14 +722,13 @@ def _layout_product(job: RenderJob, size: tuple[int, int], vae_scale: int) -> _S
     return _Scene(canvas, mask, product, box)
 
 
-def _extend_scene(job: RenderJob, size: tuple[int, int], vae_scale: int) -> _Scene:
-    """Outpainting inputs of an extend job: its source render in the middle of the canvas,
-    the mask open everywhere else and over a band at the source's edges that face the new
-    space (where the new scene blends in). The source is pasted back with that band feathered,
-    so its inside (the product) keeps its pixels."""
-    if job.source_image is None:
-        raise RenderError(f"extend job {job.key[:8]} has no source render to extend")
-    source, subject = load_source(job.source_image)
+def _extend_scene(job: RenderJob, size: tuple[int, int], vae_scale: int,
+                  sources: SourceReader | None) -> _Scene:
+    """Outpainting inputs of an extend job: its source render (read through ``sources``) in
+    the middle of the canvas, the mask open everywhere else and over a band at the source's
+    edges that face the new space (where the new scene blends in). The source is pasted back
+    with that band feathered, so its inside (the product) keeps its pixels."""
+    source, subject = read_source(sources, job)
     width, height = size
     x, y = source_offset(size, source.size)
     band = max(vae_scale, round(0.06 * min(source.size)))

@@ -20,8 +20,8 @@ from PIL import Image
 
 from adgen.archs import build_pipeline, parse_random_model
 from adgen.errors import AssetError, RenderError
-from adgen.jobs import RenderJob
-from adgen.renderers.base import Box, Rendered
+from adgen.jobs import Box, Rendered, RenderJob
+from adgen.renderers.base import SourceReader, keyword_options
 from adgen.renderers.diffusers_renderer import (
     PipelineRenderer,
     _from_pretrained,
@@ -68,6 +68,7 @@ class DiffusersVideoRenderer(PipelineRenderer):
     A video with NaN pixels or only black frames is never returned: its job gets
     ``Rendered(error=...)``. With an image-to-video pipeline (``image`` in its call), jobs must
     have a product image; it is laid out as by the image renderer and passed as ``image``.
+    ``sources`` is unused: clips are never extended (the planner refuses ``aspect: extend``).
     """
 
     name = "diffusers-video"
@@ -83,11 +84,11 @@ class DiffusersVideoRenderer(PipelineRenderer):
         fps: int = 8,
         batch_size: int = 1,
         compile: bool = False,
+        sources: SourceReader | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
-            known = [k for k in inspect.signature(DiffusersVideoRenderer.__init__).parameters
-                     if k not in ("self", "unknown")]
+            known = {"model", *DiffusersVideoRenderer.options}
             raise RenderError(
                 f"unknown diffusers-video renderer option(s) {', '.join(sorted(unknown))}; "
                 f"the known options are: {', '.join(sorted(known))}")
@@ -109,6 +110,8 @@ class DiffusersVideoRenderer(PipelineRenderer):
         self._pipe = self._load()
         self._call_parameters = inspect.signature(self._pipe.__call__).parameters
         self.image_to_video = "image" in self._call_parameters
+
+    options = keyword_options(__init__)  # the renderer.options it takes
 
     def __repr__(self) -> str:
         return (f"DiffusersVideoRenderer(model={self.model!r}, device={self.device!r}, "

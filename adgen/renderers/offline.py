@@ -47,10 +47,10 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from adgen.errors import RenderError
-from adgen.jobs import RenderJob
+from adgen.jobs import Box, Rendered, RenderJob
 from adgen.post.logo import load_brand_image
 from adgen.renderers import RUNTIME_OPTIONS
-from adgen.renderers.base import Box, Rendered, load_source, source_offset
+from adgen.renderers.base import SourceReader, read_source, source_offset
 
 RGB = tuple[float, float, float]
 """A colour as sRGB floats in [0, 1]."""
@@ -906,13 +906,12 @@ def _reflection(canvas: Image.Image, item: Image.Image, lay: _Layout) -> None:
 # --- extending a render ------------------------------------------------------------------------
 
 
-def _extended(job: RenderJob, scene: Image.Image) -> Rendered:
-    """An extend job: its source render kept pixel for pixel in the middle of the freshly
-    painted ``scene`` (same look, the job's size), blended into it over a band at the
-    source's edges that face the new space (the product, inside the source, is untouched)."""
-    if job.source_image is None:
-        raise RenderError(f"extend job {job.key[:8]} has no source render to extend")
-    source, subject = load_source(job.source_image)
+def _extended(job: RenderJob, scene: Image.Image, sources: SourceReader | None) -> Rendered:
+    """An extend job: its source render (read through ``sources``) kept pixel for pixel in the
+    middle of the freshly painted ``scene`` (same look, the job's size), blended into it over a
+    band at the source's edges that face the new space (the product, inside the source, is
+    untouched)."""
+    source, subject = read_source(sources, job)
     if source.width > scene.width or source.height > scene.height:
         raise RenderError(f"extend job {job.key[:8]}: its source {source.width}x"
                           f"{source.height} is larger than the job's {job.width}x{job.height}")
@@ -996,7 +995,7 @@ class OfflineRenderer:
 
     ``model`` is unused (there is none). ``options`` are checked here (see the module
     docstring); each picture reads them from its job. The job's ``kind`` is not read: every
-    job gets a still image.
+    job gets a still image. ``sources`` reads the renders that extend jobs keep.
 
     For a job with a product image, ``subject_box`` is the rectangle the product (cropped to its
     visible pixels, resized with Pillow's bicubic filter) is pasted into; its opaque pixels keep
@@ -1004,10 +1003,13 @@ class OfflineRenderer:
     """
 
     name = "offline"
+    options = frozenset(_OPTIONS) | _IGNORED
 
-    def __init__(self, model: str | None = None, **options: Any) -> None:
+    def __init__(self, model: str | None = None, *, sources: SourceReader | None = None,
+                 **options: Any) -> None:
         _read_options(options, strict=True)
         self.model = model
+        self.sources = sources
 
     def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
         """Render each job; jobs that share a product image read it once."""
@@ -1049,7 +1051,7 @@ class OfflineRenderer:
 
         # 4. compose the product, or keep the source render of an extend job
         if job.source_key is not None:
-            return _extended(job, canvas)
+            return _extended(job, canvas, self.sources)
         if product is not None:
             _compose(canvas, product, look, lay, opts.shadow)
         return Rendered(job_key=job.key, image=canvas, subject_box=lay.product,

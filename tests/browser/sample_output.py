@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from adgen.assets import MANIFEST_COLUMNS
+from adgen.manifest import MANIFEST_COLUMNS
 
 SEGMENTS = {
     "s0a1b2c3d4e": {"region": "north", "tier": "gold"},

@@ -12,11 +12,12 @@ Parquet metadata records the write's settings (command, refresh number, hash see
 holdout share, arms), so every change can be explained later. A customer's current assignment
 is their last row; customers missing from a later run keep theirs.
 
-A part counts only once the experiment state (``refresh.json``, see :mod:`adgen.assignment`)
-names it as committed: a part written by a run that was killed before its commit is ignored by
-readers and replaced by the next write. Committed parts are never rewritten. A committed part
-that is missing (or parts the state does not count) stop every reader with an error naming it:
-hashing its customers again would move them. ``--reset-ledger`` starts over on purpose.
+A part counts only once the experiment state (``refresh.json``, see
+:mod:`adgen.experiments.assignment`) names it as committed: a part written by a run that was
+killed before its commit is ignored by readers and replaced by the next write. Committed parts
+are never rewritten. A committed part that is missing (or parts the state does not count) stop
+every reader with an error naming it: hashing its customers again would move them.
+``--reset-ledger`` starts over on purpose.
 
 Reading is columnar (pyarrow): finding the current rows of a million customers in a ledger of
 ten million is a filter and a group-by, not a Python loop (``bench/bench_ledger.py``).
@@ -38,8 +39,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from adgen.errors import OutputError
-from adgen.storage import join, shown
-from adgen.store import atomic_write_bytes
+from adgen.output.files import atomic_write_bytes
+from adgen.output.mirror import shown
+from adgen.output.store import join
 
 LEDGER_DIR = "ledger"
 _META_KEY = b"adgen.ledger"

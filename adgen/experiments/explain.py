@@ -13,13 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from adgen.analysis import arm_label
-from adgen.assignment import STATE_FILE, RefreshState, read_log
 from adgen.errors import AudienceError, OutputError
-from adgen.experiment import HOLDOUT_SUFFIX, bucket_ranges, choose_variation, gb_hash
-from adgen.ledger import LEDGER_DIR, PartInfo
-from adgen.lock import output_lock
-from adgen.storage import is_url, open_output
+from adgen.experiments.analysis import arm_label
+from adgen.experiments.assignment import STATE_FILE, RefreshState, read_log
+from adgen.experiments.hashing import HOLDOUT_SUFFIX, bucket_ranges, choose_variation, gb_hash
+from adgen.experiments.ledger import LEDGER_DIR, PartInfo
+from adgen.output.lock import output_lock
+from adgen.output.mirror import open_output
+from adgen.output.store import is_url
 
 _ID_SHOWN = 80
 """Characters of a customer id an error shows."""

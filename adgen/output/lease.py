@@ -1,7 +1,7 @@
 """A URL output's lock across machines: a lease in the store that every writer respects.
 
-:func:`adgen.lock.output_lock` takes it (with :func:`hold_lease`) for every command that writes
-a URL output, on top of the local lock that keeps this machine's commands apart. The lease
+:func:`adgen.output.lock.output_lock` takes it (with :func:`hold_lease`) for every command that
+writes a URL output, on top of the local lock that keeps this machine's commands apart. The lease
 records its holder (host, PID, command, since when, its time to live, a random token), and a
 heartbeat thread renews it every third of its time to live (``ADGEN_LOCK_TTL``, default 60 s).
 
@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from adgen.errors import OutputError, StoreError
-from adgen.storage import LEASE_DIR, OutputStore, store_problem
+from adgen.output.store import LEASE_DIR, ObjectStore, store_problem
 
 TTL_ENV = "ADGEN_LOCK_TTL"
 DEFAULT_TTL = 60.0
@@ -341,7 +341,7 @@ class ClaimLease(Lease):
 
     def __init__(self, url: str, command: str, ttl: float) -> None:
         super().__init__(url, command, ttl)
-        self.store = OutputStore(url)
+        self.store = ObjectStore(url)
         self.name = f"{LEASE_DIR}/{CLAIM_PREFIX}{self.record['token']}.json"
 
     def _claims(self) -> Iterator[tuple[str, dict[str, Any]]]:

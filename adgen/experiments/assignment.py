@@ -2,9 +2,10 @@
 
 A customer seen for the first time gets one of their segment's variant *slots* (creative ×
 variant index) by the GrowthBook-compatible hash of the experiment seed and their id, in the
-current weights (see :mod:`adgen.experiment`); the holdout is a separate hash. The choice is
-written to the assignment ledger (:mod:`adgen.ledger`), and from then on the ledger decides:
-the customer keeps their variant whatever audience a later run or assign sees, until
+current weights (see :mod:`adgen.experiments.hashing`); the holdout is a separate hash. The
+choice is written to the assignment ledger (:mod:`adgen.experiments.ledger`), and from then on
+the ledger decides: the customer keeps their variant whatever audience a later run or assign
+sees, until
 
 - a refresh retires it: they move to its replacement (the slot's next generation);
 - their segment changes: they keep the creative and variant index, in the new segment;
@@ -31,12 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adgen import experiment
 from adgen.errors import CampaignError
-from adgen.ledger import LEDGER_DIR, Ledger, new_part_info
+from adgen.experiments import hashing
+from adgen.experiments.ledger import LEDGER_DIR, Ledger, new_part_info
+from adgen.output.files import atomic_write_text
 from adgen.planning import Plan, SlotKey, variant_name
 from adgen.spec import CampaignSpec
-from adgen.store import atomic_write_text
 
 STATE_FILE = "refresh.json"
 JOURNAL_FILE = "refresh.pending.json"
@@ -233,7 +234,7 @@ def _decide(plan: Plan, ids: pd.Series, current: pd.DataFrame,
                                (ended, "holdout-ended", 0.0)):
         if not mask.any():
             continue
-        arm = experiment.assign_arms(ids[mask], seed=exp.seed, weights=weights, holdout=holdout)
+        arm = hashing.assign_arms(ids[mask], seed=exp.seed, weights=weights, holdout=holdout)
         held[mask] = arm < 0
         picked = np.where(arm < 0, 0, arm)
         creative[mask] = np.where(arm < 0, "", np.array([a[0] for a in arms], dtype=object)[picked])

@@ -30,7 +30,7 @@ from babel.messages.pofile import read_po
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from adgen.catalog import Money
+from adgen.catalog.feeds import Money
 from adgen.errors import CampaignError, TemplateError
 
 LOCALE_KEY = "locale"

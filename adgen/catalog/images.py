@@ -1,8 +1,8 @@
 """Catalog product images: fetched once into the cache, checked, and cut out.
 
 An ``image_link`` is an http(s) URL or a path inside the catalog's folder (relative to it, or
-``file://``). Downloads go through :mod:`adgen.fetch`: public hosts only (unless named in
-``allow_hosts``), on every redirect too, with a time limit for the whole transfer, a byte limit,
+``file://``). Downloads go through :mod:`adgen.catalog.fetch`: public hosts only (unless named
+in ``allow_hosts``), on every redirect too, with a time limit for the whole transfer, a byte limit,
 an allowed set of types (by the ``Content-Type`` header and by what the bytes decode as) and a
 pixel limit. Photos are reduced to :data:`MAX_SIDE` before the cut-out (JPEGs are decoded at the
 reduced size). Each URL is downloaded once; the bytes live under ``.cache/catalog/downloads``
@@ -25,11 +25,11 @@ from urllib.parse import unquote, urlparse
 
 from PIL import Image, UnidentifiedImageError
 
-from adgen.catalog import Product
+from adgen.catalog.feeds import Product
+from adgen.catalog.fetch import FetchError, get
 from adgen.errors import CatalogError
-from adgen.fetch import FetchError, get
+from adgen.output.files import atomic_write_bytes, atomic_write_text
 from adgen.post.matte import MATTE_VERSION, model_matte, white_matte
-from adgen.store import atomic_write_bytes, atomic_write_text
 
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
 """Allowed image types: MIME type → the format Pillow must decode the bytes as."""

@@ -17,6 +17,9 @@ Each variant gets rate, relative uplift, Welch test with a delta-method interval
 Benjamini-Hochberg adjusted p-value, optional sequential interval, Bayesian chance to win and
 risk (all as GrowthBook's ``gbstats``), and a verdict. A sample-ratio-mismatch test against the
 planned split warns when traffic is off. Every scope (segment, then ``all``) appears once.
+
+:func:`analyze` reads the results against an output (its ledger, manifest and settings);
+:func:`analyze_counts` is the analysis itself, on counts.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from adgen import stats
 from adgen.errors import ResultsError
-from adgen.lock import output_lock
-from adgen.storage import open_output
-from adgen.store import atomic_write_bytes, atomic_write_text, safe_csv
+from adgen.experiments import stats
+from adgen.experiments.assignment import RefreshState
+from adgen.output.files import atomic_write_bytes, atomic_write_text, safe_csv
+from adgen.output.lock import output_lock
+from adgen.output.mirror import open_output
+from adgen.spec import CampaignSpec
 
 HOLDOUT = "holdout"
 OVERALL = "all"
@@ -371,6 +376,71 @@ def _srm(group: pd.DataFrame, weights: list[float] | None, holdout: float) -> fl
         planned = [holdout] + [(1 - holdout) * w / total for w in planned]
     total = sum(planned)
     return stats.srm_pvalue(observed, [w / total for w in planned])
+
+
+def analyze(
+    target: CampaignSpec | str | Path, results: str | Path | pd.DataFrame,
+) -> Analysis:
+    """Analyse experiment results against a campaign's last run: ``target`` is the campaign
+    or its output folder or URL (whose ``run.json`` holds the experiment settings of that
+    run)."""
+    location = target.output_location if isinstance(target, CampaignSpec) else target
+    with (output_lock(location, "analyze", create=False, writes=False),
+          open_output(location, push=False) as out_dir):
+        return _analyze(target, out_dir, results)
+
+
+def _analyze(
+    target: CampaignSpec | str | Path, out_dir: Path, results: str | Path | pd.DataFrame,
+) -> Analysis:
+    if isinstance(target, CampaignSpec):
+        state = RefreshState.load(out_dir)
+        settings = {"weights": state.weights or target.experiment.weights,
+                    "holdout": target.experiment.holdout, **target.refresh.model_dump()}
+    else:
+        state = RefreshState.load(out_dir)
+        settings = _run_settings(out_dir)
+    if state.unfinished:
+        raise ResultsError(
+            f"{out_dir}: refresh {state.refreshes} did not finish; run `adgen refresh` again "
+            "(or `adgen run`) to finish it, then analyse")
+    customers = state.ledger.current()
+    catalog = variant_catalog(out_dir, customers)
+    counts = aggregate_results(results, customers, catalog)
+    return analyze_counts(
+        counts, catalog, weights=settings["weights"],
+        holdout=settings["holdout"], alpha=settings["alpha"],
+        correction=settings["correction"], sequential=settings["sequential"],
+        rule=settings["rule"],
+    )
+
+
+def variant_catalog(out_dir: Path, customers: pd.DataFrame) -> pd.DataFrame:
+    """Every variant results may name (:data:`CATALOG_COLUMNS`): the last run's
+    manifest, then any variant a customer of the ledger still holds."""
+    path = out_dir / "manifest.parquet"
+    if not path.exists():
+        raise ResultsError(f"{out_dir}: no manifest here; run the campaign first (adgen run) "
+                           "or give its output folder")
+    manifest = pd.read_parquet(path)
+    missing = [c for c in CATALOG_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ResultsError(f"{path}: no {', '.join(missing)} column (written by an older adgen); "
+                           "run the campaign again")
+    frames = [manifest[CATALOG_COLUMNS]]
+    if len(customers):
+        frames.append(customers.loc[~customers["holdout"].astype(bool), CATALOG_COLUMNS])
+    catalog = pd.concat(frames, ignore_index=True).astype(
+        {"variant_index": "int64", "generation": "int64"})
+    return catalog.drop_duplicates("variant_id").reset_index(drop=True)
+
+
+def _run_settings(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "run.json"
+    if not path.exists():
+        raise ResultsError(f"{out_dir}: no run.json; give the output folder of an `adgen run`")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return {**summary["experiment"], **summary["refresh"]}
 
 
 def write_analysis(analysis: Analysis, out_dir: str | Path) -> list[Path]:

@@ -11,7 +11,7 @@ The lock is re-entrant within a thread (``refresh`` holds it and calls ``run``);
 of the same process is refused like another process.
 
 A URL output is locked on this machine by a lock folder beside its mirror, and against other
-machines by a lease in the store (:mod:`adgen.lease`), which commands that only read it
+machines by a lease in the store (:mod:`adgen.output.lease`), which commands that only read it
 (``writes=False``) do not take.
 """
 
@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from adgen.errors import OutputError
-from adgen.lease import describe_holder, hold_lease, holder_record
-from adgen.storage import LOCK_FILE, check_folder, is_url, lock_folder
+from adgen.output.lease import describe_holder, hold_lease, holder_record
+from adgen.output.mirror import lock_folder
+from adgen.output.store import LOCK_FILE, check_folder, is_url
 
 WAIT_ENV = "ADGEN_LOCK_WAIT"
 _POLL_S = 0.1
