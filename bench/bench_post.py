@@ -5,9 +5,9 @@ with a naive Pillow script doing the naive version of the same work (cover resiz
 paste the logo, draw the text at a fixed size), in the same process, and prints assets per
 second for both and their ratios. ``--device cuda`` (or ``cpu``) adds the device path
 (``backend.post: gpu``: :func:`adgen.post.gpu.compose_on` and ``encode_on``, the renders
-already on the device). The workloads take turns, ``--repeats`` times, so a shared machine's
-load falls on all of them alike: each rate is the median over the repeats, each ratio the
-median of the repeats' ratios. It asserts nothing about time.
+already on the device). The workloads take turns render by render, ``--repeats`` times, so a
+shared machine's load falls on all of them alike: each rate is the median over the repeats,
+each ratio the median of the repeats' ratios. It asserts nothing about time.
 
     .venv/bin/python bench/bench_post.py [--rounds N] [--repeats N] [--device cuda]
 """
@@ -89,19 +89,25 @@ def no_wait() -> None:
 
 
 def measure(workloads: dict[str, Work], rounds: int, repeats: int) -> dict[str, list[float]]:
-    """Assets per second of each workload over ``rounds`` renders, ``repeats`` times, the
-    workloads taking turns; each warmed up once first (fonts, logo, caches)."""
+    """Assets per second of each workload over ``rounds`` renders, ``repeats`` times; the
+    workloads take turns render by render (a shared machine's load falls on all alike), each
+    warmed up once first (fonts, logo, caches)."""
     images = [render(seed) for seed in range(rounds)]
     rates: dict[str, list[float]] = {name: [] for name in workloads}
     for work, sync in workloads.values():
         work(images[0])
         sync()
     for _ in range(repeats):
-        for name, (work, sync) in workloads.items():
-            start = time.perf_counter()
-            assets = sum(work(image) for image in images)
-            sync()
-            rates[name].append(assets / (time.perf_counter() - start))
+        seconds = dict.fromkeys(workloads, 0.0)
+        assets = dict.fromkeys(workloads, 0)
+        for image in images:
+            for name, (work, sync) in workloads.items():
+                start = time.perf_counter()
+                assets[name] += work(image)
+                sync()
+                seconds[name] += time.perf_counter() - start
+        for name in workloads:
+            rates[name].append(assets[name] / seconds[name])
     return rates
 
 
