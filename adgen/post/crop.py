@@ -7,8 +7,9 @@ aspect, the window grows past the picture's edges and the outside is filled with
 edges continued outwards and blurred (padding, never cutting the subject). Without a subject box,
 ``smartcrop`` (edges, saturation, skin) chooses where the window goes.
 
-The window is then cut and scaled in one ``Image.resize(box=..., reducing_gap=...)`` call
-(Lanczos when shrinking, bicubic when enlarging), so each placement is resampled exactly once.
+The window is then cut and scaled in one antialiased bicubic resize
+(:func:`adgen.post.resample.resample`), so each placement is resampled exactly once; a part of
+the output (``region``) can be made alone, with the pixels the whole would have there.
 """
 
 from __future__ import annotations

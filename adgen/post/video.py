@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -251,6 +252,11 @@ class _Scene:
         captions = [o for o in map(_Overlay.of, layers.captions.values()) if o is not None]
         return cls(size, layers.background, picture_box, _Overlay.of(layers.logo), captions,
                    card)
+
+    @functools.cached_property
+    def card_bytes(self) -> bytes:
+        """The end card's raw RGB bytes (frames once it is fully in)."""
+        return self.card.tobytes() if self.card is not None else b""
 
     def paste_layers(self, frame: Image.Image, captions: float) -> None:
         """Lay the logo and the captions (at strength ``captions``) over ``frame``."""
@@ -491,7 +497,7 @@ class _Frames:
         """The raw RGB bytes of frame ``k``."""
         scene, strength = self.scene, self.timeline.card(k)
         if strength >= 1 and scene.card is not None:
-            return scene.card.tobytes()
+            return scene.card_bytes
         picture = self.picture(k)
         if picture.size == scene.size:
             frame = picture
@@ -506,7 +512,7 @@ class _Frames:
 
 FRAME_THREADS = 2
 """Threads making frames while ffmpeg encodes (Pillow lets go of the GIL while it resizes and
-pastes); more than two gained nothing on the 2-core machine, where ffmpeg needs cores too."""
+pastes)."""
 
 
 def _in_order(make: Callable[[int], bytes], count: int, threads: int = FRAME_THREADS
