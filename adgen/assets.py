@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adgen.catalog.locales import is_rtl
-from adgen.errors import AdgenError, StoreError
+from adgen.errors import AdgenError, PostProcessError, StoreError
 from adgen.guardrails import brand_violations, over_subject
 from adgen.jobs import RenderJob, stable_hash
 from adgen.manifest import (
@@ -37,14 +37,18 @@ from adgen.output.files import atomic_write_bytes, scratch_dir
 from adgen.output.store import OutputStore, open_store
 from adgen.placements import Placement
 from adgen.planning import CROP, Plan, file_sha256, placement_classes
+from adgen.post import gpu
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
 from adgen.post.logo import mirrored
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
 from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
-from adgen.spec import CampaignSpec, PlacementSpec, VideoOptions
+from adgen.spec import BackendSpec, CampaignSpec, PlacementSpec, VideoOptions
 
-POST_VERSION = "post/v4"
+if TYPE_CHECKING:
+    import torch
+
+POST_VERSION = "post/v5"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
@@ -94,6 +98,8 @@ class PostContext:
     checks: Mapping[str, dict[str, Any]]
     """Checks of assets earlier runs made, by asset key (a reused asset keeps its checks)."""
     files: Mapping[str, bytes] = field(default_factory=dict)
+    device: str | None = None
+    """The torch device image assets are made on (``backend.post: gpu``); None: Pillow."""
 
     def portable(self) -> PostContext:
         """This context with the brand's files inside it."""
@@ -140,6 +146,7 @@ class _JobAssets:
         self.creatives = {c.id: c for c in ctx.campaign.creatives}
         self._render: CachedRender | None = None
         self._info: dict[str, Any] | None = None  # the render's cache JSON, read once
+        self._pixels: torch.Tensor | None = None  # the render on ctx.device, sent once
 
     def quality(self, job_key: str) -> dict[str, Any]:
         """The quality gate's record of the render (from its cache entry's JSON)."""
@@ -280,25 +287,57 @@ class _JobAssets:
     def _image(self, cached: CachedRender, placement: Placement, spec: PlacementSpec,
                logo: LogoStyle | None, font: Path | None, captions: list[Caption],
                prov: Provenance) -> tuple[bytes, dict[str, Any]]:
-        composed = compose(cached.load(), placement, subject_box=cached.subject_box,
-                           logo=logo, captions=captions, colors=self.ctx.style.colors,
-                           font=font)
         budget = placement.max_bytes
         if budget is not None:
             budget -= embed_overhead(spec.format, prov)
-        data = embed_image(encode_image(composed.image, spec.format, max_bytes=budget),
-                           spec.format, prov)
-        checks = {**composed.checks, "logo_box": composed.logo_box,
-                  "caption_boxes": composed.caption_boxes}
-        return data, checks
+        picture = cached.load()
+        args: dict[str, Any] = {"subject_box": cached.subject_box, "logo": logo,
+                                "captions": captions, "colors": self.ctx.style.colors,
+                                "font": font}
+        if self.ctx.device is not None:  # backend.post: gpu
+            if self._pixels is None:
+                self._pixels = gpu.to_tensor(picture.convert("RGB"), self.ctx.device)
+            ad = gpu.compose_on(self._pixels, picture, placement, **args)
+            encoded = gpu.encode_on(ad.pixels, spec.format, max_bytes=budget)
+            logo_box, caption_boxes, checks = ad.logo_box, ad.caption_boxes, ad.checks
+        else:
+            composed = compose(picture, placement, **args)
+            encoded = encode_image(composed.image, spec.format, max_bytes=budget)
+            logo_box, caption_boxes = composed.logo_box, composed.caption_boxes
+            checks = composed.checks
+        return embed_image(encoded, spec.format, prov), {
+            **checks, "logo_box": logo_box, "caption_boxes": caption_boxes}
+
+
+def post_device(backend: BackendSpec) -> str | None:
+    """The torch device ``backend.post: gpu`` makes image assets on, checked; None (Pillow)
+    for the other ``post`` settings. Raises :class:`PostProcessError` when torch cannot use it."""
+    if backend.post != "gpu":
+        return None
+    import torch
+
+    try:
+        kind = torch.device(backend.post_device).type
+    except RuntimeError:
+        raise PostProcessError(
+            f"backend.post_device {backend.post_device!r} is not a torch device: use cuda, "
+            "cuda:N or cpu") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise PostProcessError(
+            f"backend.post: gpu makes assets on {backend.post_device!r}, but torch sees no CUDA "
+            "GPU here: run where there is one, set backend.post_device: cpu (the same code on "
+            "the CPU, slower), or set backend.post to cluster or driver")
+    return backend.post_device
 
 
 def post_context(plan: Plan, cache: RenderCache, style: BrandStyle) -> PostContext:
-    """The context of a run's post-processing: its output store, cache and brand."""
+    """The context of a run's post-processing: its output store, cache, brand and device
+    (checked before anything is rendered)."""
     campaign = plan.campaign
     return PostContext(campaign, style, open_store(campaign.output_location), cache,
                        datetime.now(tz=UTC).date().isoformat(),
-                       previous_checks(campaign.output_dir))
+                       previous_checks(campaign.output_dir),
+                       device=post_device(campaign.backend))
 
 
 JobResults = list[tuple[dict[str, Any], bool]]

@@ -200,8 +200,9 @@ def _run_with_state(
     #    gate releases its render (on Ray: by a CPU worker on the cluster, near the render)
     ctx = post_context(plan, cache, style)
     on_cluster = backend.posts_where_it_renders
-    post = AssetMaker(plan, ctx, progress, failing=checked.failing,
-                      processes=not on_cluster and _use_processes(plan), quality=gate.record)
+    processes = not on_cluster and ctx.device is None and _use_processes(plan)  # one GPU
+    post = AssetMaker(plan, ctx, progress, failing=checked.failing, processes=processes,
+                      quality=gate.record)
     failed: dict[str, str] = {}
     todo = [job for job in plan.to_render + [plan.jobs[key] for key in sorted(stale)]
             if post.needs_render(job.key)]

@@ -309,14 +309,18 @@ class PlacementSpec(_Model):
 class BackendSpec(_Model):
     """Where renders run: ``local`` (in-process, the default) or ``ray`` (a GPU pool). On Ray,
     ``post: cluster`` makes each render's assets on a CPU worker of the cluster, near the render,
-    and writes them from there; ``post: driver`` makes them on the driver."""
+    and writes them from there; ``post: driver`` makes them on the driver. ``post: gpu`` makes
+    image assets on the driver's GPU (``post_device``): crops, resizes, compositing and JPEG
+    encoding in torch, layout and text on the CPU (:mod:`adgen.post.gpu`)."""
 
     name: Literal["local", "ray"] = "local"
     address: str | None = None
     gpus: int | None = Field(None, ge=1)
     gpus_per_worker: float = Field(1.0, gt=0.0, le=8.0)
     cpu_workers: int | None = Field(None, ge=1)
-    post: Literal["cluster", "driver"] = "cluster"
+    post: Literal["cluster", "driver", "gpu"] = "cluster"
+    post_device: str = "cuda"
+    """The torch device ``post: gpu`` uses (``cuda:1``; ``cpu`` runs the same code on the CPU)."""
 
 
 class ExperimentSpec(_Model):

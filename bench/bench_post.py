@@ -3,14 +3,19 @@
 Compares adgen's ``compose`` (subject-aware crop, logo contrast, fitted captions, WCAG colours)
 with a naive Pillow script doing the naive version of the same work (cover resize, centre crop,
 paste the logo, draw the text at a fixed size), in the same process, and prints assets per
-second for both and their ratio. It asserts nothing about time.
+second for both and their ratios. ``--device cuda`` (or ``cpu``) adds the device path
+(``backend.post: gpu``: :func:`adgen.post.gpu.compose_on` and ``encode_on``, the renders
+already on the device). The workloads take turns render by render, ``--repeats`` times, so a
+shared machine's load falls on all of them alike: each rate is the median over the repeats,
+each ratio the median of the repeats' ratios. It asserts nothing about time.
 
-    .venv/bin/python bench/bench_post.py [--rounds N]
+    .venv/bin/python bench/bench_post.py [--rounds N] [--repeats N] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -74,20 +79,71 @@ def naive(image: Image.Image, placement: Placement, logo: Image.Image,
     return out
 
 
-def timed(label: str, rounds: int, work: Callable[[Image.Image], int]) -> float:
+Work = tuple[Callable[[Image.Image], int], Callable[[], None]]
+"""A workload: make every placement's asset from one render (returns how many), and wait
+for its device."""
+
+
+def no_wait() -> None:
+    pass
+
+
+def measure(workloads: dict[str, Work], rounds: int, repeats: int) -> dict[str, list[float]]:
+    """Assets per second of each workload over ``rounds`` renders, ``repeats`` times; the
+    workloads take turns render by render (a shared machine's load falls on all alike), each
+    warmed up once first (fonts, logo, caches)."""
     images = [render(seed) for seed in range(rounds)]
-    work(images[0])  # warm caches (fonts, logo) as a long run would
-    start = time.perf_counter()
-    assets = sum(work(image) for image in images)
-    rate = assets / (time.perf_counter() - start)
-    print(f"{label:<34} {rate:8.1f} assets/s")
-    return rate
+    rates: dict[str, list[float]] = {name: [] for name in workloads}
+    for work, sync in workloads.values():
+        work(images[0])
+        sync()
+    for _ in range(repeats):
+        seconds = dict.fromkeys(workloads, 0.0)
+        assets = dict.fromkeys(workloads, 0)
+        for image in images:
+            for name, (work, sync) in workloads.items():
+                start = time.perf_counter()
+                assets[name] += work(image)
+                sync()
+                seconds[name] += time.perf_counter() - start
+        for name in workloads:
+            rates[name].append(assets[name] / seconds[name])
+    return rates
+
+
+def device_post(device: str, style: LogoStyle, captions: list[Caption]
+                ) -> tuple[Callable[[Image.Image], int], Callable[[], None]]:
+    """Compose + encode on ``device`` for every placement, the render uploaded once (as the
+    renderer's batch would already be there), and the device's synchronisation."""
+    import torch
+
+    from adgen.post import gpu
+
+    def work(image: Image.Image) -> int:
+        pixels = gpu.to_tensor(image, device)
+        for placement in PLACEMENTS:
+            ad = gpu.compose_on(pixels, image, placement, subject_box=SUBJECT, logo=style,
+                                captions=captions, colors=["#0B5D4B", "#F2C14E"])
+            gpu.encode_on(ad.pixels, "jpeg", max_bytes=placement.max_bytes)
+        return len(PLACEMENTS)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return work, sync
+
+
+def ratio(rates: dict[str, list[float]], ours: str, theirs: str) -> float:
+    return statistics.median(a / b for a, b in zip(rates[ours], rates[theirs], strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6, help="renders to process (default 6)")
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--repeats", type=int, default=5, help="turns per workload (default 5)")
+    parser.add_argument("--device", help="also time the device path there (cuda, cpu)")
+    options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         logo_path = make_logo(Path(folder))
         style = LogoStyle(logo_path)
@@ -114,12 +170,28 @@ def main() -> None:
                 naive(image, placement, logo, font)
             return len(PLACEMENTS)
 
-        print(f"{rounds} renders x {len(PLACEMENTS)} placements "
-              f"({', '.join(p.name for p in PLACEMENTS)})")
-        ours = timed("adgen compose", rounds, adgen_compose)
-        timed("adgen compose + JPEG encode", rounds, adgen_compose_encode)
-        baseline = timed("naive Pillow script", rounds, naive_script)
-        print(f"ratio adgen / naive: {ours / baseline:.2f}x")
+        workloads: dict[str, Work] = {
+            "adgen compose": (adgen_compose, no_wait),
+            "adgen compose + JPEG encode": (adgen_compose_encode, no_wait),
+            "naive Pillow script": (naive_script, no_wait),
+        }
+        if options.device:
+            workloads[f"device path ({options.device}) + encode"] = device_post(
+                options.device, style, captions)
+        print(f"{options.rounds} renders x {len(PLACEMENTS)} placements "
+              f"({', '.join(p.name for p in PLACEMENTS)}), {options.repeats} turns each")
+        rates = measure(workloads, options.rounds, options.repeats)
+        for name, values in rates.items():
+            print(f"{name:<34} {statistics.median(values):8.1f} assets/s "
+                  f"({min(values):.1f}-{max(values):.1f})")
+        naive_name = "naive Pillow script"
+        print(f"ratio adgen / naive: {ratio(rates, 'adgen compose', naive_name):.2f}x (compose), "
+              f"{ratio(rates, 'adgen compose + JPEG encode', naive_name):.2f}x "
+              "(compose + encode)")
+        if options.device:
+            device = f"device path ({options.device}) + encode"
+            print(f"ratio device path / Pillow compose + encode: "
+                  f"{ratio(rates, device, 'adgen compose + JPEG encode'):.2f}x")
 
 
 if __name__ == "__main__":

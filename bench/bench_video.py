@@ -3,8 +3,9 @@
 adgen's ``still_to_video`` (subject-aware Ken Burns made frame by frame with Pillow, logo and
 timed captions laid out as on the still ad, end card, H.264 High + faststart) against a naive
 single ffmpeg command per placement (cover scale + centre crop + ``zoompan`` + logo overlay, no
-captions, no end card), both with x264 at the same preset and CRF. Prints seconds of finished
-video per second of wall time for each and their ratio; asserts nothing about time.
+captions, no end card), both with x264 at the same preset and CRF, taking turns per placement.
+Prints seconds of finished video per second of wall time for each and their ratio; asserts
+nothing about time.
 
     .venv/bin/python bench/bench_video.py [--duration 6] [--fps 30] [--rounds 1]
 """
@@ -97,19 +98,24 @@ def naive_video(still: Path, logo: Path, spec: VideoSpec, folder: Path
     return work
 
 
-def timed(label: str, rounds: int, work: Callable[[Placement], int], seconds: float) -> float:
-    start = time.perf_counter()
-    sizes: dict[str, int] = {}
+def race(works: dict[str, Callable[[Placement], int]], rounds: int, seconds: float
+         ) -> dict[str, float]:
+    """Seconds of video per wall second of each way, the ways taking turns per placement (so
+    a shared machine's load falls on them alike)."""
+    elapsed = dict.fromkeys(works, 0.0)
     for _ in range(rounds):
         for placement in PLACEMENTS:
-            began = time.perf_counter()
-            sizes[placement.name] = work(placement)
-            print(f"  {label:6s} {placement.name:14s} {time.perf_counter() - began:6.2f} s  "
-                  f"{sizes[placement.name] / 1e6:5.2f} MB")
-    elapsed = time.perf_counter() - start
-    rate = seconds * len(PLACEMENTS) * rounds / elapsed
-    print(f"{label:6s} {elapsed:6.2f} s wall, {rate:5.2f} s of video per s")
-    return rate
+            for label, work in works.items():
+                began = time.perf_counter()
+                size = work(placement)
+                took = time.perf_counter() - began
+                elapsed[label] += took
+                print(f"  {label:6s} {placement.name:14s} {took:6.2f} s  {size / 1e6:5.2f} MB")
+    rates = {}
+    for label, total in elapsed.items():
+        rates[label] = seconds * len(PLACEMENTS) * rounds / total
+        print(f"{label:6s} {total:6.2f} s wall, {rates[label]:5.2f} s of video per s")
+    return rates
 
 
 def main() -> None:
@@ -127,11 +133,10 @@ def main() -> None:
         image.save(still)
         print(f"{len(PLACEMENTS)} placements x {spec.duration:g} s at {spec.fps} fps, x264 "
               f"preset {spec.preset}, CRF {spec.crf}")
-        ours = timed("adgen", options.rounds, adgen_video(image, logo, spec, folder),
-                     spec.duration)
-        naive = timed("naive", options.rounds, naive_video(still, logo, spec, folder),
-                      spec.duration)
-    print(f"ratio adgen / naive: {ours / naive:.2f}")
+        rates = race({"adgen": adgen_video(image, logo, spec, folder),
+                      "naive": naive_video(still, logo, spec, folder)},
+                     options.rounds, spec.duration)
+    print(f"ratio adgen / naive: {rates['adgen'] / rates['naive']:.2f}")
 
 
 if __name__ == "__main__":

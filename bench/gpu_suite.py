@@ -11,6 +11,9 @@ the network and compute and memory are the real ones. Rows, each timed after a w
 * LTX-Video arch: clips per second;
 * the quality gate's checks (CLIP ViT-L/14, safety checker, text detector, pixels) per
   picture, as a share of the SD-Turbo 512 px render time;
+* post-processing (bench_post's six placements, compose + JPEG) on the GPU (``backend.post:
+  gpu``) against the Pillow path on one CPU core, in assets/s, beside the assets/s that the
+  SD-Turbo 512 px render rate calls for;
 * the share of a batch's time spent in the VAE decode, peak memory per row, and the FLOP limit
   (FLOPs of one image counted with torch.utils.flop_counter on the meta device, against the
   GPU's dense bf16 peak).
@@ -240,6 +243,49 @@ def quality_row(suite: Suite, size: int, count: int) -> Callable[[Row], None]:
     return body
 
 
+def post_row(suite: Suite, rounds: int) -> Callable[[Row], None]:
+    """bench_post's work (six placements, logo, captions, JPEG) per 1024 px render: the
+    device path on the GPU (renders already there) against Pillow on this process's one
+    thread, and the assets/s the SD-Turbo render rate above would need."""
+    def body(row: Row) -> None:
+        import tempfile
+
+        from bench_post import PLACEMENTS, SUBJECT, device_post, make_logo, render
+
+        from adgen.post import Caption, LogoStyle, compose, encode_image
+
+        captions = [Caption("headline", "Summer hydration, zero plastic"),
+                    Caption("cta", "Shop now")]
+        images = [render(seed) for seed in range(rounds)]
+        with tempfile.TemporaryDirectory() as folder:
+            style = LogoStyle(make_logo(Path(folder)))
+
+            def pillow(image: Any) -> int:
+                for placement in PLACEMENTS:
+                    ad = compose(image, placement, subject_box=SUBJECT, logo=style,
+                                 captions=captions, colors=["#0B5D4B", "#F2C14E"])
+                    encode_image(ad.image, "jpeg", max_bytes=placement.max_bytes)
+                return len(PLACEMENTS)
+
+            work, device_sync = device_post(suite.device, style, captions)
+            rates = {}
+            for name, fn, wait in (("cpu", pillow, lambda: None), ("gpu", work, device_sync)):
+                fn(images[0])
+                wait()
+                start = time.perf_counter()
+                done = sum(fn(image) for image in images)
+                wait()
+                rates[name] = done / (time.perf_counter() - start)
+        row.rate, row.unit, row.batch = rates["gpu"], "assets/s", "1"
+        row.versus = f"{rates['gpu'] / rates['cpu']:.2f}x Pillow"
+        render_rate = next((r.rate for r in suite.rows if r.rate and r.name == "adgen defaults"
+                            and r.arch == "sd-turbo"), None)
+        need = f"; SD-Turbo's {render_rate:.0f} img/s x {len(PLACEMENTS)} placements need " \
+            f"{render_rate * len(PLACEMENTS):.0f} assets/s" if render_rate else ""
+        row.note = f"Pillow {rates['cpu']:.1f} assets/s on one core{need}"
+    return body
+
+
 def flops_per_image(arch: str, size: int, steps: int, vae: str | None = None) -> dict[str, float]:
     """FLOPs of one image, counted on the meta device (shapes only: no memory, no compute)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -355,6 +401,7 @@ def main() -> int:
     suite.run(r("VAE decode share", xl, large, 1), 20, decode_share_row(suite, xl, large, 1,
                                                                        2 if q else 4))
     suite.run(r("clips", "ltx-video", small, 0), 40, video_row(suite, 2 if q else 3))
+    suite.run(Row("post on the GPU", "-", "1024px", 0), 30, post_row(suite, 2 if q else 8))
     if not q:  # compiling on a CPU takes minutes and proves nothing about GPUs
         batch = int(suite.base.get(f"batch/{sd}/{small}/1", 16))  # what "auto" chose above
         suite.run(r("adgen compile", sd, small, 1), 120,

@@ -342,3 +342,76 @@ def test_scrim_alpha_reaches_the_target_on_stripes():
     assert alpha is not None and 0.5 < alpha < 1
     veiled = np.rint(stripes * (1 - alpha)).astype(np.uint8)
     assert color.text_contrast(color.WHITE, color.luminance(veiled)) >= 4.5
+
+
+# -- fitting remembers --------------------------------------------------------------------------
+
+
+def test_a_caption_is_fitted_once_per_box_size_wherever_the_box_is(monkeypatch):
+    style = t.TextStyle(bold=True, min_size=12, max_size=90)
+    text = "Remembered across placements 7c1f"  # a text no other test fits
+    layouts: list[int] = []
+    real = t.layout
+
+    def counted(*args, **kwargs):
+        layouts.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(t, "layout", counted)
+    first = t.fit_text(text, (0, 0, 400, 160), style)
+    searched = len(layouts)
+    moved = t.fit_text(text, (37, 911, 437, 1071), style)
+    assert searched > 3 and len(layouts) == searched  # the second box cost no layout at all
+    assert moved == t.shifted(first, 37, 911)
+    assert moved.frame[0] >= 37 and moved.ink[1] >= 911
+    t.fit_text(text, (0, 0, 300, 160), style)  # another size: searched again
+    assert len(layouts) > searched
+
+
+def test_a_remembered_block_is_a_copy_its_caller_may_change():
+    style = t.TextStyle(min_size=12, max_size=60)
+    block = t.fit_text("Copies, not the cache 51aa", (0, 0, 300, 100), style)
+    block.runs.clear()
+    again = t.fit_text("Copies, not the cache 51aa", (0, 0, 300, 100), style)
+    assert again.runs and again.size == block.size
+
+
+def test_a_remembered_misfit_still_names_the_caption_and_placement_asked_about():
+    style = t.TextStyle(min_size=30, max_size=40, max_lines=1)
+    box = (0, 0, 120, 40)
+    with pytest.raises(PostProcessError, match=r"caption 'headline' .* does not fit story"):
+        t.fit_text("Much too long for this box 0d2e", box, style, role="headline", where="story")
+    with pytest.raises(PostProcessError, match=r"caption 'cta' .* does not fit 300x250"):
+        t.fit_text("Much too long for this box 0d2e", (10, 10, 130, 50), style, role="cta",
+                   where="300x250")
+
+
+def test_characters_are_checked_once_per_caption():
+    chain = t.font_chain(None)
+    text = "Checked once 93b0 \ue000"
+    before = t._missing.cache_info()
+    assert t.missing_characters(text, chain) == [(len(text) - 1, "\ue000")]
+    assert t.missing_characters(text, chain) == [(len(text) - 1, "\ue000")]
+    after = t._missing.cache_info()
+    assert after.misses == before.misses + 1 and after.hits == before.hits + 1
+
+
+@pytest.mark.parametrize("text,bold", [("Summer sale 4a1e", True), ("夏日特惠 4a1e", True),
+                                       ("مرحبا بكم 4a1e", False), ("Sale 🎉 4a1e", False)])
+def test_text_is_rasterised_once_and_painted_as_drawing_it_would(text, bold, monkeypatch):
+    style = t.TextStyle(bold=bold, min_size=12, max_size=48)
+    first = t.fit_text(text, (10, 10, 330, 90), style)
+    second = t.fit_text(text, (200, 140, 520, 220), style)
+    for block in (first, second):  # drawn directly, for reference
+        expected = Image.new("RGB", (560, 260), (40, 90, 160))
+        t.draw_text(ImageDraw.Draw(expected), block, (250, 250, 250))
+        t.paste_color_runs(expected, block)
+        painted = Image.new("RGB", (560, 260), (40, 90, 160))
+        t.paint_text(painted, block, (250, 250, 250))
+        difference = np.abs(np.asarray(painted, dtype=int) - np.asarray(expected, dtype=int))
+        assert difference.max() <= (2 if bold and "夏" in text else 0)
+    drawn: list[str] = []
+    monkeypatch.setattr(t, "draw_text", lambda draw, block, fill: drawn.append(block))
+    t.paint_text(Image.new("RGB", (560, 260)), first, (0, 0, 0))
+    t.paint_text(Image.new("RGBA", (560, 260)), second, (0, 0, 0))
+    assert drawn == []  # both from the mask rasterised above

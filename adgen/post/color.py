@@ -8,6 +8,8 @@ pixels do not force a scrim while a patterned background still does.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageColor
@@ -89,8 +91,20 @@ def text_contrast(text_rgb: RGB, background: NDArray[np.float64]) -> float:
     (all but ``WORST_SHARE`` of them are at least this good)."""
     if background.size == 0:
         return float("inf")
-    per_pixel = ratio(color_luminance(text_rgb), background)
-    return float(np.quantile(per_pixel, WORST_SHARE))
+    text = color_luminance(text_rgb)
+    lum = background.ravel()
+    if text < lum.max() and text > lum.min():
+        return float(np.quantile(ratio(text, lum), WORST_SHARE))
+    # Contrast grows with the distance from the text's luminance, which is at one end of the
+    # background's: the quantile is that of the luminances nearest to it (one partition).
+    position = (lum.size - 1) * WORST_SHARE
+    first = math.floor(position)
+    ranks = [first, min(first + 1, lum.size - 1)]
+    if text >= lum.max():  # light text: the brightest pixels are the worst
+        ranks = [lum.size - 1 - r for r in ranks]
+    nearest = np.partition(lum, ranks)[ranks]
+    worst, next_worst = ratio(text, nearest)
+    return float(worst + (next_worst - worst) * (position - first))
 
 
 def best_text_color(background: NDArray[np.float64]) -> tuple[RGB, float]:

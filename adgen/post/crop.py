@@ -7,8 +7,9 @@ aspect, the window grows past the picture's edges and the outside is filled with
 edges continued outwards and blurred (padding, never cutting the subject). Without a subject box,
 ``smartcrop`` (edges, saturation, skin) chooses where the window goes.
 
-The window is then cut and scaled in one ``Image.resize(box=..., reducing_gap=...)`` call
-(Lanczos when shrinking, bicubic when enlarging), so each placement is resampled exactly once.
+The window is then cut and scaled in one antialiased bicubic resize
+(:func:`adgen.post.resample.resample`), so each placement is resampled exactly once; a part of
+the output (``region``) can be made alone, with the pixels the whole would have there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PIL import Image, ImageFilter
+
+from adgen.post.resample import resample
 
 Box = tuple[int, int, int, int]
 Window = tuple[float, float, float, float]
@@ -114,10 +117,10 @@ def salient_window(image: Image.Image, aspect: float) -> Window:
     return (x, y, x + win_w, y + win_h)
 
 
-def _backdrop(image: Image.Image, window: Window, size: tuple[int, int]) -> Image.Image:
+def backdrop(image: Image.Image, window: Window, size: tuple[int, int]) -> Image.Image:
     """The picture's edges continued over ``window`` (which reaches past them), softly blurred,
-    at ``size``: the sky goes on above, the floor below, and nothing of the middle (the
-    product) is repeated."""
+    as a small image to be scaled to ``size``: the sky goes on above, the floor below, and
+    nothing of the middle (the product) is repeated."""
     import numpy as np
 
     scale = 48 / max(image.size)
@@ -130,38 +133,62 @@ def _backdrop(image: Image.Image, window: Window, size: tuple[int, int]) -> Imag
     ys = window[1] + (np.arange(out_h) + 0.5) * (window[3] - window[1]) / out_h
     cols = np.clip((xs * scale).astype(int), 0, thumb.shape[1] - 1)
     rows = np.clip((ys * scale).astype(int), 0, thumb.shape[0] - 1)
-    small = Image.fromarray(thumb[rows][:, cols]).filter(ImageFilter.GaussianBlur(2.0))
-    return small.resize(size, Image.Resampling.BICUBIC)
+    return Image.fromarray(thumb[rows][:, cols]).filter(ImageFilter.GaussianBlur(2.0))
 
 
-def _filter(scale: float, *, fast: bool = False) -> Image.Resampling:
-    """Lanczos to shrink (sharp, no aliasing); bicubic to enlarge (as good, and faster);
-    bilinear for ``fast`` (video frames: a third cheaper, and motion hides the difference)."""
-    if fast:
-        return Image.Resampling.BILINEAR
-    return Image.Resampling.LANCZOS if scale <= 1.0 else Image.Resampling.BICUBIC
+def _intersect(a: Box, b: Box) -> Box | None:
+    box = (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
+
+def _around(outer: Box, inner: Box | None) -> list[Box]:
+    """The parts of ``outer`` that ``inner`` (inside it, or None) leaves uncovered: at most a
+    band above, one below and one on each side."""
+    if inner is None:
+        return [outer]
+    bands = [(outer[0], outer[1], outer[2], inner[1]), (outer[0], inner[3], outer[2], outer[3]),
+             (outer[0], inner[1], inner[0], inner[3]), (inner[2], inner[1], outer[2], inner[3])]
+    return [b for b in bands if b[2] > b[0] and b[3] > b[1]]
+
+
+def visible_part(picture: tuple[int, int], window: Window, size: tuple[int, int]
+                 ) -> tuple[Window, Box | None]:
+    """The part of ``window`` inside a picture of size ``picture`` (source pixels) and the
+    output box it lands in when ``window`` is scaled to ``size``; None for the box when the
+    window lies inside the picture (no padding)."""
+    width, height = picture
+    left, top, right, bottom = window
+    src = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
+    if left >= -1e-6 and top >= -1e-6 and right <= width + 1e-6 and bottom <= height + 1e-6:
+        return src, None
+    scale = size[0] / (right - left)
+    return src, (round((src[0] - left) * scale), round((src[1] - top) * scale),
+                 round((src[2] - left) * scale), round((src[3] - top) * scale))
 
 
 def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
-                  fast: bool = False) -> Image.Image:
+                  fast: bool = False, region: Box | None = None) -> Image.Image:
     """Cut ``window`` out of ``image`` and scale it to ``size`` in one resize; parts of the
-    window past the picture's edges show its edges continued (blurred). ``fast`` trades a little
-    sharpness for speed (see :func:`_filter`)."""
-    width, height = image.size
-    left, top, right, bottom = window
-    scale = size[0] / (right - left)
-    inside = left >= -1e-6 and top >= -1e-6 and right <= width + 1e-6 and bottom <= height + 1e-6
-    if inside:
-        box = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
-        return image.resize(size, _filter(scale, fast=fast), box=box, reducing_gap=3.0)
-    canvas = _backdrop(image, window, size)
-    src = (max(0.0, left), max(0.0, top), min(float(width), right), min(float(height), bottom))
-    dest = (round((src[0] - left) * scale), round((src[1] - top) * scale),
-            round((src[2] - left) * scale), round((src[3] - top) * scale))
-    part = image.resize((dest[2] - dest[0], dest[3] - dest[1]), _filter(scale, fast=fast),
-                        box=src, reducing_gap=3.0)
-    canvas.paste(part, dest[:2])
-    return canvas
+    window past the picture's edges show its edges continued (blurred). ``fast``: bilinear
+    rather than bicubic. With ``region`` (a box of the output), only that part of the output
+    is made, with the pixels the whole would have there."""
+    area = region or (0, 0, size[0], size[1])
+    src, dest = visible_part(image.size, window, size)
+    if dest is None:
+        return resample(image, src, size, area, fast=fast)
+    out = Image.new("RGB", (area[2] - area[0], area[3] - area[1]))
+    shown = _intersect(dest, area) if src[2] > src[0] and src[3] > src[1] else None
+    if shown is not None:
+        inner = (shown[0] - dest[0], shown[1] - dest[1], shown[2] - dest[0], shown[3] - dest[1])
+        part = resample(image, src, (dest[2] - dest[0], dest[3] - dest[1]), inner, fast=fast)
+        out.paste(part, (shown[0] - area[0], shown[1] - area[1]))
+    bands = _around(area, shown)
+    if bands:  # the backdrop (blurred: bilinear is enough), only where the picture is not
+        small = backdrop(image, window, size)
+        for band in bands:
+            out.paste(resample(small, (0.0, 0.0, float(small.width), float(small.height)),
+                               size, band, fast=True), (band[0] - area[0], band[1] - area[1]))
+    return out
 
 
 def map_box(box: Box, window: Window, size: tuple[int, int]) -> Box:
@@ -176,20 +203,26 @@ def map_box(box: Box, window: Window, size: tuple[int, int]) -> Box:
     )
 
 
-def frame_picture(image: Image.Image, size: tuple[int, int], subject_box: Box | None = None,
-                  *, zoom: float = 1.0) -> tuple[Image.Image, Framing]:
-    """Crop (or pad) ``image`` to ``size`` keeping ``subject_box`` whole; one resize."""
+def picture_window(image: Image.Image, size: tuple[int, int], subject_box: Box | None = None,
+                   *, zoom: float = 1.0) -> Framing:
+    """How :func:`frame_picture` frames ``image`` for ``size``, without making the pixels."""
     aspect = size[0] / size[1]
     subject = clamp_box(subject_box, image.size) if subject_box is not None else None
     if subject is not None:
         window, padded = subject_window(image.size, aspect, subject, zoom=zoom)
     else:
         window, padded = salient_window(image, aspect), False
-    picture = render_window(image, window, size)
     mapped = None
     if subject is not None:
         mapped = clamp_box(map_box(subject, window, size), size)
-    return picture, Framing(window, padded, mapped)
+    return Framing(window, padded, mapped)
+
+
+def frame_picture(image: Image.Image, size: tuple[int, int], subject_box: Box | None = None,
+                  *, zoom: float = 1.0) -> tuple[Image.Image, Framing]:
+    """Crop (or pad) ``image`` to ``size`` keeping ``subject_box`` whole; one resize."""
+    framing = picture_window(image, size, subject_box, zoom=zoom)
+    return render_window(image, framing.window, size), framing
 
 
 def _span(lo: float, hi: float, stage: tuple[float, float], scale: float, extent: float,
@@ -231,10 +264,16 @@ def stage_window(size: tuple[int, int], out: tuple[int, int], subject: Box, stag
     return (x, y, x + out[0] / k, y + out[1] / k), True
 
 
+def stage_framing(image: Image.Image, size: tuple[int, int], subject_box: Box, stage: Box
+                  ) -> Framing:
+    """How :func:`frame_on_stage` frames ``image``, without making the pixels."""
+    subject = clamp_box(subject_box, image.size) or (0, 0, image.width, image.height)
+    window, padded = stage_window(image.size, size, subject, stage)
+    return Framing(window, padded, clamp_box(map_box(subject, window, size), size))
+
+
 def frame_on_stage(image: Image.Image, size: tuple[int, int], subject_box: Box, stage: Box
                    ) -> tuple[Image.Image, Framing]:
     """:func:`frame_picture` with the subject moved and scaled into ``stage`` (output px)."""
-    subject = clamp_box(subject_box, image.size) or (0, 0, image.width, image.height)
-    window, padded = stage_window(image.size, size, subject, stage)
-    picture = render_window(image, window, size)
-    return picture, Framing(window, padded, clamp_box(map_box(subject, window, size), size))
+    framing = stage_framing(image, size, subject_box, stage)
+    return render_window(image, framing.window, size), framing

@@ -43,8 +43,9 @@ from adgen.post.logo import (
     LogoStyle,
     PlacedLogo,
     anchor,
+    choose_logo,
     load_brand_image,
-    place_logo,
+    paint_logo,
     resized,
 )
 
@@ -147,12 +148,54 @@ class _Text:
     plate: color.RGB | None = None
 
 
+@dataclass(frozen=True)
+class _Canvas:
+    """A placement's canvas before anything is painted on it: the brand colour, with the
+    picture framed (``framing``) into the plan's picture box. Layouts read a few of its pixels
+    while they are tried (:meth:`pixels`: what is behind the logo); only the layout kept has
+    its canvas made whole (:meth:`render`), so each ad costs one resample of the render."""
+
+    source: Image.Image
+    plan: _Plan
+    framing: crop.Framing
+    fill: color.RGB
+
+    def _picture(self, region: Box | None = None) -> Image.Image:
+        box = self.plan.picture
+        return crop.render_window(self.source, self.framing.window,
+                                  (box[2] - box[0], box[3] - box[1]), region=region)
+
+    def pixels(self, box: Box) -> Image.Image:
+        """The canvas's pixels in ``box``, made alone."""
+        out = Image.new("RGB", (box[2] - box[0], box[3] - box[1]), self.fill)
+        picture = self.plan.picture
+        shown = _intersect(box, picture)
+        if shown[2] > shown[0] and shown[3] > shown[1]:
+            region = _offset(shown, (-picture[0], -picture[1], 0, 0))
+            out.paste(self._picture(region), (shown[0] - box[0], shown[1] - box[1]))
+        return out
+
+    def render(self, regions: Sequence[Box] | None = None) -> Image.Image:
+        """The whole canvas; with ``regions``, only their pixels (the brand colour around)."""
+        if regions is not None:
+            canvas = Image.new("RGB", self.plan.canvas, self.fill)
+            for box in regions:
+                canvas.paste(self.pixels(box), box[:2])
+            return canvas
+        picture = self._picture()
+        if self.plan.picture == (0, 0, *self.plan.canvas):
+            return picture
+        canvas = Image.new("RGB", self.plan.canvas, self.fill)
+        canvas.paste(picture, self.plan.picture[:2])
+        return canvas
+
+
 @dataclass
 class _Context:
-    """What a layout function needs: the canvas (picture and panel already painted), the plan,
-    the brand and the captions."""
+    """What a layout function needs: the canvas (see :class:`_Canvas`), the plan, the brand
+    and the captions."""
 
-    canvas: Image.Image
+    canvas: _Canvas
     plan: _Plan
     logo: LogoStyle | None
     captions: list[Caption]
@@ -160,10 +203,6 @@ class _Context:
     subject: Box | None
     font: Path | None
     where: str
-    layers: _LayerSet | None = None
-
-    def logo_layer(self) -> Image.Image | None:
-        return self.layers.logo_layer() if self.layers is not None else None
 
     def fit(self, caption: Caption, box: Box, style: textmod.TextStyle) -> textmod.TextBlock:
         return textmod.fit_text(caption.text, box, style, font=self.font, role=caption.role,
@@ -218,11 +257,10 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
             others = frames + [zone for role, zone in scrims.items() if role != item.role]
             behind = color.region_pixels(canvas, _measure_box(canvas, block, others))
             fill, value = color.best_text_color(color.luminance(behind))
-        textmod.draw_text(draw, block, fill)
-        textmod.paste_color_runs(canvas, block)
+        textmod.paint_text(canvas, block, fill)
         layer = own[item.role]
         if layer is not None:
-            _text_layer(layer, block, fill)
+            textmod.paint_text(layer, block, fill)
         boxes[item.role] = block.ink
         checks.update({
             f"contrast_{item.role}": round(value, 2),
@@ -237,14 +275,14 @@ def _paint(canvas: Image.Image, texts: list[_Text], logo_box: Box | None,
     return boxes, checks
 
 
-def _text_layer(layer: Image.Image, block: textmod.TextBlock, fill: color.RGB) -> None:
-    """Lay ``block`` in ``fill`` over the RGBA ``layer`` with the coverage it has on a canvas."""
-    mask = Image.new("L", layer.size, 0)
-    textmod.draw_text(ImageDraw.Draw(mask), block, 255)
-    ink = Image.new("RGBA", layer.size, (*fill, 0))
-    ink.putalpha(mask)
-    layer.alpha_composite(ink)
-    textmod.paste_color_runs(layer, block)
+def _read_by_paint(layout: _Layout, plan: _Plan) -> list[Box]:
+    """The canvas boxes whose pixels painting reads: behind the logo (and its plate), and
+    around each caption as far as its scrim, button outline or contrast check reaches."""
+    boxes = [layout.logo.plate or layout.logo.box] if layout.logo is not None else []
+    for item in layout.texts:
+        reach = max(4, math.ceil(item.block.size * 0.3)) + 1
+        boxes.append(_grow(item.block.frame, reach, plan.canvas))
+    return boxes
 
 
 def _draw_plate(canvas: Image.Image, draw: ImageDraw.ImageDraw, frame: Box, plate: color.RGB,
@@ -349,22 +387,28 @@ def compose(image: Image.Image, placement: Placement, *, subject_box: Box | None
 
 def compose_layers(image: Image.Image, placement: Placement, *, subject_box: Box | None = None,
                    logo: LogoStyle | None = None, captions: Sequence[Caption] = (),
-                   colors: Sequence[str] = (), font: Path | None = None) -> Layers:
+                   colors: Sequence[str] = (), font: Path | None = None,
+                   sparse: bool = False) -> Layers:
     """:func:`compose`, also returning the background and the logo and caption layers apart
     (:class:`Layers`), so a video can move the picture under them and time each layer.
-    Every decision (layout, colours, scrims, logo variant) is the one :func:`compose` takes."""
+    Every decision (layout, colours, scrims, logo variant) is the one :func:`compose` takes.
+
+    ``sparse``: the picture is left to the caller (the GPU path makes it): only the pixels
+    that the decisions read, behind the logo and around each caption, are made, and
+    ``background`` and ``composed.image`` show the brand colour elsewhere."""
     layers = _LayerSet(placement.size)
     composed, background, window = _compose(image, placement, subject_box, logo, captions,
-                                            colors, font, layers)
+                                            colors, font, layers, sparse)
     assert background is not None
     return Layers(composed, background, layers.logo, layers.captions, window)
 
 
 def _compose(image: Image.Image, placement: Placement, subject_box: Box | None,
              logo: LogoStyle | None, captions: Sequence[Caption], colors: Sequence[str],
-             font: Path | None, layers: _LayerSet | None
+             font: Path | None, layers: _LayerSet | None, sparse: bool = False
              ) -> tuple[Composed, Image.Image | None, crop.Window]:
-    """The steps of :func:`compose`; with ``layers``, also the background and the window."""
+    """The steps of :func:`compose`; with ``layers``, also the background and the window
+    (``sparse``: see :func:`compose_layers`)."""
     # 1. check inputs
     palette = _palette(colors)
     items = _captions(captions)
@@ -384,13 +428,11 @@ def _compose(image: Image.Image, placement: Placement, subject_box: Box | None,
             tries.append(("staged", plan))
         tries.append(("band", _band_plan(placement, plan)))
     for number, (arrangement, current) in enumerate(tries):
-        if layers is not None:
-            layers.logo, layers.captions = None, {}
-        canvas, framing = _frame(source, current, subject_box, palette,
-                                 staged=arrangement == "staged", logo=logo)
+        framing = _framing(source, current, subject_box, staged=arrangement == "staged",
+                           logo=logo)
         subject = _offset(framing.subject, current.picture) if framing.subject else None
-        background = canvas.copy() if layers is not None else None
-        context = _Context(canvas, current, logo, items, palette, subject, font, where, layers)
+        context = _Context(_Canvas(source, current, framing, palette.primary), current, logo,
+                           items, palette, subject, font, where)
         last = number == len(tries) - 1
         if current.kind == "full":
             layout = _layout_full(context)
@@ -400,6 +442,12 @@ def _compose(image: Image.Image, placement: Placement, subject_box: Box | None,
             break
     assert layout is not None
     plan = current
+
+    # 6. paint: the picture (its one resample), the logo, the captions
+    canvas = context.canvas.render(_read_by_paint(layout, plan) if sparse else None)
+    background = canvas.copy() if layers is not None else None
+    if layout.logo is not None:
+        paint_logo(canvas, layout.logo, layers.logo_layer() if layers is not None else None)
     logo_box = layout.logo.box if layout.logo else None
     logo_area = (layout.logo.plate or layout.logo.box) if layout.logo else None
     boxes, painted = _paint(canvas, layout.texts, logo_area,
@@ -502,18 +550,14 @@ def _button(palette: _Palette, plan: _Plan) -> color.RGB:
     return color.best_on(palette.primary)
 
 
-def _frame(source: Image.Image, plan: _Plan, subject_box: Box | None, palette: _Palette, *,
-           staged: bool, logo: LogoStyle | None) -> tuple[Image.Image, crop.Framing]:
-    """The canvas with the picture framed into the plan's picture box (and the panel, if any,
-    in the brand colour). ``staged``: the subject moved and scaled into :func:`_stage`."""
-    canvas = Image.new("RGB", (plan.canvas[0], plan.canvas[1]), palette.primary)
+def _framing(source: Image.Image, plan: _Plan, subject_box: Box | None, *, staged: bool,
+             logo: LogoStyle | None) -> crop.Framing:
+    """How the picture is framed into the plan's picture box. ``staged``: the subject moved
+    and scaled into :func:`_stage`."""
     size = (plan.picture[2] - plan.picture[0], plan.picture[3] - plan.picture[1])
     if staged and subject_box is not None:
-        picture, framing = crop.frame_on_stage(source, size, subject_box, _stage(plan, logo))
-    else:
-        picture, framing = crop.frame_picture(source, size, subject_box, zoom=plan.zoom)
-    canvas.paste(picture, plan.picture[:2])
-    return canvas, framing
+        return crop.stage_framing(source, size, subject_box, _stage(plan, logo))
+    return crop.picture_window(source, size, subject_box, zoom=plan.zoom)
 
 
 def _stage(plan: _Plan, logo: LogoStyle | None) -> Box:
@@ -574,16 +618,15 @@ def _logo_clear(ctx: _Context, gap: int) -> tuple[bool, PlacedLogo | None]:
         return True, None
     plan = ctx.plan
     left, top, right, bottom = plan.content
-    size = _logo_size(plan, ctx.logo, ctx.canvas.width)
+    size = _logo_size(plan, ctx.logo, plan.canvas[0])
     pad = _plate_pad(plan)
     for position in (ctx.logo.position, *_NEXT_CORNERS[ctx.logo.position]):
         x, y = anchor(plan.content, size, position)
         box = (x - pad - gap, y - pad - gap, x + size[0] + pad + gap, y + size[1] + pad + gap)
         if ctx.subject is None or not _crosses(box, ctx.subject):
-            max_w = min(ctx.logo.size * ctx.canvas.width, 0.45 * (right - left))
-            return True, place_logo(ctx.canvas, ctx.logo, plan.content, max_w,
-                                    0.14 * (bottom - top), position=position, plate_pad=pad,
-                                    layer=ctx.logo_layer())
+            max_w = min(ctx.logo.size * plan.canvas[0], 0.45 * (right - left))
+            return True, choose_logo(ctx.canvas.pixels, ctx.logo, plan.content, max_w,
+                                     0.14 * (bottom - top), position=position, plate_pad=pad)
     return False, None
 
 
@@ -762,11 +805,10 @@ def _layout_wide(ctx: _Context) -> _Layout:
     placed = None
     if ctx.logo is not None:
         side = "right" if ctx.logo.position.endswith("right") else "left"
-        max_w = min(max(ctx.logo.size * ctx.canvas.width, 0.12 * width), 0.25 * width)
+        max_w = min(max(ctx.logo.size * plan.canvas[0], 0.12 * width), 0.25 * width)
         max_h = height * (0.62 if height < 150 else 0.5)
-        placed = place_logo(ctx.canvas, ctx.logo, plan.content, max_w, max_h,
-                            position=f"middle-{side}", plate_pad=_plate_pad(plan),
-                            layer=ctx.logo_layer())
+        placed = choose_logo(ctx.canvas.pixels, ctx.logo, plan.content, max_w, max_h,
+                             position=f"middle-{side}", plate_pad=_plate_pad(plan))
         if side == "left":
             left = (placed.plate or placed.box)[2] + gap
         else:
@@ -804,10 +846,9 @@ def _layout_tall(ctx: _Context) -> _Layout:
     gap = max(4, plan.margin // 2)
     placed = None
     if ctx.logo is not None:
-        max_w = min(max(ctx.logo.size * ctx.canvas.width, 0.45 * width), width)
-        placed = place_logo(ctx.canvas, ctx.logo, plan.content, max_w,
-                            0.1 * ctx.canvas.height, plate_pad=_plate_pad(plan),
-                            layer=ctx.logo_layer())
+        max_w = min(max(ctx.logo.size * plan.canvas[0], 0.45 * width), width)
+        placed = choose_logo(ctx.canvas.pixels, ctx.logo, plan.content, max_w,
+                             0.1 * plan.canvas[1], plate_pad=_plate_pad(plan))
         if ctx.logo.position.startswith("top"):
             top = (placed.plate or placed.box)[3] + gap * 2
         else:

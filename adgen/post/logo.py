@@ -9,6 +9,7 @@ plate in white or black goes behind the logo. :class:`PlacedLogo` records which.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -62,13 +63,16 @@ class LogoStyle:
 
 @dataclass(frozen=True)
 class PlacedLogo:
-    """The pasted logo's box, its variant (``dark``: ``path``, ``light``: ``light_path``),
-    whether a plate was put behind it (its box if so) and the contrast it reached."""
+    """The logo's box, its variant (``dark``: ``path``, ``light``: ``light_path``), whether a
+    plate goes behind it (its box and colour if so), the contrast it reached and the scaled
+    logo ``image`` to paste (:func:`paint_logo`)."""
 
     box: Box
     variant: Literal["dark", "light"]
     plate: Box | None
     contrast: float
+    plate_color: color.RGB | None = None
+    image: Image.Image | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:
@@ -182,13 +186,13 @@ def _plate_color(logo: Image.Image) -> tuple[color.RGB, float]:
     return rgb, value
 
 
-def place_logo(canvas: Image.Image, style: LogoStyle, area: Box, max_w: float, max_h: float,
-               *, position: str | None = None, plate_pad: int = 0,
-               layer: Image.Image | None = None) -> PlacedLogo:
-    """Paste the logo into ``canvas`` at ``position`` (default: the style's) inside ``area``,
-    scaled to fit ``max_w`` x ``max_h``; switch to the light variant or add a plate (padded by
-    ``plate_pad``) when it would not stand out from what is behind it. With ``layer`` (RGBA,
-    the canvas's size), the plate and the logo are laid over it too."""
+def choose_logo(behind: Callable[[Box], Image.Image], style: LogoStyle, area: Box,
+                max_w: float, max_h: float, *, position: str | None = None,
+                plate_pad: int = 0) -> PlacedLogo:
+    """Where the logo goes at ``position`` (default: the style's) inside ``area``, scaled to
+    fit ``max_w`` x ``max_h``, and how it stays visible: the light variant or a plate (padded
+    by ``plate_pad``) when it would not stand out from what is behind it. ``behind(box)``
+    gives the pixels a box of the canvas holds; nothing is painted (:func:`paint_logo`)."""
     where = position or style.position
     variants: list[tuple[Literal["dark", "light"], Image.Image]] = [
         ("dark", resized(style.path, "logo", max_w, max_h))
@@ -199,9 +203,9 @@ def place_logo(canvas: Image.Image, style: LogoStyle, area: Box, max_w: float, m
     for name, logo in variants:
         x, y = anchor(area, logo.size, where)
         box = (x, y, x + logo.width, y + logo.height)
-        scored.append((logo_contrast(logo, canvas.crop(box)), name, logo, box))
+        scored.append((logo_contrast(logo, behind(box)), name, logo, box))
     value, name, logo, box = scored[0]
-    plate = None
+    plate, plate_rgb = None, None
     if value < color.GRAPHIC_CONTRAST:
         light = [s for s in scored[1:] if s[0] >= color.GRAPHIC_CONTRAST and s[0] > value]
         if light:
@@ -211,18 +215,34 @@ def place_logo(canvas: Image.Image, style: LogoStyle, area: Box, max_w: float, m
             (plate_rgb, value), (_, name, logo, box) = max(plates, key=lambda p: p[0][1])
             plate = (box[0] - plate_pad, box[1] - plate_pad, box[2] + plate_pad,
                      box[3] + plate_pad)
-            radius = max(2, round(min(plate[2] - plate[0], plate[3] - plate[1]) * 0.18))
-            ImageDraw.Draw(canvas).rounded_rectangle(
-                (plate[0], plate[1], plate[2] - 1, plate[3] - 1), radius=radius, fill=plate_rgb
-            )
-            if layer is not None:
-                ImageDraw.Draw(layer).rounded_rectangle(
-                    (plate[0], plate[1], plate[2] - 1, plate[3] - 1), radius=radius,
-                    fill=(*plate_rgb, 255),
-                )
+    return PlacedLogo(box, name, plate, round(value, 2), plate_rgb, logo)
+
+
+def paint_logo(canvas: Image.Image, placed: PlacedLogo, layer: Image.Image | None = None
+               ) -> None:
+    """Paint ``placed``'s plate (if any) and logo on ``canvas``; with ``layer`` (RGBA, the
+    canvas's size), lay them over it too."""
+    assert placed.image is not None
+    if placed.plate is not None and placed.plate_color is not None:
+        plate = placed.plate
+        radius = max(2, round(min(plate[2] - plate[0], plate[3] - plate[1]) * 0.18))
+        shape = (plate[0], plate[1], plate[2] - 1, plate[3] - 1)
+        ImageDraw.Draw(canvas).rounded_rectangle(shape, radius=radius, fill=placed.plate_color)
+        if layer is not None:
+            ImageDraw.Draw(layer).rounded_rectangle(shape, radius=radius,
+                                                    fill=(*placed.plate_color, 255))
+    box = placed.box
     region = canvas.crop(box).convert("RGBA")
-    region.alpha_composite(logo)
+    region.alpha_composite(placed.image)
     canvas.paste(region.convert("RGB"), box[:2])
     if layer is not None:
-        layer.alpha_composite(logo, dest=box[:2])
-    return PlacedLogo(box, name, plate, round(value, 2))
+        layer.alpha_composite(placed.image, dest=box[:2])
+
+
+def place_logo(canvas: Image.Image, style: LogoStyle, area: Box, max_w: float, max_h: float,
+               *, position: str | None = None, plate_pad: int = 0) -> PlacedLogo:
+    """:func:`choose_logo` on what ``canvas`` shows, then :func:`paint_logo` on it."""
+    placed = choose_logo(canvas.crop, style, area, max_w, max_h, position=position,
+                         plate_pad=plate_pad)
+    paint_logo(canvas, placed)
+    return placed

@@ -220,13 +220,19 @@ def describe_char(char: str) -> str:
 
 
 def missing_characters(text: str, chain: tuple[Face, ...]) -> list[tuple[int, str]]:
-    """``(position, char)`` of every visible character that no font of ``chain`` covers."""
+    """``(position, char)`` of every visible character that no font of ``chain`` covers
+    (a caption is scanned once; the answer is remembered)."""
+    return list(_missing(text, chain))
+
+
+@lru_cache(maxsize=4096)
+def _missing(text: str, chain: tuple[Face, ...]) -> tuple[tuple[int, str], ...]:
     covers = [coverage(face.path, face.index) for face in chain]
-    return [
+    return tuple(
         (i, char)
         for i, char in enumerate(text)
         if char != "\n" and not _ignorable(char) and not any(ord(char) in c for c in covers)
-    ]
+    )
 
 
 def is_rtl(text: str) -> bool:
@@ -405,9 +411,11 @@ def _hyphen(word: str, end: int) -> str:
     return "" if _CJK.match(word[end - 1]) or _CJK.match(word[end]) else HYPHEN
 
 
+@lru_cache(maxsize=16384)
 def _wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None
-          ) -> tuple[list[str], bool] | None:
-    """Lines, and whether a word was broken; see :func:`wrap`."""
+          ) -> tuple[tuple[str, ...], bool] | None:
+    """Lines, and whether a word was broken; see :func:`wrap`. Remembered per text, fonts,
+    size, width and language: the same caption is wrapped for every placement and variant."""
     lines: list[str] = []
     broke = False
     space = measure(" ", chain, size)
@@ -446,7 +454,7 @@ def _wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str
                 line, line_width = joined, joined_width
         if line:
             lines.append(line)
-    return lines, broke
+    return tuple(lines), broke
 
 
 def wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None = None
@@ -456,7 +464,7 @@ def wrap(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str 
     ``width`` makes it None, unless ``lang`` (a locale such as ``de_DE``) is given: then the word
     is hyphenated (see :func:`_break_word`)."""
     result = _wrap(text, chain, size, width, lang)
-    return None if result is None else result[0]
+    return None if result is None else list(result[0])
 
 
 def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float,
@@ -464,9 +472,16 @@ def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float,
     """:func:`wrap`, then the narrowest width that keeps the same number of lines, so lines
     come out even ("Summer hydration, / zero plastic" rather than a lone last word). Text
     with a hyphenated word is not evened out (it fills the box)."""
+    lines = _balanced(text, chain, size, width, lang)
+    return None if lines is None else list(lines)
+
+
+@lru_cache(maxsize=16384)
+def _balanced(text: str, chain: tuple[Face, ...], size: int, width: float, lang: str | None
+              ) -> tuple[str, ...] | None:
     lines = wrap(text, chain, size, width, lang)
     if lines is None or len(lines) < 2:
-        return lines
+        return None if lines is None else tuple(lines)
     low, high = int(widest_word(text, chain, size)[1]) + 1, int(width)
     while low < high:
         mid = (low + high) // 2
@@ -475,7 +490,7 @@ def balanced_wrap(text: str, chain: tuple[Face, ...], size: int, width: float,
             high = mid
         else:
             low = mid + 1
-    return wrap(text, chain, size, high, lang) or lines
+    return tuple(wrap(text, chain, size, high, lang) or lines)
 
 
 def widest_word(text: str, chain: tuple[Face, ...], size: int) -> tuple[str, float]:
@@ -610,8 +625,26 @@ def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
     between characters, and then also with lines whose ink overhangs the box wrapped narrower
     (``trim``, see :func:`layout`): the last resort, so text that fits without it is set as
     before. Raises :class:`PostProcessError` naming ``role``, the text's length and ``where``
-    (the placement), with a fix, when even that does not fit."""
+    (the placement), with a fix, when even that does not fit.
+
+    What fits depends on the box's size only (a block moves with its box), so the search is
+    remembered per text, box size, style, font and language: the same caption is fitted for
+    every placement of every variant."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    block = _fit(text, width, height, style, font, lang)
+    if block is None:
+        chain = font_chain(font, bold=style.bold)
+        raise PostProcessError(_too_long(text, chain, box, style, role, where))
+    return shifted(block, box[0], box[1])
+
+
+@lru_cache(maxsize=4096)
+def _fit(text: str, width: int, height: int, style: TextStyle, font: Path | None, lang: str
+         ) -> TextBlock | None:
+    """:func:`fit_text`'s search in a box of ``width`` x ``height`` at the origin; None when
+    nothing fits."""
     chain = font_chain(font, bold=style.bold)
+    box = (0, 0, width, height)
     if style.one_line_first and style.max_lines != 1:
         single = _largest_fit(text, chain, box, replace(style, max_lines=1))
         if single is not None:
@@ -621,8 +654,6 @@ def fit_text(text: str, box: Box, style: TextStyle, *, font: Path | None = None,
         best = _largest_fit(text, chain, box, style, lang)
     if best is None:
         best = _largest_fit(text, chain, box, style, lang, trim=True)
-    if best is None:
-        raise PostProcessError(_too_long(text, chain, box, style, role, where))
     return best
 
 
@@ -704,6 +735,38 @@ def draw_text(draw: ImageDraw.ImageDraw, block: TextBlock, fill: int | tuple[int
             (run.x, run.baseline), shaped, font=font, fill=fill, anchor="ls",
             stroke_width=stroke, stroke_fill=fill if stroke else None, direction=direction,
         )
+
+
+def text_mask(block: TextBlock) -> tuple[Image.Image, tuple[int, int]]:
+    """The coverage of ``block``'s glyphs (colour runs left out) as an "L" image over its ink
+    box, and where that box starts. Rasterised once per block shape and size, wherever it
+    stands: the same caption is drawn for every variant."""
+    left, top = block.ink[0] - 2, block.ink[1] - 2
+    runs = tuple((r.text, r.face, r.rtl, r.x - left, r.baseline - top) for r in block.runs
+                 if not r.face.color)
+    return _mask(runs, block.size, (block.ink[2] + 2 - left, block.ink[3] + 2 - top)), (left, top)
+
+
+@lru_cache(maxsize=256)
+def _mask(runs: tuple[tuple[str, Face, bool, int, int], ...], size: int,
+          extent: tuple[int, int]) -> Image.Image:
+    mask = Image.new("L", (max(1, extent[0]), max(1, extent[1])), 0)
+    block = TextBlock([Run(*run) for run in runs], size, 1, (0, 0, 0, 0), (0, 0, 0, 0))
+    draw_text(ImageDraw.Draw(mask), block, 255)
+    return mask
+
+
+def paint_text(image: Image.Image, block: TextBlock, fill: tuple[int, ...]) -> None:
+    """Paint ``block`` on ``image`` in ``fill`` (RGB, or RGBA on a layer) from its cached
+    :func:`text_mask`, then its colour runs; the pixels :func:`draw_text` gives."""
+    mask, origin = text_mask(block)
+    if image.mode == "RGBA":
+        ink = Image.new("RGBA", mask.size, (*fill[:3], 0))
+        ink.putalpha(mask)
+        image.alpha_composite(ink, dest=origin)
+    else:
+        image.paste(fill, origin, mask)
+    paste_color_runs(image, block)
 
 
 def paste_color_runs(image: Image.Image, block: TextBlock) -> None:

@@ -9,26 +9,29 @@
    ``motion_amount`` tighter around the subject (zoom), or slides across it (pan). Every
    window contains the subject box, so the subject stays whole in every frame;
 4. paint the end card: the logo and the call-to-action button on the brand colour;
-5. make each frame with Pillow (one subpixel-exact resize of the window, the logo and the
-   timed, faded caption layers pasted with their alpha, a crossfade into the end card) and
-   pipe it raw to ffmpeg: H.264 High, yuv420p, BT.709, constant frame rate, ``+faststart``,
-   AAC when there is a jingle; the CRF is raised until the file fits the byte budget.
+5. make each frame with Pillow and pipe it raw to ffmpeg: H.264 High, yuv420p, BT.709,
+   constant frame rate, ``+faststart``, AAC when there is a jingle; the CRF is raised until
+   the file fits the byte budget. What does not change is made once: the part of the still
+   the motion shows (at the scale of the tightest window, when the still is larger or the
+   windows pass its edges) and the logo and caption layers, cut to their boxes. A frame is
+   then one subpixel-exact resize of the window, a paste per layer and, at the end, a
+   crossfade into the end card; two threads make frames while ffmpeg encodes.
 
 Frames are made in Python rather than with ffmpeg filters because ``zoompan`` crops whole
 source pixels (slow zooms jitter) while ``Image.resize`` with a float box is exact to the
-subpixel (about 25 ms for a 1080x1920 frame, made in a thread while ffmpeg encodes the last
-one); and because then no text ever reaches ffmpeg: captions are Pillow pixels, and the
+subpixel; and because then no text ever reaches ffmpeg: captions are Pillow pixels, and the
 filter graph holds only numbers.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import math
-import queue
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -233,7 +236,8 @@ class _Overlay:
 
 @dataclass(frozen=True)
 class _Scene:
-    """Everything a frame is made of, but the moving picture."""
+    """Everything a frame is made of, but the moving picture, made once: the layers are cut
+    to their visible boxes (a paste each, smaller than one paste of them merged)."""
 
     size: tuple[int, int]
     background: Image.Image
@@ -242,8 +246,31 @@ class _Scene:
     captions: list[_Overlay]
     card: Image.Image | None
 
+    @classmethod
+    def of(cls, layers: Layers, size: tuple[int, int], picture_box: Box,
+           card: Image.Image | None) -> _Scene:
+        captions = [o for o in map(_Overlay.of, layers.captions.values()) if o is not None]
+        return cls(size, layers.background, picture_box, _Overlay.of(layers.logo), captions,
+                   card)
+
+    @functools.cached_property
+    def card_bytes(self) -> bytes:
+        """The end card's raw RGB bytes (frames once it is fully in)."""
+        return self.card.tobytes() if self.card is not None else b""
+
+    def paste_layers(self, frame: Image.Image, captions: float) -> None:
+        """Lay the logo and the captions (at strength ``captions``) over ``frame``."""
+        if self.logo is not None:
+            self.logo.paste(frame, 1.0)
+        for overlay in self.captions:
+            overlay.paste(frame, captions)
+
 
 # -- motion ----------------------------------------------------------------------------------
+
+
+def _constant(image: Image.Image) -> Callable[[int], Image.Image]:
+    return lambda _k: image
 
 
 def _lerp(a: Window, b: Window, p: float) -> Window:
@@ -355,24 +382,36 @@ def plan_motion(base: Window, subject: Box | None, motion: Motion, amount: float
     return base, base, 0.0
 
 
-def _extended(image: Image.Image, windows: Sequence[Window]) -> tuple[Image.Image, float, float]:
-    """``image`` grown (with crop's blurred backdrop) to hold every window, and the offset
-    to subtract from windows; the image itself when they are all inside it."""
-    left, top = min(w[0] for w in windows), min(w[1] for w in windows)
-    right, bottom = max(w[2] for w in windows), max(w[3] for w in windows)
-    if left >= 0 and top >= 0 and right <= image.width and bottom <= image.height:
-        return image, 0.0, 0.0
-    box = (math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom))
-    grown = crop.render_window(image, box, (box[2] - box[0], box[3] - box[1]))
-    return grown, float(box[0]), float(box[1])
+@dataclass(frozen=True)
+class _Stage:
+    """The part of a still that the motion shows, made once: ``image`` holds the source from
+    ``origin`` (source pixels) on, ``scale`` of its pixels to a source pixel."""
 
+    image: Image.Image
+    origin: tuple[float, float] = (0.0, 0.0)
+    scale: float = 1.0
 
-def _constant(image: Image.Image) -> Callable[[int], Image.Image]:
-    return lambda _k: image
+    @classmethod
+    def of(cls, source: Image.Image, windows: Sequence[Window], width: int) -> _Stage:
+        """``source`` as it is when every window lies inside it and frames enlarge it; else
+        the windows' union made once (with crop's blurred backdrop past the edges) at the
+        scale of the tightest window, so frames shrink it by at most the motion's amount
+        rather than each resampling a large or padded source."""
+        left, top = min(w[0] for w in windows), min(w[1] for w in windows)
+        right, bottom = max(w[2] for w in windows), max(w[3] for w in windows)
+        scale = min(1.0, width / min(w[2] - w[0] for w in windows))
+        inside = left >= 0 and top >= 0 and right <= source.width and bottom <= source.height
+        if inside and scale >= 1.0:
+            return cls(source)
+        size = (math.ceil((right - left) * scale), math.ceil((bottom - top) * scale))
+        box = (left, top, left + size[0] / scale, top + size[1] / scale)
+        return cls(crop.render_window(source, box, size), (left, top), scale)
 
-
-def _shift(window: Window, dx: float, dy: float) -> Window:
-    return (window[0] - dx, window[1] - dy, window[2] - dx, window[3] - dy)
+    def window(self, window: Window) -> Window:
+        """``window`` (source pixels) in the pixels of :attr:`image`."""
+        x, y, k = self.origin[0], self.origin[1], self.scale
+        return ((window[0] - x) * k, (window[1] - y) * k, (window[2] - x) * k,
+                (window[3] - y) * k)
 
 
 # -- the end card ----------------------------------------------------------------------------
@@ -423,8 +462,7 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
         draw.rounded_rectangle((frame[0], frame[1], frame[2] - 1, frame[3] - 1),
                                radius=max(2, round((frame[3] - frame[1]) * 0.22)), fill=button)
         ink = color.best_on(button)
-        textmod.draw_text(draw, block, ink)
-        textmod.paste_color_runs(card, block)
+        textmod.paint_text(card, block, ink)
         checks.update({"end_card_cta_box": frame, "end_card_button": color.to_hex(button),
                        "end_card_cta_color": color.to_hex(ink)})
     return card, checks
@@ -433,77 +471,66 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
 # -- frames ----------------------------------------------------------------------------------
 
 
-def _frames(scene: _Scene, timeline: _Timeline, source_at: Callable[[int], Image.Image],
-            start: Window, end: Window) -> Iterator[bytes]:
-    """The raw RGB bytes of every frame, in order."""
-    box = scene.picture_box
-    picture_size = (box[2] - box[0], box[3] - box[1])
-    full = picture_size == scene.size
-    card_bytes = scene.card.tobytes() if scene.card is not None else b""
-    last: tuple[int, Window] | None = None
-    picture = scene.background
-    for k in range(timeline.frames):
-        strength = timeline.card(k)
-        if strength >= 1:
-            yield card_bytes
-            continue
-        source = source_at(k)
-        window = _lerp(start, end, timeline.motion(k))
-        if last != (id(source), window):
-            picture = crop.render_window(source, window, picture_size, fast=True)
-            last = (id(source), window)
-        if full:
-            frame = picture.copy()
+@dataclass(frozen=True)
+class _Frames:
+    """Frame ``k`` of a video, made on its own (so several threads can make frames): the
+    picture through the window of the moment (``source_at(k)``, between ``start`` and
+    ``end``), the layers, the crossfade into the end card. A picture that does not move is
+    made once."""
+
+    scene: _Scene
+    timeline: _Timeline
+    source_at: Callable[[int], Image.Image]
+    start: Window
+    end: Window
+    still: Image.Image | None = None
+
+    def picture(self, k: int) -> Image.Image:
+        if self.still is not None:
+            return self.still.copy()
+        box = self.scene.picture_box
+        window = _lerp(self.start, self.end, self.timeline.motion(k))
+        return crop.render_window(self.source_at(k), window, (box[2] - box[0], box[3] - box[1]),
+                                  fast=True)
+
+    def __call__(self, k: int) -> bytes:
+        """The raw RGB bytes of frame ``k``."""
+        scene, strength = self.scene, self.timeline.card(k)
+        if strength >= 1 and scene.card is not None:
+            return scene.card_bytes
+        picture = self.picture(k)
+        if picture.size == scene.size:
+            frame = picture
         else:
             frame = scene.background.copy()
-            frame.paste(picture, box[:2])
-        if scene.logo is not None:
-            scene.logo.paste(frame, 1.0)
-        for overlay in scene.captions:
-            overlay.paste(frame, timeline.caption(k))
+            frame.paste(picture, scene.picture_box[:2])
+        scene.paste_layers(frame, self.timeline.caption(k))
         if strength > 0 and scene.card is not None:
             frame = Image.blend(frame, scene.card, strength)
-        yield frame.tobytes()
+        return frame.tobytes()
 
 
-def _prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
-    """``items``, made ahead in a thread (Pillow lets go of the GIL while it resizes), so the
-    next frame is being made while ffmpeg takes this one. Errors come through; stopping
-    early stops the thread."""
-    ready: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(depth)
-    stop = threading.Event()
+FRAME_THREADS = 2
+"""Threads making frames while ffmpeg encodes (Pillow lets go of the GIL while it resizes and
+pastes)."""
 
-    def put(entry: tuple[bytes | None, BaseException | None]) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
-    def work() -> None:
+def _in_order(make: Callable[[int], bytes], count: int, threads: int = FRAME_THREADS
+              ) -> Iterator[bytes]:
+    """``make(0)`` ... ``make(count - 1)``, made ahead by ``threads`` threads and given in
+    order. Errors come through; stopping early cancels the frames not yet made."""
+    with ThreadPoolExecutor(threads, thread_name_prefix="adgen-video-frames") as pool:
+        pending: collections.deque[Future[bytes]] = collections.deque()
         try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((None, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            put((None, exc))
-
-    thread = threading.Thread(target=work, name="adgen-video-frames", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = ready.get()
-            if error is not None:
-                raise error
-            if item is None:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+            for k in range(count):
+                pending.append(pool.submit(make, k))
+                if len(pending) > 2 * threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 # -- encoding --------------------------------------------------------------------------------
@@ -568,9 +595,8 @@ def _filters(args: list[str]) -> str:
     return args[args.index("-filter_complex") + 1] if "-filter_complex" in args else ""
 
 
-def _encode(make_frames: Callable[[], Iterator[bytes]], size: tuple[int, int], spec: VideoSpec,
-            duration: float, audio: _Audio | None, where: str
-            ) -> tuple[bytes, dict[str, object]]:
+def _encode(frames: _Frames, size: tuple[int, int], spec: VideoSpec, duration: float,
+            audio: _Audio | None, where: str) -> tuple[bytes, dict[str, object]]:
     """Encode the frames at ``spec.crf``; over the byte budget, again at higher CRFs (guessed
     from the sizes reached: about half the bytes per 6 CRF) until it fits."""
     tries: list[tuple[int, int]] = []
@@ -580,7 +606,7 @@ def _encode(make_frames: Callable[[], Iterator[bytes]], size: tuple[int, int], s
         def encode(crf: int) -> bytes:
             args = _command(size, spec, crf, duration, audio, out)
             with FramePipe(args, what=f"encoding the video for {where}") as pipe:
-                pipe.write_all(_prefetched(make_frames()))
+                pipe.write_all(_in_order(frames, frames.timeline.frames))
             data = out.read_bytes()
             tries.append((crf, len(data)))
             return data
@@ -683,10 +709,14 @@ def _render(layers: Layers, placement: Placement, brand: _Brand, source: Image.I
     assert isinstance(picture_box, tuple)
     start, end, amount = plan_motion(layers.window, subject, spec.motion, spec.motion_amount,
                                      picture_box=picture_box, avoid=_kept_off(composed))
-    if source_at is None:  # a still: grow it once for windows past its edges
-        grown, dx, dy = _extended(source, (start, end))
-        start, end = _shift(start, dx, dy), _shift(end, dx, dy)
-        source_at = _constant(grown)
+    still: Image.Image | None = None
+    if source_at is None:  # a still: what the motion shows, made once
+        stage = _Stage.of(source, (start, end), picture_box[2] - picture_box[0])
+        start, end = stage.window(start), stage.window(end)
+        source_at = _constant(stage.image)
+        if start == end:
+            still = crop.render_window(stage.image, start, (picture_box[2] - picture_box[0],
+                                                            picture_box[3] - picture_box[1]))
 
     # 4. the end card
     cta = next((c for c in brand.captions if c.role == "cta" and c.text.strip()), None)
@@ -696,14 +726,12 @@ def _render(layers: Layers, placement: Placement, brand: _Brand, source: Image.I
         card, card_checks = _end_card(placement, brand.logo, cta, brand.colors, brand.font,
                                       where)
     timeline = _Timeline.of(spec, card is not None)
-    scene = _Scene(placement.size, layers.background, picture_box, _Overlay.of(layers.logo),
-                   [o for o in map(_Overlay.of, layers.captions.values()) if o is not None],
-                   card)
+    scene = _Scene.of(layers, placement.size, picture_box, card)
 
     # 5. frames, piped to ffmpeg
     duration = timeline.frames / spec.fps
-    data, encoded = _encode(lambda: _frames(scene, timeline, source_at, start, end),
-                            placement.size, spec, duration, audio, where)
+    frames = _Frames(scene, timeline, source_at, start, end, still)
+    data, encoded = _encode(frames, placement.size, spec, duration, audio, where)
     checks: dict[str, object] = {
         **composed.checks, "logo_box": composed.logo_box,
         "caption_boxes": composed.caption_boxes, "size": placement.size,

@@ -1,0 +1,100 @@
+"""``backend.post: gpu`` in a run: the same assets as Pillow's, made by the device path (on
+the CPU here, with ``post_device: cpu``); a missing GPU is told before anything renders."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import adgen
+from adgen.errors import CampaignError, PostProcessError
+from adgen.post import gpu
+from tests.conftest import base_campaign, write_campaign
+
+PLACEMENTS = ["feed_square", "story", "300x250", "728x90"]
+DECISIONS = ("layout", "framing", "arrangement", "picture_box", "subject_box", "logo_box",
+             "caption_boxes", "scrim", "logo_variant", "color_headline", "color_cta")
+
+
+def campaign(tmp_path: Path, name: str, **backend: object) -> dict:
+    data = base_campaign(tmp_path)
+    data["placements"] = PLACEMENTS
+    data["output"] = str(tmp_path / name)
+    data["backend"] = {"name": "local", **backend}
+    return data
+
+
+def assets(result: adgen.RunResult) -> pd.DataFrame:
+    rows = result.manifest.set_index(["variant_id", "placement"]).sort_index()
+    assert (rows["status"] == "ok").all()
+    return rows
+
+
+def test_a_run_with_post_gpu_makes_pillow_s_assets(tmp_path: Path, monkeypatch) -> None:
+    used: list[str] = []
+    real = gpu.compose_on
+
+    def spy(pixels, *args, **kwargs):
+        used.append(str(pixels.device))
+        return real(pixels, *args, **kwargs)
+
+    monkeypatch.setattr(gpu, "compose_on", spy)
+    pillow = assets(adgen.run(adgen.campaign_from_dict(campaign(tmp_path, "pillow"),
+                                                       base_dir=tmp_path)))
+    assert not used
+    device = assets(adgen.run(adgen.campaign_from_dict(
+        campaign(tmp_path, "device", post="gpu", post_device="cpu"), base_dir=tmp_path)))
+    assert len(used) == len(device) and set(used) == {"cpu"}
+    assert list(device.index) == list(pillow.index)
+    for key, row in device.iterrows():
+        ours, theirs = json.loads(row["checks"]), json.loads(pillow.loc[key, "checks"])
+        for name in DECISIONS:
+            assert ours.get(name) == theirs.get(name), (key, name)
+        a = np.asarray(Image.open(tmp_path / "device" / row["path"]).convert("RGB"), float)
+        b = np.asarray(Image.open(tmp_path / "pillow" / pillow.loc[key, "path"]).convert("RGB"),
+                       float)
+        assert a.shape == b.shape and np.abs(a - b).mean() <= 1.0, key
+
+
+def test_post_gpu_without_a_cuda_gpu_is_told_before_rendering(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    path = write_campaign(tmp_path, campaign(tmp_path, "out", post="gpu"))
+    with pytest.raises(PostProcessError, match=r"backend.post: gpu makes assets on 'cuda', "
+                                               r"but torch sees no CUDA GPU here: .*"
+                                               r"backend.post_device: cpu"):
+        adgen.run(adgen.load_campaign(path))
+    assert not (tmp_path / "out" / ".cache").exists() or not any(
+        (tmp_path / "out" / ".cache").rglob("*.png"))  # nothing was rendered
+    done = subprocess.run([sys.executable, "-m", "adgen", "run", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "no CUDA GPU" in done.stderr
+
+
+def test_bad_post_settings_are_explained(tmp_path: Path) -> None:
+    with pytest.raises(CampaignError, match="post"):
+        adgen.campaign_from_dict(campaign(tmp_path, "out", post="gpus"), base_dir=tmp_path)
+    path = write_campaign(tmp_path, campaign(tmp_path, "out", post="gpu", post_device="tpu:0"))
+    with pytest.raises(PostProcessError, match=r"backend.post_device 'tpu:0' is not a torch "
+                                               r"device: use cuda, cuda:N or cpu"):
+        adgen.run(adgen.load_campaign(path))
+
+
+def test_png_and_webp_assets_come_out_of_the_device_path_too(tmp_path: Path) -> None:
+    data = campaign(tmp_path, "out", post="gpu", post_device="cpu")
+    data["placements"] = [{"placement": "300x250", "format": "png"},
+                          {"placement": "feed_square", "format": "webp"}]
+    rows = assets(adgen.run(adgen.campaign_from_dict(data, base_dir=tmp_path)))
+    formats = {Image.open(io.BytesIO((tmp_path / "out" / p).read_bytes())).format
+               for p in rows["path"]}
+    assert formats == {"PNG", "WEBP"}
