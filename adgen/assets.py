@@ -48,7 +48,7 @@ from adgen.spec import BackendSpec, CampaignSpec, PlacementSpec, VideoOptions
 if TYPE_CHECKING:
     import torch
 
-POST_VERSION = "post/v5"
+POST_VERSION = "post/v6"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
