@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from adgen.catalog.locales import is_rtl
 from adgen.errors import AdgenError, PostProcessError, StoreError
 from adgen.guardrails import brand_violations, over_subject
-from adgen.jobs import RenderJob, stable_hash
+from adgen.jobs import Rendered, RenderJob, stable_hash
 from adgen.manifest import (
     failed_row,
     failure_reason,
@@ -115,11 +115,14 @@ class PostContext:
             return path
         return _materialize(str(path), self.files[str(path)])
 
-    def job_rows(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+    def job_rows(self, rows: list[dict[str, Any]], fresh: Rendered | None = None
+                 ) -> list[tuple[dict[str, Any], bool]]:
         """Make the assets of ``rows`` (the assets that share one render; see
         :func:`asset_units`): a manifest row and whether the file was already there, for each.
-        A problem of one asset makes its ``failed: <reason>`` row and leaves no file."""
-        return _JobAssets(self, rows).make()
+        A problem of one asset makes its ``failed: <reason>`` row and leaves no file.
+        ``fresh``: that render (a still), just made in this process and cached: used as it is
+        (its pixels on the device too, for ``backend.post: gpu``) rather than read back."""
+        return _JobAssets(self, rows, fresh).make()
 
 
 _LOCAL_FILES: dict[tuple[str, int], Path] = {}
@@ -141,10 +144,13 @@ def _materialize(name: str, data: bytes) -> Path:
 class _JobAssets:
     """The assets of one render (its variants × the placements of its aspect class)."""
 
-    def __init__(self, ctx: PostContext, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, ctx: PostContext, rows: list[dict[str, Any]],
+                 fresh: Rendered | None = None) -> None:
         self.ctx, self.rows = ctx, rows
         self.creatives = {c.id: c for c in ctx.campaign.creatives}
         self._render: CachedRender | None = None
+        if fresh is not None and fresh.image is not None and not fresh.frames:
+            self._render = CachedRender.of(fresh)
         self._info: dict[str, Any] | None = None  # the render's cache JSON, read once
         self._pixels: torch.Tensor | None = None  # the render on ctx.device, sent once
 
@@ -296,7 +302,7 @@ class _JobAssets:
                                 "font": font}
         if self.ctx.device is not None:  # backend.post: gpu
             if self._pixels is None:
-                self._pixels = gpu.to_tensor(picture.convert("RGB"), self.ctx.device)
+                self._pixels = gpu.on_device(picture, self.ctx.device, cached.pixels)
             ad = gpu.compose_on(self._pixels, picture, placement, **args)
             encoded = gpu.encode_on(ad.pixels, spec.format, max_bytes=budget)
             logo_box, caption_boxes, checks = ad.logo_box, ad.caption_boxes, ad.checks
