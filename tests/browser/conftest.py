@@ -1,5 +1,5 @@
-"""The headless Chromium both browser tests drive (Playwright with the system browser), and the
-folder where they save screenshots. Skipped without Playwright or Chromium."""
+"""The headless Chromium the browser tests drive (Playwright with the system browser; one for the
+session), and the folder where they save screenshots. Skipped without Playwright or Chromium."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _chromium() -> str | None:
     return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api",
                                    reason="playwright not installed (pip install playwright)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adgen.report import write_report
+from adgen.review.sheet import write_report
 from tests.browser.sample_output import make_output
 
 XSS = {"headline": "<script>alert(1)</script>", "cta": '"><img src=x onerror=alert(1)>'}
