@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 import adgen
 from adgen.errors import ReviewError
 from adgen.planning import make_plan
@@ -29,7 +30,7 @@ from adgen.review.sheet import write_report
 from adgen.review.source import current_manifest
 from tests.browser.sample_output import make_output
 from tests.conftest import base_campaign
-from tests.review_server import ADGEN, cards
+from tests.review_helpers import ADGEN, cards, published, small_campaign
 
 # --- decisions and content ----------------------------------------------------------------
 
@@ -123,30 +124,11 @@ def test_the_log_is_only_appended_to_and_damage_is_named(tmp_path: Path) -> None
 # --- the campaign -------------------------------------------------------------------------
 
 
-def small_campaign(root: Path, **changes: Any) -> adgen.CampaignSpec:
-    """2 segments × 2 variants, two placements (one render each), review on, exports for Meta
-    and Google after every run."""
-    data = base_campaign(root)
-    data["audience"] |= {"segment_by": ["region"], "filter": "region != 'east'"}
-    data["creatives"][0]["prompt"] = "a bottle in the {{ region }}"
-    data |= {"placements": ["feed_square", "display_1.91"], "review": {},
-             "export": {"to": ["meta", "google"], "url": "https://shop.example/spring"}}
-    data["renderer"]["aspect"] = "crop"
-    return adgen.campaign_from_dict(data | changes, base_dir=root)
-
-
 def _decide(out: str | Path, choices: dict[str, tuple[str, str]],
             reviewer: str = "Ana") -> None:
     contents = reviewable(current_manifest(out))
     record(out, lambda d: [new_decision(v, verdict, reviewer, comment, contents[v])
                            for v, (verdict, comment) in choices.items()])
-
-
-def published(out: Path, platform: str) -> str:
-    """Every file an export wrote for ``platform``, as one text."""
-    files = sorted((out / "exports" / platform).rglob("*.*"))
-    assert files, f"no {platform} files"
-    return "\n".join(path.read_text(encoding="utf-8") for path in files)
 
 
 def test_review_section_and_require_approval(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from adgen.output.lock import output_lock
 from adgen.review.decisions import LOG_FILE, STATE_FILE, Decisions, reviewable
 from adgen.review.source import current_manifest
 from tests.browser.sample_output import make_output
-from tests.review_server import Server, cards, review_server
+from tests.review_helpers import Server, cards, review_server
 from tests.s3server import make_bucket, object_names, restore_env, s3_server, set_env
 
 

@@ -34,6 +34,7 @@
     const note = card.querySelector('[data-note]');
     note.textContent = state.note;
     note.hidden = !state.note;
+    card.querySelector('textarea').value = '';  // saved: it shows above
   };
   const send = async (items) => {
     if (!name.value.trim()) {

@@ -1,6 +1,6 @@
-"""``adgen review`` as a user starts it: the real console script in a subprocess, on a free
-port; and plain HTTP requests to it (the standard library's client, so headers are exactly
-what a test sends)."""
+"""For the review tests: ``adgen review`` as a user starts it (the real console script in a
+subprocess, on a free port) with plain HTTP requests to it (the standard library's client, so
+headers are exactly what a test sends); a small campaign with review on; what an export wrote."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import adgen
+from tests.conftest import base_campaign
 
 ADGEN = Path(sys.executable).with_name("adgen")
 
@@ -93,3 +96,22 @@ def cards(page: str) -> dict[str, dict[str, str]]:
                        r'data-decision="([a-z]+)" data-content="([0-9a-f]+)"', page)
     return {variant: {"decision": decision, "content": content}
             for variant, decision, content in found}
+
+
+def small_campaign(root: Path, **changes: Any) -> adgen.CampaignSpec:
+    """2 segments × 2 variants, two placements (one render each), review on, exports for Meta
+    and Google after every run."""
+    data = base_campaign(root)
+    data["audience"] |= {"segment_by": ["region"], "filter": "region != 'east'"}
+    data["creatives"][0]["prompt"] = "a bottle in the {{ region }}"
+    data |= {"placements": ["feed_square", "display_1.91"], "review": {},
+             "export": {"to": ["meta", "google"], "url": "https://shop.example/spring"}}
+    data["renderer"]["aspect"] = "crop"
+    return adgen.campaign_from_dict(data | changes, base_dir=root)
+
+
+def published(out: Path, platform: str) -> str:
+    """Every file an export wrote for ``platform``, as one text."""
+    files = sorted((out / "exports" / platform).rglob("*.*"))
+    assert files, f"no {platform} files"
+    return "\n".join(path.read_text(encoding="utf-8") for path in files)
