@@ -36,9 +36,10 @@ from adgen.assets import brand_style
 from adgen.errors import MAX_LISTED
 from adgen.output.files import atomic_write_text, safe_csv
 from adgen.output.lock import WAIT_ENV
-from adgen.output.store import join
+from adgen.output.store import join, open_store
 from adgen.preflight import preflight
 from adgen.renderers import RENDERERS
+from adgen.review.sheet import REPORT_NAME
 from adgen.terminal import analysis_table
 
 app = typer.Typer(
@@ -397,6 +398,7 @@ def review(
         if import_ is not None:
             made = adgen.import_decisions(out, import_, reviewer=reviewer)
             console.print(f"[green]recorded[/green] {len(made)} decisions from {import_}")
+            _update_sheet(out, len(made))
         if export is not None:
             rows = adgen.export_decisions(out, export)
             console.print(f"[green]wrote[/green] {export}: {rows} variants")
@@ -410,7 +412,21 @@ def review(
         console.print("stop with Ctrl+C", style="dim")
         sys.stdout.flush()
 
-    adgen.serve_review(out, host=host, port=port, reviewer=reviewer, announce=announce)
+    _update_sheet(out, adgen.serve_review(out, host=host, port=port, reviewer=reviewer,
+                                          announce=announce))
+
+
+def _update_sheet(out: str, decided: int) -> None:
+    """After new decisions: write review.html again, where the output has one."""
+    if not decided or not open_store(out).exists(REPORT_NAME):
+        return
+    try:
+        path = adgen.write_report(out)
+    except adgen.AdgenError as exc:
+        err_console.print(f"[yellow]warning:[/yellow] {REPORT_NAME} not updated ({exc}); run "
+                          f"`adgen report {out}` to show the decisions in it", highlight=False)
+        return
+    console.print(f"updated {join(out, path.name)} with the decisions")
 
 
 @app.command("export")

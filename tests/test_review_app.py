@@ -18,6 +18,7 @@ import pytest
 import adgen
 from adgen.output.lock import output_lock
 from adgen.review.decisions import LOG_FILE, STATE_FILE, Decisions, reviewable
+from adgen.review.sheet import write_report
 from adgen.review.source import current_manifest
 from tests.browser.sample_output import make_output
 from tests.review_helpers import Server, cards, review_server
@@ -189,10 +190,21 @@ def test_a_killed_server_loses_no_decision_it_acknowledged(tmp_path: Path) -> No
     assert set(acknowledged) <= logged
     assert len(decisions) % len(variants) == 0  # each batch whole or not at all
     # the server starts again on the same folder and shows what was acknowledged
+    write_report(out)
     with review_server(out) as again:
         page = cards(again.page())
-        assert {card["decision"] for card in page.values()} == {
-            decisions.latest[v].decision for v in page}
+        assert {v: card["decision"] for v, card in page.items()} == {
+            v: decisions.latest[v].decision for v in page}
+        variant = next(iter(page))
+        status, _ = again.decide("Ben", [{"variant_id": variant, "decision": "pending",
+                                          "content": page[variant]["content"]}])
+        assert status == 200
+    # stopped (Ctrl+C, or here SIGTERM), it writes the static sheet again with the decisions
+    assert again.process.returncode == 0
+    sheet = cards((out / "review.html").read_text())
+    assert sheet[variant]["decision"] == "pending"
+    assert {sheet[v]["decision"] for v in page if v != variant} == {
+        decisions.latest[v].decision for v in page if v != variant}
 
 
 def test_decisions_on_an_s3_output(tmp_path: Path, campaign_data: dict[str, Any],

@@ -18,14 +18,17 @@ Serving writes nothing else into the output: missing thumbnails are made in a pr
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import mimetypes
 import os
 import secrets
+import signal
 import socket
 import tempfile
-from collections.abc import Awaitable, Callable, MutableMapping
+import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,14 +88,16 @@ class ReviewSession:
     """Seconds a write waits for a command that holds the output."""
     paths: frozenset[str] = field(default_factory=frozenset)
     """The asset files of the manifest the page showed last: the only ones served."""
+    _pages: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def page(self, reviewer: str) -> str:
-        folder = snapshot(self.location, self.work / "snapshot")
-        local = [] if is_url(self.location) else [folder / THUMBS_DIR]
-        store = open_store(self.location)
-        html = render_sheet(folder, store, [self.work / THUMBS_DIR, *local],
-                            decisions=Decisions.load(store), reviewing=Reviewing(reviewer))
-        self.paths = frozenset(str(p) for p in read_manifest(folder)["path"] if p)
+        with self._pages:  # one snapshot of a URL output at a time
+            folder = snapshot(self.location, self.work / "snapshot")
+            local = [] if is_url(self.location) else [folder / THUMBS_DIR]
+            store = open_store(self.location)
+            html = render_sheet(folder, store, [self.work / THUMBS_DIR, *local],
+                                decisions=Decisions.load(store), reviewing=Reviewing(reviewer))
+            self.paths = frozenset(str(p) for p in read_manifest(folder)["path"] if p)
         return html
 
     def decide(self, reviewer: str, items: list[dict[str, str]]) -> dict[str, Any]:
@@ -323,13 +328,15 @@ def _write_wait() -> float:
 
 
 def serve(location: str | Path, *, host: str = "127.0.0.1", port: int = 0,
-          reviewer: str = "", announce: Callable[[str], None] = print) -> None:
+          reviewer: str = "", announce: Callable[[str], None] = print) -> int:
     """Serve the review of the output ``location`` until interrupted (Ctrl+C). ``announce``
-    gets the page's address once the server listens."""
+    gets the page's address once the server listens. Returns how many decisions the output
+    gained meanwhile."""
     import uvicorn
 
     check_output(location)
     current_manifest(location)  # no manifest: say so now, not on the page
+    before = len(Decisions.of(location))
     wait, token = _write_wait(), secrets.token_urlsafe(24)
     sock = listen(host, port)
     port = int(sock.getsockname()[1])
@@ -340,4 +347,28 @@ def serve(location: str | Path, *, host: str = "127.0.0.1", port: int = 0,
         config = uvicorn.Config(create_app(session), log_level="warning", access_log=False,
                                 lifespan="off", server_header=False)
         announce(address(host, port, token, reviewer))
-        uvicorn.Server(config).run(sockets=[sock])
+        _uvicorn_server()(config).run(sockets=[sock])
+    return len(Decisions.of(location)) - before
+
+
+def _uvicorn_server() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, ending normally after Ctrl+C or SIGTERM (uvicorn raises the signal
+        again once it has shut down, which would end the process before the review does)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            before = {sig: signal.signal(sig, self.handle_exit)
+                      for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+
+    return Server

@@ -124,18 +124,18 @@ def content_hashes(manifest: pd.DataFrame) -> dict[str, str]:
     """Each variant's content hash: a hash of its captions and, per placement, its file's
     sha256 (or the status of a file that was not made). Any change of a picture, a caption or a
     placement gives another hash."""
-    if manifest.empty:
-        return {}
-    files = [str(sha) if status == "ok" else status
-             for sha, status in zip(manifest["sha256"], _statuses(manifest), strict=True)]
-    frame = pd.DataFrame({"variant_id": manifest["variant_id"].astype(str),
-                          "placement": manifest["placement"].astype(str), "file": files,
-                          "captions": manifest["captions"].astype(str)})
+    parts: dict[str, list[tuple[str, str]]] = {}
+    captions: dict[str, str] = {}
+    columns = [manifest[c].astype(str).tolist() for c in ("variant_id", "placement", "sha256")]
+    for variant_id, placement, sha, status, caption in zip(
+            *columns, _statuses(manifest).tolist(), manifest["captions"].astype(str).tolist(),
+            strict=True):
+        parts.setdefault(variant_id, []).append((placement, sha if status == "ok" else status))
+        captions.setdefault(variant_id, caption)
     hashes = {}
-    for variant_id, rows in frame.groupby("variant_id", sort=False):
-        parts = sorted(zip(rows["placement"], rows["file"], strict=True))
-        text = json.dumps([rows["captions"].iloc[0], parts], ensure_ascii=False)
-        hashes[str(variant_id)] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    for variant_id, files in parts.items():
+        text = json.dumps([captions[variant_id], sorted(files)], ensure_ascii=False)
+        hashes[variant_id] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
     return hashes
 
 
@@ -158,9 +158,10 @@ class Decisions:
 
     def __init__(self, events: Iterable[Decision] = ()) -> None:
         self.events = list(events)
-        self.latest: dict[str, Decision] = {}
+        self._by_variant: dict[str, list[Decision]] = {}
         for event in self.events:
-            self.latest[event.variant_id] = event
+            self._by_variant.setdefault(event.variant_id, []).append(event)
+        self.latest = {variant_id: events[-1] for variant_id, events in self._by_variant.items()}
 
     def __len__(self) -> int:
         return len(self.events)
@@ -198,7 +199,8 @@ class Decisions:
         return last.take if last else 0
 
     def history(self, variant_id: str) -> list[Decision]:
-        return [event for event in self.events if event.variant_id == variant_id]
+        """The variant's events, oldest first."""
+        return list(self._by_variant.get(variant_id, ()))
 
     def counts(self, contents: Mapping[str, str]) -> dict[str, int]:
         """How many of these variants (id → content hash) are approved, rejected, pending."""
