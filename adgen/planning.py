@@ -4,7 +4,8 @@ Seeds come from the experiment seed and the job's identity (creative, prompt, ne
 variant index, and the aspect class for renders at a shape other than the renderer's own
 ``width`` x ``height``), so the same campaign gives the same seeds on any machine, adding a
 segment leaves every other seed alone, and two segments whose prompts come out the same share
-one render.
+one render. A variant people rejected in review is planned with its next take (the output's
+decisions, :mod:`adgen.review.decisions`), which gives it other seeds.
 
 Each variant gets one render per aspect class its placements need (``renderer.aspect:
 native``: rendered at that shape; ``extend``: the base render outpainted to it; ``crop``: one

@@ -43,3 +43,20 @@ def artifacts() -> Path:
     folder = REPO / "artifacts"
     folder.mkdir(exist_ok=True)
     return folder
+
+
+def watch(page: Any) -> list[str]:
+    """What goes wrong on ``page`` from now on: console errors and warnings, script errors,
+    failed requests, and dialogs (dismissed: an ``alert()`` would mean injected script ran)."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+
+    def on_dialog(dialog: Any) -> None:
+        problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    return problems

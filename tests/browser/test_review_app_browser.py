@@ -14,6 +14,7 @@ from typing import Any
 
 import adgen
 from adgen.review.decisions import Decisions
+from tests.browser.conftest import watch
 from tests.review_helpers import published, review_server, small_campaign
 
 
@@ -43,11 +44,7 @@ def test_review_in_chromium(tmp_path: Path, browser: Any, artifacts: Path) -> No
     a, b, c, d = list(dict.fromkeys(first.manifest["variant_id"]))
     page = browser.new_page(viewport={"width": 1200, "height": 1020})
     page.set_default_timeout(15_000)
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+    problems = watch(page)
     with review_server(out) as server:
         page.goto(server.url)
         # without a name, nothing is saved: the page asks for one
