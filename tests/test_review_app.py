@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 import adgen
+from adgen.errors import ReviewError
 from adgen.output.lock import output_lock
+from adgen.review.app import listen
 from adgen.review.decisions import LOG_FILE, STATE_FILE, Decisions, reviewable
 from adgen.review.sheet import write_report
 from adgen.review.source import current_manifest
@@ -49,6 +51,9 @@ def test_the_page_lists_every_variant_with_its_decision(served: tuple[Path, Serv
     assert 'id="reviewer" type="text" maxlength="80" autocomplete="name" placeholder="Your ' \
         'name" value="Zoë"' in page
     assert server.url.endswith("/?reviewer=Ana")
+    hostile = server.page("?reviewer=%22%3E%3Cscript%3Ealert(1)%3C/script%3E")
+    assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in hostile
+    assert "<script>alert(1)" not in hostile
     for figure in ("thumbs/", "assets/"):
         assert f'src="{figure}' in page or f'href="{figure}' in page
     # every picture the page shows is served, and nothing else of the folder
@@ -256,3 +261,15 @@ def _s3_round(tmp_path: Path, campaign_data: dict[str, Any], env: dict[str, str]
         (variants[0], "rejected", "app"), (variants[1], "approved", "import"),
         (variants[0], "pending", "run")]
     assert second.summary()["approved"] == 1 and second.summary()["pending"] == len(variants) - 1
+
+
+def test_a_port_in_use_or_an_unknown_host_is_a_clear_error() -> None:
+    taken = listen("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1]
+        with pytest.raises(ReviewError, match=rf"cannot listen on 127.0.0.1 port {port} \("):
+            listen("127.0.0.1", port)
+    finally:
+        taken.close()
+    with pytest.raises(ReviewError, match="--host 'no such host.invalid': not an address"):
+        listen("no such host.invalid", 0)
