@@ -271,5 +271,5 @@ def test_a_port_in_use_or_an_unknown_host_is_a_clear_error() -> None:
             listen("127.0.0.1", port)
     finally:
         taken.close()
-    with pytest.raises(ReviewError, match="--host 'no such host.invalid': not an address"):
+    with pytest.raises(ReviewError, match=r"--host 'no such host\.invalid': not an address"):
         listen("no such host.invalid", 0)
