@@ -239,7 +239,7 @@ class Decisions:
                 before = earlier[-1]
                 events.append(replace(
                     before, at=now(), take=take, source="run",
-                    note=f"the same content as decided on {before.at[:19].replace('T', ' ')}"))
+                    note=f"the same content as decided on {before.when}"))
                 continue
             why = "its picture or captions changed"
             if take > last.take:
@@ -268,8 +268,9 @@ def _parse(data: bytes, where: str) -> list[Decision]:
         try:
             raw = json.loads(line)
             event = Decision(**{k: v for k, v in raw.items() if k in names})
-            if event.decision not in DECISIONS or not isinstance(event.take, int):
-                raise ValueError(f"decision {event.decision!r}")
+            if event.decision not in DECISIONS or event.source not in SOURCES \
+                    or not isinstance(event.take, int):
+                raise ValueError(f"decision {event.decision!r} from {event.source!r}")
         except (ValueError, TypeError, AttributeError) as exc:
             raise ReviewError(f"{where} line {number}: not a decision ({exc}); the log is "
                               "only appended to by adgen: restore that line or delete it") from None

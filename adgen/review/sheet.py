@@ -251,8 +251,7 @@ class _Page:
             segments=[self._segment(seg) for seg in segments], reviewing=reviewing,
             review=reviewing is not None or len(self.decisions) > 0,
             review_counts=self.decisions.counts(self.reviewable),
-            decision_labels=DECISION_LABELS,
-            csp=_csp(self.nonce, served=reviewing is not None))
+            decision_labels=DECISION_LABELS)
 
     # header and filters
 
@@ -417,16 +416,6 @@ def decision_view(held: Decision | None) -> dict[str, str]:
         return {"state": PENDING, "label": DECISION_LABELS[PENDING], "by": "", "comment": ""}
     return {"state": held.decision, "label": DECISION_LABELS[held.decision],
             "by": f"by {held.reviewer} · {held.when}", "comment": held.comment}
-
-
-def _csp(nonce: str, *, served: bool) -> str:
-    """The page's Content-Security-Policy: only its own scripts and styles; files from the
-    folder (the static sheet) or the server (``adgen review``, which may also post)."""
-    files = "'self' data:" if served else "'self' file: data:"
-    rules = [f"default-src 'none'; img-src {files}; media-src {files}",
-             f"style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'",
-             "connect-src 'self'" if served else "", "base-uri 'none'; form-action 'none'"]
-    return "; ".join(rule for rule in rules if rule)
 
 
 def _verdict(verdict: Any) -> dict[str, str]:
