@@ -21,6 +21,7 @@ from adgen.errors import (
     PostProcessError,
     RenderError,
     ResultsError,
+    ReviewError,
     StoreError,
     TemplateError,
 )
@@ -32,7 +33,9 @@ from adgen.pipeline import RefreshResult, RunResult, assign, refresh, run, sched
 from adgen.placements import PRESETS, Placement, resolve_placement
 from adgen.planning import Plan
 from adgen.planning import make_plan as plan
-from adgen.report import write_report
+from adgen.review.app import serve as serve_review
+from adgen.review.sheet import write_report
+from adgen.review.transfer import export_decisions, import_decisions
 from adgen.spec import CampaignSpec, campaign_from_dict, load_campaign
 from adgen.version import __version__
 
@@ -55,6 +58,7 @@ __all__ = [
     "RenderError",
     "RenderJob",
     "ResultsError",
+    "ReviewError",
     "RunResult",
     "StoreError",
     "TemplateError",
@@ -64,12 +68,15 @@ __all__ = [
     "campaign_from_dict",
     "explain",
     "export",
+    "export_decisions",
+    "import_decisions",
     "load_campaign",
     "plan",
     "refresh",
     "resolve_placement",
     "run",
     "schedule",
+    "serve_review",
     "validate",
     "write_analysis",
     "write_report",

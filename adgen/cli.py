@@ -36,9 +36,10 @@ from adgen.assets import brand_style
 from adgen.errors import MAX_LISTED
 from adgen.output.files import atomic_write_text, safe_csv
 from adgen.output.lock import WAIT_ENV
-from adgen.output.store import join
+from adgen.output.store import join, open_store
 from adgen.preflight import preflight
 from adgen.renderers import RENDERERS
+from adgen.review.sheet import REPORT_NAME
 from adgen.terminal import analysis_table
 
 app = typer.Typer(
@@ -210,6 +211,10 @@ def run(
         f"{summary['assets_reused']} reused; {summary['assigned_customers']} customers assigned "
         f"-> {result.location}"
     )
+    if spec.review is not None or summary["approved"] or summary["rejected"]:
+        console.print(f"review: {summary['approved']} approved, {summary['rejected']} rejected, "
+                      f"{summary['pending']} pending (adgen review {result.location})",
+                      highlight=False, soft_wrap=True)
     blocked = result.blocked_reasons()
     if blocked:
         console.print(f"[yellow]blocked[/yellow] {summary['blocked']} of {summary['variants']} "
@@ -359,6 +364,69 @@ def report(
     """Write the HTML review sheet (review.html) of a run."""
     path = adgen.write_report(out_dir, title=title)
     console.print(f"[green]wrote[/green] {join(out_dir, path.name)}")
+
+
+@app.command()
+def review(
+    target: Annotated[str, typer.Argument(
+        metavar="OUT_DIR|CAMPAIGN", help="Output folder or URL of a run, or the campaign YAML.")],
+    port: Annotated[int, typer.Option("--port", metavar="N", min=0, max=65535,
+                                      help="Port to listen on (default 0: a free one).")] = 0,
+    host: Annotated[str, typer.Option(
+        "--host", metavar="ADDR",
+        help="Address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every "
+        "network).")] = "127.0.0.1",
+    reviewer: Annotated[str, typer.Option(
+        "--reviewer", metavar="NAME",
+        help="Who decides (else the page asks); with --import, for rows that name nobody.")] = "",
+    import_: Annotated[Path | None, typer.Option(
+        "--import", metavar="CSV",
+        help="Record the decisions of a CSV (variant_id, decision, reviewer, comment), then "
+        "exit.")] = None,
+    export: Annotated[Path | None, typer.Option(
+        "--export", metavar="CSV", help="Write every variant's decision to a CSV, then exit.")
+    ] = None,
+) -> None:
+    """Approve or reject each variant in a web page (or by CSV).
+
+    Serves the review sheet on this machine, with a per-session address; exports then publish
+    only approved variants (export.require_approval).
+    """
+    is_campaign = Path(target).suffix.lower() in {".yaml", ".yml"}
+    out = adgen.load_campaign(Path(target)).output_location if is_campaign else target
+    if import_ is not None or export is not None:
+        if import_ is not None:
+            made = adgen.import_decisions(out, import_, reviewer=reviewer)
+            console.print(f"[green]recorded[/green] {len(made)} decisions from {import_}")
+            _update_sheet(out, len(made))
+        if export is not None:
+            rows = adgen.export_decisions(out, export)
+            console.print(f"[green]wrote[/green] {export}: {rows} variants")
+        return
+
+    def announce(url: str) -> None:
+        console.print(f"review of {out}: open {url}", highlight=False, soft_wrap=True)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err_console.print(f"[yellow]warning:[/yellow] listening on {host}: anyone who can "
+                              "reach this machine and has the address can decide", highlight=False)
+        console.print("stop with Ctrl+C", style="dim")
+        sys.stdout.flush()
+
+    _update_sheet(out, adgen.serve_review(out, host=host, port=port, reviewer=reviewer,
+                                          announce=announce))
+
+
+def _update_sheet(out: str, decided: int) -> None:
+    """After new decisions: write review.html again, where the output has one."""
+    if not decided or not open_store(out).exists(REPORT_NAME):
+        return
+    try:
+        path = adgen.write_report(out)
+    except adgen.AdgenError as exc:
+        err_console.print(f"[yellow]warning:[/yellow] {REPORT_NAME} not updated ({exc}); run "
+                          f"`adgen report {out}` to show the decisions in it", highlight=False)
+        return
+    console.print(f"updated {join(out, path.name)} with the decisions")
 
 
 @app.command("export")

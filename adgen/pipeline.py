@@ -49,7 +49,8 @@ from adgen.preflight import preflight
 from adgen.quality import QualityStep
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Renderer
-from adgen.report import write_report
+from adgen.review.decisions import settle_run
+from adgen.review.sheet import write_report
 from adgen.spec import CampaignSpec
 
 _NUMBERS = re.compile(r"\d[\d,.]*")
@@ -71,6 +72,9 @@ class RunResult:
     cached: int = 0
     """Render jobs whose cached picture was used as it was (not measured stale, not a
     near-duplicate rendered again, not failed)."""
+    review: dict[str, int] = field(
+        default_factory=lambda: {"approved": 0, "rejected": 0, "pending": 0})
+    """How many variants with files are approved, rejected and pending in review."""
 
     @property
     def location(self) -> str:
@@ -103,6 +107,7 @@ class RunResult:
             "failed_jobs": len(self.failed),
             "failed_assets": len(self.failures),
             "assigned_customers": int((self.assignments["variant_id"] != "").sum()),
+            **self.review,
         }
 
 
@@ -262,12 +267,13 @@ def _run_with_state(
                                    exclude=set(failures["variant_id"]) | set(plan.blocked),
                                    command="refresh" if state.pending else "run")
     _write_outputs(out_dir, ctx.assets, manifest, assignments)
+    review = settle_run(out_dir, manifest, plan.takes)  # changed variants are pending again
     # rendered and kept: a cached twin rendered again counts, a variant failed afterwards not
     kept = ({job.key for job in todo} | gate.rerendered) - failed.keys()
     reused = set(plan.cached) - stale - gate.rerendered - failed.keys()
     result = RunResult(out_dir, manifest, assignments, plan, len(kept),
                        post.written, int((manifest["status"] == "ok").sum()) - post.written,
-                       failed, cached=len(reused))
+                       failed, cached=len(reused), review=review)
     settings = {
         "experiment": {"weights": state.weights or campaign.experiment.weights,
                        "holdout": campaign.experiment.holdout},
@@ -277,6 +283,7 @@ def _run_with_state(
         {**result.summary(), "failed": failed, "failures": result.failure_reasons(),
          "blocked": plan.blocked, "products_left_out": plan.products_left_out,
          "quality": gate.summary(), **settings,
+         "review": {"require_approval": campaign.approval_required},
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(campaign.output_location, title=campaign.name)

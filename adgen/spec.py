@@ -446,6 +446,9 @@ class ExportSpec(_Model):
     phone_country_code: str | None = Field(None, pattern=r"^[1-9][0-9]{0,2}$")
     banner_seconds: float = Field(5.0, ge=2.0, le=15.0)
     banner_loops: int = Field(2, ge=1, le=3)
+    require_approval: bool | None = Field(
+        None, description="publish only the variants approved in review; default: true when "
+        "the campaign has a review section")
 
     @field_validator("url", "asset_base_url")
     @classmethod
@@ -481,6 +484,14 @@ class ExportSpec(_Model):
         return self
 
 
+class ReviewSpec(_Model):
+    """People approve or reject each variant (``adgen review``). With this section, exports
+    publish only approved variants unless ``export.require_approval`` is false; a run renders
+    rejected variants again with their next seed either way."""
+
+    comment_as_negative: bool = False
+
+
 class CampaignSpec(_Model):
     """A whole campaign. Build it from YAML with :func:`load_campaign`."""
 
@@ -505,6 +516,7 @@ class CampaignSpec(_Model):
     catalog: CatalogSpec | None = None
     locale: LocaleSpec = Field(default_factory=LocaleSpec)
     quality: QualitySpec = Field(default_factory=QualitySpec)
+    review: ReviewSpec | None = None
     report: bool = Field(True, description="write review.html after each run")
     source: Path | None = Field(None, description="the YAML file this spec was loaded from")
 
@@ -524,6 +536,11 @@ class CampaignSpec(_Model):
             return value
         text = str(value)
         return Path(text.removeprefix("file://")) if isinstance(value, str | Path) else value
+
+    @field_validator("review", mode="before")
+    @classmethod
+    def _empty_review(cls, value: Any) -> Any:
+        return {} if value is None else value  # a bare `review:` turns review on
 
     @field_validator("placements", mode="before")
     @classmethod
@@ -575,6 +592,13 @@ class CampaignSpec(_Model):
                     f"in brand.products ({sorted(self.brand.products) or 'none defined'})"
                 )
         return self
+
+    @property
+    def approval_required(self) -> bool:
+        """Whether exports publish only approved variants: ``export.require_approval``, by
+        default true when the campaign has a ``review`` section."""
+        required = self.export.require_approval
+        return self.review is not None if required is None else required
 
     @property
     def arms(self) -> int:

@@ -88,8 +88,10 @@ def export(
         except ValidationError as exc:
             raise CampaignError(validation_message(exc, "export")) from None
     formats = _formats(to if to is not None else settings.to)
-    # 2. read the output folder (and the audience, when customer lists are wanted)
-    source = ExportSource.read(out_dir)
+    # 2. read the output folder (only what review lets through) and the audience, when
+    #    customer lists are wanted
+    source, held = ExportSource.read(out_dir).reviewed(
+        _require_approval(settings, campaign, out_dir))
     frame, id_column = None, "customer_id"
     if settings.audiences and campaign is not None and {"meta", "google"} & set(formats):
         frame = read_audience(campaign.audience, audience).frame
@@ -113,6 +115,7 @@ def export(
             else:
                 atomic_write_text(path, content)
         _remove_stale(root, record.get(name, {}).get("files", []), set(written.files))
+        written.skipped = [*held, *written.skipped]
         record[name] = {"files": sorted(written.files), "skipped": written.skipped,
                         "warnings": written.warnings, "keys": written.keys,
                         "exported_at": datetime.now(tz=UTC).isoformat(timespec="seconds")}
@@ -121,6 +124,21 @@ def export(
         result.warnings[name] = written.warnings
     atomic_write_text(root / RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return result
+
+
+def _require_approval(settings: ExportSpec, campaign: CampaignSpec | None,
+                      out_dir: Path) -> bool:
+    """The campaign's :attr:`~adgen.spec.CampaignSpec.approval_required`; from an output
+    folder alone, ``export.require_approval`` if given, else what its last run recorded."""
+    if campaign is not None:
+        return campaign.approval_required
+    if settings.require_approval is not None:
+        return settings.require_approval
+    try:
+        run = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
+        return bool(run["review"]["require_approval"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _formats(to: str | Sequence[str]) -> list[str]:
