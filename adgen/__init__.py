@@ -1,7 +1,8 @@
 """adgen: programmatic, personalised ad generation.
 
-A campaign (YAML or :class:`CampaignSpec`) and an audience (CSV, Parquet or a DataFrame) go in;
-placement-ready ad variants, a manifest and a customer-to-variant assignment come out::
+A campaign (YAML or :class:`CampaignSpec`) and an audience (CSV, Parquet, a DataFrame or a SQL
+query, :class:`SqlSpec`) go in; placement-ready ad variants, a manifest and a
+customer-to-variant assignment come out::
 
     import adgen
 
@@ -24,7 +25,7 @@ from adgen.errors import (
     StoreError,
     TemplateError,
 )
-from adgen.experiments.analysis import Analysis, analyze, write_analysis
+from adgen.experiments.analysis import Analysis, ResultsSource, analyze, write_analysis
 from adgen.experiments.explain import Explanation, explain
 from adgen.export import ExportResult, export
 from adgen.jobs import RenderJob
@@ -33,7 +34,7 @@ from adgen.placements import PRESETS, Placement, resolve_placement
 from adgen.planning import Plan
 from adgen.planning import make_plan as plan
 from adgen.report import write_report
-from adgen.spec import CampaignSpec, campaign_from_dict, load_campaign
+from adgen.spec import CampaignSpec, SqlSpec, campaign_from_dict, load_campaign
 from adgen.version import __version__
 
 __all__ = [
@@ -55,7 +56,9 @@ __all__ = [
     "RenderError",
     "RenderJob",
     "ResultsError",
+    "ResultsSource",
     "RunResult",
+    "SqlSpec",
     "StoreError",
     "TemplateError",
     "__version__",
