@@ -93,6 +93,6 @@ def _rows(current: pd.DataFrame, experiment: str, hidden: set[str]) -> pa.Table:
         "holdout": current["holdout"].astype(bool),
         "ledger_part": current["seq"],
         "assigned_at": current["at"],
-        "updated_at": pd.Timestamp(datetime.now(tz=UTC)),
+        "updated_at": pd.Timestamp(datetime.now(tz=UTC)).floor("ms"),
     })
     return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
