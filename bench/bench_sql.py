@@ -1,0 +1,221 @@
+"""Audiences from SQL: plan 1,000,000 customers read from PostgreSQL and from DuckDB against the
+same customers read from Parquet, in the same run; then upsert their assignments into each
+database's assignments table. Prints rows/s and peak memory; asserts nothing about time.
+
+    .venv/bin/python bench/bench_sql.py [--customers 1000000]
+
+Each source is read, and planned, in a fresh subprocess, so its peak memory (the process's
+``ru_maxrss``) is its own; "over imports" is that peak less the process's size once adgen is
+imported. PostgreSQL is the server that ``ADGEN_TEST_POSTGRES`` names (``.ci/run`` starts one),
+else a throwaway one (tests/postgres.py); without PostgreSQL installed its rows are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests import postgres  # noqa: E402  (the repository's own test server helper)
+
+PASSWORD_ENV = "ADGEN_BENCH_PGPASSWORD"
+
+
+def make_audience(customers: int) -> pd.DataFrame:
+    """The audience of bench_plan.py: text ids, 200 segments, a category and a spend."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "customer_id": np.char.add("C", np.arange(customers).astype(str)),
+        "region": rng.choice([f"region-{i}" for i in range(10)], customers),
+        "tier": rng.choice([f"tier-{i}" for i in range(20)], customers),
+        "category": rng.choice(["running", "outdoor", "coffee", "fitness"], customers),
+        "spend": rng.gamma(2.0, 40.0, customers).round(2),
+    })
+
+
+def campaign_data(audience: dict[str, Any], out: Path) -> dict[str, Any]:
+    return {
+        "name": "bench-sql",
+        "audience": {**audience, "segment_by": ["region", "tier"],
+                     "aggregates": {"fav": "category:mode", "avg_spend": "spend:mean"}},
+        "creatives": [
+            {"id": "hero", "prompt": "{{ fav }} gear in {{ region | title }} for {{ tier }}",
+             "captions": {"headline": "Hi {{ region }}", "cta": "{{ avg_spend | round }}"}},
+            {"id": "alt", "prompt": "{{ tier }} {{ fav }} still life",
+             "captions": {"headline": "{{ segment_size }} fans"}},
+        ],
+        "variants": 2,
+        "output": str(out),
+    }
+
+
+def child(mode: str, data: dict[str, Any]) -> None:
+    """In a fresh process: read the audience (``read``) or plan the campaign (``plan``), and
+    print the seconds, rows and memory as JSON."""
+    import adgen
+    from adgen.audience.read import read_audience
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    campaign = adgen.campaign_from_dict(data)
+    start = time.perf_counter()
+    if mode == "read":
+        rows = len(read_audience(campaign.audience).frame)
+    else:
+        rows = adgen.plan(campaign).summary()["customers"]
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_kib": peak, "base_kib": base}))
+
+
+def measure(mode: str, data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--child", mode, json.dumps(data)],
+                          capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip()[-2000:])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def load_postgres(server: postgres.Server, frame: pd.DataFrame) -> None:
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=server.port, user=server.user,
+                         password=server.password, dbname="postgres") as connection:
+        connection.execute("DROP TABLE IF EXISTS bench_customers")
+        connection.execute("CREATE TABLE bench_customers (customer_id text, region text, "
+                           "tier text, category text, spend numeric(12, 2))")
+        text = io.StringIO()
+        frame.to_csv(text, index=False, header=False)
+        with connection.cursor() as cursor, cursor.copy(
+                "COPY bench_customers FROM STDIN (FORMAT csv)") as copy:
+            copy.write(text.getvalue())
+        connection.execute("ANALYZE bench_customers")
+
+
+def assignments(frame: pd.DataFrame) -> pa.Table:
+    """A million rows of the assignments table (its schema), as a run would upsert them."""
+    from adgen.experiments.table import SCHEMA
+
+    now = pd.Timestamp.now(tz="UTC").floor("ms")
+    count = len(frame)
+    held = np.arange(count) % 10 == 0
+    table = pd.DataFrame({
+        "experiment": "bench-sql/default", "customer_id": frame["customer_id"],
+        "segment_id": "s" + frame["region"] + frame["tier"],
+        "variant_id": np.where(held, None, "hero-s-v" + (np.arange(count) % 2).astype(str)),
+        "creative_id": np.where(held, None, "hero"),
+        "variant_index": pd.array(np.where(held, 0, np.arange(count) % 2), dtype="Int32"),
+        "generation": pd.array(np.zeros(count, dtype=np.int32), dtype="Int32"),
+        "holdout": held, "ledger_part": np.int32(1), "assigned_at": now, "updated_at": now})
+    return pa.Table.from_pandas(table, schema=SCHEMA, preserve_index=False)
+
+
+def time_upsert(url: str, rows: pa.Table) -> tuple[float, float]:
+    """Seconds to upsert ``rows`` into a new table, then again (every row a conflict)."""
+    from adgen.sources.sql import open_database
+
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        with open_database(url, write=True) as database:
+            database.upsert("bench_assignments", rows, ["experiment", "customer_id"])
+        times.append(time.perf_counter() - start)
+    return times[0], times[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "CAMPAIGN_JSON"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], json.loads(args.child[1]))
+        return
+    frame = make_audience(args.customers)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        frame.to_parquet(folder / "customers.parquet")
+        import duckdb
+
+        with duckdb.connect(str(folder / "crm.duckdb")) as connection:
+            connection.execute("CREATE TABLE customers AS SELECT * FROM "
+                               f"read_parquet('{folder / 'customers.parquet'}')")
+        sources: dict[str, dict[str, Any]] = {
+            "Parquet": {"path": str(folder / "customers.parquet")},
+            "DuckDB": {"sql": {"url": f"duckdb:///{folder / 'crm.duckdb'}",
+                               "table": "customers"}},
+            "DuckDB over Parquet": {"sql": {"url": "duckdb://", "query": "SELECT * FROM "
+                                            f"'{folder / 'customers.parquet'}'"}},
+        }
+        env = dict(os.environ)
+        server, started = _postgres()
+        if server is not None:
+            load_postgres(server, frame)
+            env[PASSWORD_ENV] = server.password
+            sources["PostgreSQL"] = {"sql": {"url": server.url(password=f"${{{PASSWORD_ENV}}}"),
+                                             "table": "bench_customers"}}
+        try:
+            report(sources, folder, env, args.customers)
+            os.environ[PASSWORD_ENV] = env.get(PASSWORD_ENV, "")
+            sinks = {"DuckDB": f"duckdb:///{folder / 'crm.duckdb'}"}
+            if server is not None:
+                sinks["PostgreSQL"] = server.url(password=f"${{{PASSWORD_ENV}}}")
+            rows = assignments(frame)
+            print(f"\nassignments table: upsert of {rows.num_rows:,} rows, one transaction")
+            for name, url in sinks.items():
+                fresh, again = time_upsert(url, rows)
+                print(f"{name:<20} new table {fresh:6.2f} s ({rows.num_rows / fresh:>9,.0f} "
+                      f"rows/s)   all rows again {again:6.2f} s "
+                      f"({rows.num_rows / again:>9,.0f} rows/s)")
+        finally:
+            if started and server is not None:
+                postgres.stop(server.folder)
+
+
+def _postgres() -> tuple[postgres.Server | None, bool]:
+    """The server to use, and whether this run started it."""
+    shared = os.environ.get(postgres.SERVER_ENV)
+    if shared:
+        return postgres.running(Path(shared)), False
+    try:
+        return postgres.start(), True
+    except FileNotFoundError as exc:
+        print(f"PostgreSQL skipped: {exc}")
+        return None, False
+
+
+def report(sources: dict[str, dict[str, Any]], folder: Path, env: dict[str, str],
+           customers: int) -> None:
+    print(f"{customers:,} customers, 200 segments; each figure from a fresh process")
+    print(f"{'source':<20} {'read':>8} {'rows/s':>11} {'peak':>9} {'over imports':>13}   "
+          f"{'plan':>8} {'rows/s':>11} {'peak':>9}")
+    baseline: float | None = None
+    for name, audience in sources.items():
+        data = campaign_data(audience, folder / "out")
+        read = measure("read", data, env)
+        plan = measure("plan", data, env)
+        baseline = baseline or plan["seconds"]
+        grown = (read["peak_kib"] - read["base_kib"]) / 1024
+        print(f"{name:<20} {read['seconds']:>7.2f}s {read['rows'] / read['seconds']:>11,.0f} "
+              f"{read['peak_kib'] / 1024:>7.0f}MB {grown:>11.0f}MB   {plan['seconds']:>7.2f}s "
+              f"{plan['rows'] / plan['seconds']:>11,.0f} {plan['peak_kib'] / 1024:>7.0f}MB   "
+              f"({plan['seconds'] / baseline:.2f}× Parquet's plan time)")
+
+
+if __name__ == "__main__":
+    main()
