@@ -116,8 +116,9 @@ def assignments(frame: pd.DataFrame) -> pa.Table:
     table = pd.DataFrame({
         "experiment": "bench-sql/default", "customer_id": frame["customer_id"],
         "segment_id": "s" + frame["region"] + frame["tier"],
-        "variant_id": np.where(held, None, "hero-s-v" + (np.arange(count) % 2).astype(str)),
-        "creative_id": np.where(held, None, "hero"),
+        "variant_id": pd.Series(np.char.add("hero-s-v", (np.arange(count) % 2).astype(str))
+                                ).mask(held),
+        "creative_id": pd.Series("hero", index=range(count)).mask(held),
         "variant_index": pd.array(np.where(held, 0, np.arange(count) % 2), dtype="Int32"),
         "generation": pd.array(np.zeros(count, dtype=np.int32), dtype="Int32"),
         "holdout": held, "ledger_part": np.int32(1), "assigned_at": now, "updated_at": now})

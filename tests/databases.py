@@ -52,18 +52,18 @@ class Database:
         if self.kind == "duckdb":
             import duckdb
 
-            connection = duckdb.connect(self.direct)  # closed at once: adgen opens it next
+            embedded = duckdb.connect(self.direct)  # closed at once: adgen opens it next
             try:
-                yield connection
+                yield embedded
             finally:
-                connection.close()
+                embedded.close()
         else:
             import sqlalchemy as sa
 
             engine = sa.create_engine(self.direct, poolclass=sa.pool.NullPool)
             try:
-                with engine.begin() as connection:
-                    yield connection
+                with engine.begin() as server:
+                    yield server
             finally:
                 engine.dispose()
 
