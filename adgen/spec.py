@@ -396,6 +396,9 @@ class AssignmentsTableSpec(_Model):
     @field_validator("url")
     @classmethod
     def _secret_free(cls, value: str) -> str:
+        if value.partition("?")[0] in ("duckdb://", "duckdb:///", "duckdb:///:memory:"):
+            raise ValueError("an in-memory DuckDB keeps nothing: give a file, "
+                             "duckdb:///assignments.duckdb")
         return check_url(value)
 
     @field_validator("table")

@@ -71,6 +71,9 @@ def test_the_table_equals_assignments_after_a_run_a_subset_run_and_a_refresh(
         csv(first.out)[["customer_id", *VARIANT, "holdout"]].to_dict("records")]
     held = mirrored[mirrored["holdout"] == "True"]
     assert len(held) > 0 and set(held["variant_id"]) == {""}
+    nulls = database.frame("SELECT count(*) AS n FROM adgen_assignments WHERE holdout AND "
+                           "variant_id IS NULL AND variant_index IS NULL")
+    assert int(nulls["n"].iloc[0]) == len(held)  # NULL, not an empty text
     assert (mirrored["ledger_part"] == "1").all()
     # 2. a subset run with a new customer: those rows change, the others stay (c7 is in c4's
     #    segment, so the refresh below judges c4's variant, though c4 is not in the subset)

@@ -175,3 +175,40 @@ def test_the_password_comes_from_the_environment(
         plan(f"postgresql://reader@{base}")
     assert "password authentication failed" in str(info.value)
     assert "wrong" not in str(info.value) and secret not in str(info.value)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://crm:hunter2@db/crm", "postgresql://crm:pa/ss@db/crm",  # '/' in a password
+    "postgresql://crm:${A}x@db/crm", "postgresql://db/crm?sslmode=require&PASSWORD=hunter2",
+    "mysql+pymysql://crm:hunter2@db/crm",
+])
+def test_urls_with_a_password_written_out_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="password written out"):
+        sql.check_url(url)
+
+
+def test_environment_values_are_encoded_where_the_url_needs_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER_NAME", "ana@crm")
+    monkeypatch.setenv("SECRET", "p@ss:w/rd%")
+    monkeypatch.setenv("DB", "crm_eu")
+    url = sql.check_url("postgresql://${USER_NAME}:${SECRET}@db:5432/${DB}?sslmode=require")
+    assert sql.expand(url) == \
+        "postgresql://ana%40crm:p%40ss%3Aw%2Frd%25@db:5432/crm_eu?sslmode=require"
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(sql.expand(url))
+    assert (parsed.username, parsed.password, parsed.database) == ("ana@crm", "p@ss:w/rd%",
+                                                                   "crm_eu")
+
+
+def test_duckdb_urls_resolve_against_the_campaign_folder(tmp_path: Path) -> None:
+    folder = str(tmp_path).replace("/", "%2F")
+    assert sql.resolve_url("duckdb:///crm.duckdb", tmp_path) == \
+        f"duckdb:///{tmp_path}/crm.duckdb?file_search_path={folder}"
+    assert sql.resolve_url("duckdb:////srv/crm.duckdb?threads=2", tmp_path) == \
+        f"duckdb:////srv/crm.duckdb?threads=2&file_search_path={folder}"
+    assert sql.resolve_url("duckdb://", tmp_path) == f"duckdb:///?file_search_path={folder}"
+    assert sql.resolve_url("duckdb:///${DATA}/crm.duckdb?file_search_path=/x", tmp_path) == \
+        "duckdb:///${DATA}/crm.duckdb?file_search_path=/x"
+    assert sql.resolve_url("postgresql://db/crm", tmp_path) == "postgresql://db/crm"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import os
 import re
 from abc import ABC, abstractmethod
@@ -37,6 +38,7 @@ from urllib.parse import parse_qsl, quote
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyarrow import csv
 
 BATCH_ROWS = 65_536
 """Rows fetched per round trip, and per Arrow batch."""
@@ -415,10 +417,11 @@ class _Alchemy(Database):
                     cursor.execute(f"CREATE TEMPORARY TABLE adgen_rows (LIKE {table}) "
                                    "ON COMMIT DROP")
                     with cursor.copy(f"COPY adgen_rows ({', '.join(rows.schema.names)}) "
-                                     "FROM STDIN") as copy:
-                        for batch in rows.to_batches(max_chunksize=10_000):
-                            for row in zip(*(c.to_pylist() for c in batch.columns), strict=True):
-                                copy.write_row(row)
+                                     "FROM STDIN (FORMAT csv)") as copy:
+                        for batch in rows.to_batches(max_chunksize=BATCH_ROWS):
+                            text = io.BytesIO()  # Arrow writes NULL as an empty unquoted field
+                            csv.write_csv(batch, text, csv.WriteOptions(include_header=False))
+                            copy.write(text.getbuffer())
                     cursor.execute(_upsert_from("adgen_rows", table, rows.schema.names, key))
                 return
             for batch in rows.to_batches(max_chunksize=10_000):
