@@ -281,12 +281,10 @@ QueryOpt = Annotated[
 
 def _results(results: Path | None, url: str | None, query: str | None) -> adgen.ResultsSource:
     """What --results or --results-sql with --query give."""
-    if (results is None) == (url is None):
+    if results is not None and url is None and query is None:
+        return results
+    if results is not None or url is None:
         raise typer.BadParameter("give --results FILE, or --results-sql URL with --query SQL")
-    if url is None:
-        if query is not None:
-            raise typer.BadParameter("--query goes with --results-sql URL")
-        return results  # type: ignore[return-value]  # one of the two is set
     if query is None:
         raise typer.BadParameter("--results-sql needs --query SQL")
     try:

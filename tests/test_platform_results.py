@@ -104,17 +104,21 @@ def test_a_meta_ads_manager_csv_is_matched_by_ad_name(output: adgen.RunResult,
         "counted: line 14 (ad 'BF teaser')"]
 
 
-def test_a_meta_ads_manager_xlsx_with_a_summary_row(output: adgen.RunResult,
-                                                   tmp_path: Path) -> None:
+def workbook(path: Path, rows: list[list[Any]]) -> Path:
     book = Workbook()
     sheet = book.active
     assert sheet is not None
-    sheet.append(META_HEADER)
-    for row in meta_rows(output)[:-1]:
+    for row in rows:
         sheet.append(row)
-    sheet.append([None] * len(META_HEADER))
-    sheet.append(["Total", None, None, None, None, None, 1200, None, None, 30000])
-    book.save(tmp_path / "meta.xlsx")
+    book.save(path)
+    return path
+
+
+def test_a_meta_ads_manager_xlsx_with_a_summary_row(output: adgen.RunResult,
+                                                   tmp_path: Path) -> None:
+    workbook(tmp_path / "meta.xlsx", [
+        META_HEADER, *meta_rows(output)[:-1], [None] * len(META_HEADER),
+        ["Total", None, None, None, None, None, 1200, None, None, 30000]])
     out = adgen_cli("analyze", output.out, "--results", tmp_path / "meta.xlsx")
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines() == [
@@ -210,11 +214,7 @@ def test_a_report_of_other_ads_only_is_an_error(output: adgen.RunResult, tmp_pat
 
 def test_an_xlsx_that_is_no_meta_export_is_refused(output: adgen.RunResult,
                                                    tmp_path: Path) -> None:
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.append(["variant_id", "users", "conversions"])
-    book.save(tmp_path / "results.xlsx")
+    workbook(tmp_path / "results.xlsx", [["variant_id", "users", "conversions"], ["a", 1, 0]])
     with pytest.raises(adgen.ResultsError, match=r"not a Meta Ads Manager export: no row of its "
                        r"first sheet has the columns 'Ad name', 'Impressions'"):
         adgen.analyze(output.out, tmp_path / "results.xlsx")
