@@ -72,18 +72,30 @@ def test_numeric_ids_and_decimals_arrive_as_text_and_floats(tmp_path: Path,
     ("SELECT * FROM clients", ["clients"]),
     ("SELECT customer_id, region, spend FROM customers", ["'tier'", "missing column"]),
 ])
-def test_a_failing_query_is_one_line_naming_the_query_and_column(
+def test_a_failing_query_is_an_error_naming_the_query_and_column(
         tmp_path: Path, database: Database, query: str, names: list[str]) -> None:
     database.load("customers", CUSTOMERS)
-    campaign = sql_campaign(tmp_path, {"url": database.url, "query": query})
-    out = adgen_cli("validate", campaign)
+    campaign = adgen.load_campaign(sql_campaign(tmp_path, {"url": database.url,
+                                                          "query": query}))
+    with pytest.raises(adgen.AudienceError) as info:
+        adgen.validate(campaign)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"audience.sql {database.url.partition('?')[0]} query {query!r}: ")
+    for name in names:
+        assert name in message
+
+
+def test_the_cli_prints_a_failing_query_on_one_line_and_exits_2(tmp_path: Path,
+                                                                database: Database) -> None:
+    database.load("customers", CUSTOMERS)
+    query = "SELECT customer_id, region, tier, spennd FROM customers"
+    out = adgen_cli("validate", sql_campaign(tmp_path, {"url": database.url, "query": query}))
     assert out.returncode == 2, out.stdout
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in out.stderr
     assert lines[0].startswith(f"error: audience.sql {database.url.partition('?')[0]} query "
-                               f"{query!r}: ")
-    for name in names:
-        assert name in lines[0]
+                               f"{query!r}: ") and "spennd" in lines[0]
 
 
 def test_a_sql_audience_cannot_change_the_database(tmp_path: Path, database: Database) -> None:
