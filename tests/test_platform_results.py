@@ -100,7 +100,7 @@ def test_a_meta_ads_manager_csv_is_matched_by_ad_name(output: adgen.RunResult,
     assert verdicts(analysis) == {"hero-v0": "control", "hero-v1": "loser"}
     assert analysis.srm == {}  # impressions follow Meta's delivery, not adgen's split
     assert analysis.notes == [
-        f"{report} (Meta Ads Manager export): 1 rows match no variant of this output, not "
+        f"{report} (Meta Ads Manager export): 1 row matches no variant of this output, not "
         "counted: line 14 (ad 'BF teaser')"]
 
 
@@ -173,7 +173,7 @@ def test_a_google_ads_report_is_matched_by_final_url(output: adgen.RunResult, tm
     where = f"{report} (Google Ads report)"
     assert analysis.notes == [
         f"{where}: lines 11, 12: totals rows, not counted",
-        f"{where}: 1 rows match no variant of this output, not counted: line 10 (ad ID "
+        f"{where}: 1 row matches no variant of this output, not counted: line 10 (ad ID "
         "'699999999999')"]
 
 

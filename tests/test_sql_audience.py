@@ -53,8 +53,8 @@ def test_a_sql_audience_plans_as_its_csv_does(tmp_path: Path, database: Database
 
 def test_numeric_ids_and_decimals_arrive_as_text_and_floats(tmp_path: Path,
                                                             database: Database) -> None:
-    database.execute(
-        "CREATE TABLE people (id BIGINT, region TEXT, tier TEXT, spend NUMERIC(10, 2))",
+    database.execute(  # ids in a NUMERIC column too: "7", never "7.0"
+        "CREATE TABLE people (id NUMERIC(20, 0), region TEXT, tier TEXT, spend NUMERIC(10, 2))",
         "INSERT INTO people VALUES (7, 'north', 'gold', 10.25), (42, 'south', 'gold', 3.50), "
         "(900000000001, 'north', 'silver', NULL)")
     spec = adgen.SqlSpec(url=database.url, query="SELECT * FROM people ORDER BY id")
@@ -107,6 +107,10 @@ def test_a_sql_audience_cannot_change_the_database(tmp_path: Path, database: Dat
         with pytest.raises(adgen.AudienceError, match=r"^audience\.sql .* query"):
             adgen.plan(campaign)
     assert len(database.frame("SELECT * FROM customers")) == 6
+    if database.kind == "postgresql":  # and whatever the query, in a read-only transaction
+        read_only = sql.read_table(database.url, "SELECT current_setting("
+                                   "'transaction_read_only') AS setting")
+        assert read_only.column("setting").to_pylist() == ["on"]
 
 
 def test_reading_goes_in_batches_and_a_chunk_of_nulls_takes_the_others_types(

@@ -52,15 +52,16 @@ def match_report(report: Report, catalog: pd.DataFrame) -> tuple[pd.DataFrame, l
     matched = [sorted(_named(row) & segment_of.keys()) for _, row in data.iterrows()]
     variant = pd.Series([m[0] if len(m) == 1 else "" for m in matched], index=data.index,
                         dtype=object)
-    for label, mask in (("match no variant of this output", [not m for m in matched]),
-                        ("match several variants", [len(m) > 1 for m in matched])):
+    for label, mask in (("no variant of this output", [not m for m in matched]),
+                        ("several variants", [len(m) > 1 for m in matched])):
         left = data[np.asarray(mask, dtype=bool)]
         if len(left):
             shown = ", ".join(f"{report.row_word} {line} ({_shown(row)})"
                               for line, (_, row) in zip(left["line"][:5], left.iterrows(),
                                                         strict=False))
             more = f" and {len(left) - 5} more" if len(left) > 5 else ""
-            notes.append(f"{where}: {len(left)} rows {label}, not counted: {shown}{more}")
+            rows_match = "1 row matches" if len(left) == 1 else f"{len(left)} rows match"
+            notes.append(f"{where}: {rows_match} {label}, not counted: {shown}{more}")
     counted = data[variant != ""].assign(variant_id=variant[variant != ""])
     if counted.empty:
         raise ResultsError(

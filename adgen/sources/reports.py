@@ -13,8 +13,8 @@ that tell its reports apart. Fields: ``ad_name``, ``ad_id``, ``final_url`` (text
   ``Ad ID``, ``Final URL``, ``Impr.``, ``Clicks``, ``Conversions``; numbers with thousands
   separators (``1,234``), ``--`` for an empty value, ``Total: …`` rows at the end.
 
-Empty values (``--``, blank) count as 0. A row whose first cell starts with ``Total`` is a
-totals row (``total``); the experiment analysis reports it and leaves it out
+Empty values (``--``, blank) count as 0. A row whose first cell is ``Total``, ``Total: …`` or
+``Total (…)`` is a totals row (``total``); the experiment analysis reports it and leaves it out
 (:mod:`adgen.experiments.analysis` matches the rows to variants).
 """
 
@@ -74,7 +74,8 @@ Gen report has an ``Ad name`` column too)."""
 HEADER_ROWS = 10
 """How many of a file's first rows are searched for a report's header."""
 
-_TOTAL = re.compile(r"^\s*total\b", re.IGNORECASE)
+_TOTAL = re.compile(r"^\s*total(?::|\s*$|\s+\()", re.IGNORECASE)
+"""A totals row's first cell: ``Total``, ``Total: Account``, ``Total (12 ads)``."""
 _EMPTY = {"", "--", "-"}
 _NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 """A count as the platforms write it in English: ``1,234``, ``1234``, ``12.50``."""

@@ -30,7 +30,7 @@ import io
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -230,6 +230,38 @@ def _columns(rows: Sequence[Sequence[Any]], names: list[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
+def _chunks(chunks: Iterable[Sequence[Sequence[Any]]], names: list[str]
+            ) -> Iterator[pa.RecordBatch]:
+    """Arrow batches of the driver's chunks of rows (one empty batch when there are none)."""
+    empty = True
+    for rows in chunks:
+        empty = False
+        yield _columns(rows, names)
+    if empty:
+        yield _columns([], names)
+
+
+def _is_psycopg(driver: Any) -> bool:
+    return type(driver).__module__.split(".")[0] == "psycopg"
+
+
+def _psycopg_batches(driver: Any, query: str) -> Iterator[pa.RecordBatch]:
+    """PostgreSQL through psycopg itself: a server-side cursor, its rows fetched BATCH_ROWS at
+    a time, without SQLAlchemy's row objects."""
+    import psycopg
+
+    try:
+        with driver.cursor(name="adgen_read") as cursor:
+            cursor.execute(query)
+            if cursor.description is None:
+                raise SqlError("the statement returns no rows: give a SELECT query")
+            names = [column.name for column in cursor.description]
+            yield from _chunks(iter(lambda: cursor.fetchmany(BATCH_ROWS), []), names)
+    except psycopg.Error as exc:
+        raise SqlError(_first_line(exc),
+                       unavailable=isinstance(exc, psycopg.OperationalError)) from None
+
+
 class _DuckDB(Database):
     def __init__(self, connection: Any) -> None:
         self.connection = connection
@@ -367,19 +399,17 @@ class _Alchemy(Database):
                 raise SqlError(_first_line(exc), unavailable=unavailable) from None
 
     def batches(self, query: str) -> Iterator[pa.RecordBatch]:
-        if self.engine.dialect.paramstyle in ("format", "pyformat"):
-            query = query.replace("%", "%%")  # sent as written: no parameters in it
         with self._connection() as connection:
+            driver = connection.connection.driver_connection
+            if _is_psycopg(driver):
+                yield from _psycopg_batches(driver, query)
+                return
+            if self.engine.dialect.paramstyle in ("format", "pyformat"):
+                query = query.replace("%", "%%")  # sent as written: no parameters in it
             result = connection.execution_options(stream_results=True).exec_driver_sql(query)
             if not result.returns_rows:
                 raise SqlError("the statement returns no rows: give a SELECT query")
-            names = list(result.keys())
-            empty = True
-            for rows in result.partitions(BATCH_ROWS):
-                empty = False
-                yield _columns(rows, names)
-            if empty:
-                yield _columns([], names)
+            yield from _chunks(result.partitions(BATCH_ROWS), list(result.keys()))
 
     def latest(self, table: str, column: str, where: tuple[str, str]) -> int | None:
         import sqlalchemy as sa
@@ -412,7 +442,7 @@ class _Alchemy(Database):
         with self._connection() as connection, connection.begin():
             target.create(connection, checkfirst=True)
             driver = connection.connection.driver_connection
-            if type(driver).__module__.split(".")[0] == "psycopg":  # COPY: faster than inserts
+            if _is_psycopg(driver):  # COPY: many times the rate of inserts
                 with driver.cursor() as cursor:
                     cursor.execute(f"CREATE TEMPORARY TABLE adgen_rows (LIKE {table}) "
                                    "ON COMMIT DROP")
