@@ -9,9 +9,10 @@ A database is named by a SQLAlchemy URL:
   up in ``file_search_path``, which a campaign sets to its own folder (:func:`resolve_url`).
   Sources are opened read-only.
 - any other URL goes through SQLAlchemy 2 (``pip install 'adgen[sql]'``): a server-side cursor
-  (``stream_results``) read :data:`BATCH_ROWS` rows at a time, each chunk made an Arrow batch.
-  ``postgresql://`` is PostgreSQL with psycopg 3, in a read-only transaction; other databases
-  need their SQLAlchemy dialect installed.
+  read :data:`BATCH_ROWS` rows at a time, each chunk made an Arrow batch. ``postgresql://`` is
+  PostgreSQL with psycopg 3 (its own named cursor, in a read-only transaction; upserts staged
+  by ``COPY``); other databases need their SQLAlchemy dialect installed (SQLAlchemy's
+  ``stream_results``).
 
 So a source's rows sit in memory once, as Arrow batches, until they become the frame
 (:func:`read_frame`, which frees each column as it converts it).
