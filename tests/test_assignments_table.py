@@ -170,3 +170,33 @@ def test_a_table_of_another_shape_is_an_error_after_the_files(
         "(the output's files are written; the table is not); fix the table or the campaign's "
         "assignments_table, then run the command again to fill it")
     assert len(csv(campaign.output_dir)) == 6
+
+
+def test_other_databases_go_through_sqlalchemy(tmp_path: Path) -> None:
+    """SQLite stands for any database with a SQLAlchemy dialect: the audience read through
+    SQLAlchemy's server-side cursor, the table upserted row by row, a writing query undone."""
+    import sqlite3
+
+    path = tmp_path / "crm.sqlite"
+    with sqlite3.connect(path) as connection:
+        CUSTOMERS.to_sql("customers", connection, index=False)
+    url = f"sqlite:///{path}"
+    data = base_campaign(tmp_path)
+    data["audience"] = {**{k: v for k, v in data["audience"].items() if k != "path"},
+                        "sql": {"url": url, "query": "SELECT * FROM customers WHERE "
+                                "first_name LIKE '%a%' OR first_name LIKE '%e%'"}}
+    data["assignments_table"] = {"url": url}
+    campaign = adgen.load_campaign(write_campaign(tmp_path, data))
+    assigned = adgen.assign(campaign)
+    assert sorted(assigned["customer_id"]) == ["c1", "c2", "c5", "c6"]  # no a or e: Chloé, Dmitri
+    mirrored = table(Database("sqlite", url, url))
+    assert mirrored["variant_id"].tolist() == assigned.sort_values("customer_id")[
+        "variant_id"].tolist()
+    adgen.assign(campaign)  # again: every row a conflict, replaced
+    assert len(table(Database("sqlite", url, url))) == 4
+    writing = campaign.model_copy(update={"audience": campaign.audience.model_copy(update={
+        "sql": adgen.SqlSpec(url=url, query="DELETE FROM customers")})})
+    with pytest.raises(adgen.AudienceError, match="the statement returns no rows"):
+        adgen.plan(writing)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT count(*) FROM customers").fetchone() == (6,)
