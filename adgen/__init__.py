@@ -1,7 +1,8 @@
 """adgen: programmatic, personalised ad generation.
 
-A campaign (YAML or :class:`CampaignSpec`) and an audience (CSV, Parquet or a DataFrame) go in;
-placement-ready ad variants, a manifest and a customer-to-variant assignment come out::
+A campaign (YAML or :class:`CampaignSpec`) and an audience (CSV, Parquet, a DataFrame or a SQL
+query, :class:`SqlSpec`) go in; placement-ready ad variants, a manifest and a
+customer-to-variant assignment come out::
 
     import adgen
 
@@ -25,7 +26,7 @@ from adgen.errors import (
     StoreError,
     TemplateError,
 )
-from adgen.experiments.analysis import Analysis, analyze, write_analysis
+from adgen.experiments.analysis import Analysis, ResultsSource, analyze, write_analysis
 from adgen.experiments.explain import Explanation, explain
 from adgen.export import ExportResult, export
 from adgen.jobs import RenderJob
@@ -36,7 +37,7 @@ from adgen.planning import make_plan as plan
 from adgen.review.app import serve as serve_review
 from adgen.review.sheet import write_report
 from adgen.review.transfer import export_decisions, import_decisions
-from adgen.spec import CampaignSpec, campaign_from_dict, load_campaign
+from adgen.spec import CampaignSpec, SqlSpec, campaign_from_dict, load_campaign
 from adgen.version import __version__
 
 __all__ = [
@@ -58,8 +59,10 @@ __all__ = [
     "RenderError",
     "RenderJob",
     "ResultsError",
+    "ResultsSource",
     "ReviewError",
     "RunResult",
+    "SqlSpec",
     "StoreError",
     "TemplateError",
     "__version__",

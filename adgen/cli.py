@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -40,6 +41,8 @@ from adgen.output.store import join, open_store
 from adgen.preflight import preflight
 from adgen.renderers import RENDERERS
 from adgen.review.sheet import REPORT_NAME
+from adgen.sources.sql import resolve_url
+from adgen.spec import validation_message
 from adgen.terminal import analysis_table
 
 app = typer.Typer(
@@ -263,10 +266,36 @@ def assign(
 
 
 ResultsOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option("--results", metavar="FILE",
-                 help="Results CSV/Parquet: per variant or per customer.")
+                 help="Results: CSV/Parquet per variant or per customer, a Meta Ads Manager "
+                 "export (CSV/XLSX) or a Google Ads ad report (CSV).")
 ]
+ResultsSqlOpt = Annotated[
+    str | None,
+    typer.Option("--results-sql", metavar="URL",
+                 help="Results from a database instead (a SQLAlchemy URL; its password from the "
+                 "environment: ${VAR} or the driver's own variable), with --query.")
+]
+QueryOpt = Annotated[
+    str | None,
+    typer.Option("--query", metavar="SQL",
+                 help="The --results-sql query: rows per variant or per customer, as the CSV.")
+]
+
+
+def _results(results: Path | None, url: str | None, query: str | None) -> adgen.ResultsSource:
+    """What --results or --results-sql with --query give."""
+    if results is not None and url is None and query is None:
+        return results
+    if results is not None or url is None:
+        raise typer.BadParameter("give --results FILE, or --results-sql URL with --query SQL")
+    if query is None:
+        raise typer.BadParameter("--results-sql needs --query SQL")
+    try:
+        return adgen.SqlSpec(url=resolve_url(url, Path.cwd()), query=query)
+    except ValidationError as exc:
+        raise adgen.ResultsError(validation_message(exc, "--results-sql")) from None
 
 
 def _print_analysis(analysis: adgen.Analysis) -> None:
@@ -277,6 +306,8 @@ def _print_analysis(analysis: adgen.Analysis) -> None:
                       style="dim", highlight=False)
     for warning in analysis.srm_warnings:
         err_console.print(f"[bold red]warning:[/bold red] {warning}")
+    for note in analysis.notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -284,15 +315,18 @@ def analyze(
     target: Annotated[str, typer.Argument(
         metavar="OUT_DIR|CAMPAIGN",
         help="Output folder or URL of a run, or the campaign YAML.")],
-    results: ResultsOpt,
+    results: ResultsOpt = None,
+    results_sql: ResultsSqlOpt = None,
+    query: QueryOpt = None,
 ) -> None:
     """Analyse results: uplift, intervals, p-values, chance to win.
 
     Checks sample ratio mismatch too; writes analysis.csv, .json and .png.
     """
+    source = _results(results, results_sql, query)
     is_campaign = Path(target).suffix.lower() in {".yaml", ".yml"}
     spec = adgen.load_campaign(Path(target)) if is_campaign else None
-    analysis = adgen.analyze(spec or target, results)
+    analysis = adgen.analyze(spec or target, source)
     _print_analysis(analysis)
     out_dir = spec.output_location if spec else target
     written = adgen.write_analysis(analysis, out_dir)
@@ -300,14 +334,16 @@ def analyze(
 
 
 @app.command()
-def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None,
+def refresh(campaign: CampaignArg, results: ResultsOpt = None,
+            results_sql: ResultsSqlOpt = None, query: QueryOpt = None, set_: SetOpt = None,
             reset_ledger: ResetLedgerOpt = False) -> None:
     """Retire losers, re-weight traffic, render replacements.
 
     Then re-assigns customers (sticky: only those of retired variants move).
     """
+    source = _results(results, results_sql, query)
     spec = _load(campaign, set_)
-    outcome = adgen.refresh(spec, results, reset_ledger=reset_ledger)
+    outcome = adgen.refresh(spec, source, reset_ledger=reset_ledger)
     if outcome.analysis is None:
         console.print(f"finished refresh {outcome.log['refresh']}, which was interrupted (its "
                       "decision stands; run refresh again to act on newer results)")
@@ -325,7 +361,9 @@ def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None,
 @app.command()
 def schedule(
     campaign: CampaignArg,
-    results: ResultsOpt,
+    results: ResultsOpt = None,
+    results_sql: ResultsSqlOpt = None,
+    query: QueryOpt = None,
     max_runs: Annotated[
         int | None,
         typer.Option("--max-runs", metavar="N", help="Stop after N refreshes (default: never).")
@@ -336,8 +374,9 @@ def schedule(
 
     Runs in the foreground until stopped or --max-runs.
     """
+    source = _results(results, results_sql, query)
     spec = _load(campaign, set_)
-    adgen.schedule(spec, results, max_runs=max_runs, on_event=console.print)
+    adgen.schedule(spec, source, max_runs=max_runs, on_event=console.print)
 
 
 @app.command()

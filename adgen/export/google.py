@@ -11,12 +11,15 @@
 
 Copy mapping: headlines = the captions that fit 30 characters (headline, CTA, others); long
 headline = the headline; descriptions = the other captions and the CTA (the headline when
-there is nothing else).
+there is nothing else). Each ad's final URL is ``export.url`` with the variant id as
+``utm_content``: Google Ads reports show the final URL, so their rows can be matched back to
+variants (:mod:`adgen.experiments.platforms`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pandas as pd
 
@@ -33,6 +36,8 @@ RDA_COLUMNS = ["Campaign", "Ad group", "Ad type", "Status", *HEADLINES, "Long he
                *DESCRIPTIONS, "Business name", "Final URL", "Marketing images",
                "Square marketing images"]
 AD_TYPE = "Responsive display ad"
+TAG = "utm_content"
+"""The final URL's query parameter that names the variant."""
 PAUSED = "Paused"
 
 
@@ -47,6 +52,10 @@ def write_google(ctx: ExportContext) -> Written:
                                  google=True)
     if problems:
         raise CampaignError(f"export.business_name: {problems[0]} (Google Ads' limit)")
+    if any(key == TAG for key, _ in parse_qsl(urlsplit(url).query)):
+        raise CampaignError(f"export.url sets {TAG}, which the Google Ads export sets to each "
+                            "ad's variant id (so reports can be matched back to variants): "
+                            f"remove {TAG} from export.url")
     out = Written()
     rows = []
     for ad in source.ads:
@@ -56,7 +65,8 @@ def write_google(ctx: ExportContext) -> Written:
             continue
         rows.append({**dict.fromkeys(RDA_COLUMNS, ""), "Campaign": source.campaign,
                      "Ad group": f"{source.campaign} {ad.segment_id}", "Ad type": AD_TYPE,
-                     "Status": PAUSED, **row, "Business name": business, "Final URL": url})
+                     "Status": PAUSED, **row, "Business name": business,
+                     "Final URL": tagged(url, ad.variant_id)})
     out.files["google/responsive_display_ads.csv"] = safe_csv(
         pd.DataFrame(rows, columns=RDA_COLUMNS))
     if settings.audiences:
@@ -73,6 +83,13 @@ def write_google(ctx: ExportContext) -> Written:
             out.warnings.append(f"{lists.left_out} assigned customers have no usable e-mail "
                                 "or phone and are not in the customer match lists")
     return out
+
+
+def tagged(url: str, variant_id: str) -> str:
+    """``url`` with ``utm_content=<variant_id>`` added to its query."""
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, f"{TAG}={quote(variant_id, safe='')}"]))
+    return parts._replace(query=query).geturl()
 
 
 def _fits(text: str, limit: int) -> bool:
