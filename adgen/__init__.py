@@ -32,6 +32,7 @@ from adgen.pipeline import RefreshResult, RunResult, assign, refresh, run, sched
 from adgen.placements import PRESETS, Placement, resolve_placement
 from adgen.planning import Plan
 from adgen.planning import make_plan as plan
+from adgen.provenance.verify import Verification, verify
 from adgen.report import write_report
 from adgen.spec import CampaignSpec, campaign_from_dict, load_campaign
 from adgen.version import __version__
@@ -58,6 +59,7 @@ __all__ = [
     "RunResult",
     "StoreError",
     "TemplateError",
+    "Verification",
     "__version__",
     "analyze",
     "assign",
@@ -71,6 +73,7 @@ __all__ = [
     "run",
     "schedule",
     "validate",
+    "verify",
     "write_analysis",
     "write_report",
 ]

@@ -103,6 +103,9 @@ class VideoSpec:
     audio_fade: float = 1.0
     preset: str = "veryfast"
     max_crf: int = 38
+    mark: Callable[[Image.Image], Image.Image] | None = None
+    """Applied to every finished frame, in order, before encoding (adgen's invisible watermark:
+    :func:`adgen.provenance.watermark.frame_marker`); the end card's frame once."""
 
     def __post_init__(self) -> None:
         problem = _spec_problem(self)
@@ -434,12 +437,14 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
 
 
 def _frames(scene: _Scene, timeline: _Timeline, source_at: Callable[[int], Image.Image],
-            start: Window, end: Window) -> Iterator[bytes]:
-    """The raw RGB bytes of every frame, in order."""
+            start: Window, end: Window,
+            mark: Callable[[Image.Image], Image.Image] | None = None) -> Iterator[bytes]:
+    """The raw RGB bytes of every frame, in order (each passed through ``mark``)."""
+    finish = mark or (lambda frame: frame)
     box = scene.picture_box
     picture_size = (box[2] - box[0], box[3] - box[1])
     full = picture_size == scene.size
-    card_bytes = scene.card.tobytes() if scene.card is not None else b""
+    card_bytes = finish(scene.card).tobytes() if scene.card is not None else b""
     last: tuple[int, Window] | None = None
     picture = scene.background
     for k in range(timeline.frames):
@@ -463,7 +468,7 @@ def _frames(scene: _Scene, timeline: _Timeline, source_at: Callable[[int], Image
             overlay.paste(frame, timeline.caption(k))
         if strength > 0 and scene.card is not None:
             frame = Image.blend(frame, scene.card, strength)
-        yield frame.tobytes()
+        yield finish(frame).tobytes()
 
 
 def _prefetched(items: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
@@ -702,7 +707,7 @@ def _render(layers: Layers, placement: Placement, brand: _Brand, source: Image.I
 
     # 5. frames, piped to ffmpeg
     duration = timeline.frames / spec.fps
-    data, encoded = _encode(lambda: _frames(scene, timeline, source_at, start, end),
+    data, encoded = _encode(lambda: _frames(scene, timeline, source_at, start, end, spec.mark),
                             placement.size, spec, duration, audio, where)
     checks: dict[str, object] = {
         **composed.checks, "logo_box": composed.logo_box,
