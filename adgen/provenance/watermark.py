@@ -116,7 +116,7 @@ def _crc24(data: bytes) -> int:
     return crc & 0xFFFFFF
 
 
-def _code(payload: str) -> np.ndarray:
+def code_bits(payload: str) -> np.ndarray:
     """The 64 code bits of a payload: its 40 bits, then the CRC-24 of its 5 bytes."""
     try:
         value = int(payload, 16)
@@ -258,7 +258,7 @@ def mark_of(rgb: np.ndarray, payload: str) -> Mark:
             f"a {width}x{height} picture is too small for the invisible watermark: it needs "
             f"{MIN_TILES} tiles of {TILE}x{TILE} pixels; set provenance.watermark: false for "
             "this campaign or use a larger placement")
-    bits = _code(payload)[tile_bits(rows, cols)]
+    bits = code_bits(payload)[tile_bits(rows, cols)]
     band = where.band
     plane = _plane(rgb, band.channel)
     seen = _resize(plane, where.canvas)
@@ -339,16 +339,22 @@ def _hypotheses(width: int, height: int, sizes: Iterable[tuple[int, int]]
         for size in [own, *known]:
             if abs(size[0] / size[1] - aspect) > _ASPECT_TOLERANCE * aspect:
                 continue
-            where = layout(*size)
-            cw, ch = where.canvas
-            box = (round((size[0] - round(size[0] * crop)) / 2 * cw / size[0]),
-                   round((size[1] - round(size[1] * crop)) / 2 * ch / size[1]),
-                   round(cw * crop), round(ch * crop))
-            key = (where.canvas, where.band, box)
-            if key not in seen and min(where.tiles) > 0:
+            hypothesis = _hypothesis(size, crop)
+            key = (hypothesis.where.canvas, hypothesis.where.band, hypothesis.box)
+            if key not in seen and min(hypothesis.where.tiles) > 0:
                 seen.add(key)
-                out.append(_Hypothesis(where, crop, box))
+                out.append(hypothesis)
     return out
+
+
+def _hypothesis(size: tuple[int, int], crop: float) -> _Hypothesis:
+    """Reading a picture as the centre ``crop`` of one of ``size``."""
+    where = layout(*size)
+    cw, ch = where.canvas
+    box = (round((size[0] - round(size[0] * crop)) / 2 * cw / size[0]),
+           round((size[1] - round(size[1] * crop)) / 2 * ch / size[1]),
+           round(cw * crop), round(ch * crop))
+    return _Hypothesis(where, crop, box)
 
 
 def _soft(planes: dict[Channel, np.ndarray], rgb: np.ndarray, hypothesis: _Hypothesis
@@ -407,11 +413,17 @@ def detect(image: Image.Image | np.ndarray, sizes: Sequence[tuple[int, int]] = (
         found = _chase(soft)
         if found is not None:
             payload, flips = found
-            signs = 2.0 * _code(payload) - 1
+            signs = 2.0 * code_bits(payload) - 1
             confidence = max(0.0, float(np.mean(soft * signs)))
             return Detection(payload, round(confidence, 3), hypothesis.where.size,
                              hypothesis.crop, flips)
     return None
+
+
+def soft_bits(rgb: np.ndarray, size: tuple[int, int], crop: float = 1.0) -> np.ndarray:
+    """The soft code values (-1: a clear 0 ... +1: a clear 1) of ``rgb`` read as the centre
+    ``crop`` of a ``size`` picture, with no search and no correction (for measurements)."""
+    return _soft({}, rgb, _hypothesis(size, crop))[0]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
