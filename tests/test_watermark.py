@@ -153,9 +153,10 @@ def test_frame_marker_marks_every_frame_or_every_nth(monkeypatch: pytest.MonkeyP
     computed = []
     real = watermark.mark_of
 
-    def counting(rgb: np.ndarray, payload: str) -> watermark.Mark:
+    def counting(rgb: np.ndarray, payload: str, *, video: bool = False) -> watermark.Mark:
+        assert video  # frames get the video band
         computed.append(payload)
-        return real(rgb, payload)
+        return real(rgb, payload, video=video)
 
     monkeypatch.setattr(watermark, "mark_of", counting)
     every_frame = watermark.frame_marker(PAYLOAD)

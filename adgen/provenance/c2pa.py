@@ -140,6 +140,8 @@ def read_c2pa(path: Path, *, trust: Path | None = None) -> C2paReport | None:
                 state = str(reader.get_validation_state())
                 manifest = reader.get_active_manifest() or {}
                 results = reader.get_validation_results() or {}
+    except c2pa.C2paError.NotSupported:
+        return None  # a file type that cannot hold a manifest
     except c2pa.C2paError as exc:
         return C2paReport("Invalid", failures=(" ".join(str(exc).split()),))
     return _report(state, manifest, results)

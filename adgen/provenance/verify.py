@@ -185,7 +185,7 @@ def _verify_one(path: Path, folder: _Folder | None, trust: Path | None) -> Verif
         packet = None
     fields = {name: value for name in ("Campaign", "VariantId", "Renderer", "Model", "Watermark")
               if packet and (value := xmp_value(packet, name)) is not None}
-    report = _c2pa(path, trust, notes)
+    report = _c2pa(path, trust, notes) if kind else None
     asset, matched_by, recovered = None, None, None
     if folder is not None:
         asset, matched_by = folder.find(hashlib.sha256(data).hexdigest(),

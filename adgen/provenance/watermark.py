@@ -10,7 +10,8 @@ code bits, and each bit is repeated over many 8x8-pixel tiles of a *canvas*:
   keeps; it is written in the blue-difference chroma (Cb), where it is least visible, and the
   difference is scaled back up and added to the full-size picture;
 - a small banner (300x250, 728x90, ...) is its own canvas, marked in luma, the tiles aligned
-  with JPEG's 8x8 blocks; the tiniest (320x50) with a stronger step.
+  with JPEG's 8x8 blocks; the tiniest (320x50) and banner-sized video frames (H.264 is
+  harsher on small steps than JPEG) with a stronger step.
 
 Each tile carries its bit by quantisation index modulation (QIM) of the largest singular value
 of its 4x4 block in the Haar wavelet's low band: the value is moved to the nearest point of the
@@ -87,6 +88,8 @@ class Band:
 SCALED = Band("cb", 48.0, 2.5)
 BANNER = Band("y", 40.0, 2.0)
 TINY = Band("y", 64.0, 1.0)
+MOVING = Band("y", 64.0, 2.0)
+"""Banner-sized video frames: H.264 flattens the small steps that JPEG keeps."""
 
 # an RGB change that moves the plane by +1 and leaves the other two YCbCr (BT.601) planes alone
 _DIRECTION: dict[Channel, np.ndarray] = {
@@ -160,14 +163,15 @@ class Layout:
         return self.canvas != self.size
 
 
-def layout(width: int, height: int) -> Layout:
-    """The layout of the mark in a ``width`` x ``height`` picture."""
+def layout(width: int, height: int, *, video: bool = False) -> Layout:
+    """The layout of the mark in a ``width`` x ``height`` picture (or video frame)."""
     share = min(CANVAS_SHARE, math.sqrt(CANVAS_AREA / (width * height)))
     canvas = (round(width * share) // TILE * TILE, round(height * share) // TILE * TILE)
     if (canvas[0] // TILE) * (canvas[1] // TILE) >= SCALED_TILES:
         return Layout((width, height), canvas, SCALED)
     tiles = (width // TILE) * (height // TILE)
-    return Layout((width, height), (width, height), BANNER if tiles >= TINY_TILES else TINY)
+    band = TINY if tiles < TINY_TILES else MOVING if video else BANNER
+    return Layout((width, height), (width, height), band)
 
 
 def tile_bits(rows: int, cols: int) -> np.ndarray:
@@ -248,10 +252,11 @@ def carries(width: int, height: int) -> bool:
     return rows * cols >= MIN_TILES
 
 
-def mark_of(rgb: np.ndarray, payload: str) -> Mark:
-    """The :class:`Mark` that writes ``payload`` into ``rgb`` (H x W x 3, uint8)."""
+def mark_of(rgb: np.ndarray, payload: str, *, video: bool = False) -> Mark:
+    """The :class:`Mark` that writes ``payload`` into ``rgb`` (H x W x 3, uint8), a picture
+    or a ``video`` frame."""
     height, width = rgb.shape[:2]
-    where = layout(width, height)
+    where = layout(width, height, video=video)
     rows, cols = where.tiles
     if not carries(width, height):
         raise PostProcessError(
@@ -294,7 +299,7 @@ def frame_marker(payload: str, every: int = 1) -> Callable[[Image.Image], Image.
         count = int(state["count"])  # type: ignore[call-overload]
         last = state["mark"]
         if not isinstance(last, Mark) or count % every == 0 or last.plane.shape != rgb.shape[:2]:
-            last = state["mark"] = mark_of(rgb, payload)
+            last = state["mark"] = mark_of(rgb, payload, video=True)
         state["count"] = count + 1
         return Image.fromarray(last.apply(rgb), "RGB")
 
@@ -339,17 +344,18 @@ def _hypotheses(width: int, height: int, sizes: Iterable[tuple[int, int]]
         for size in [own, *known]:
             if abs(size[0] / size[1] - aspect) > _ASPECT_TOLERANCE * aspect:
                 continue
-            hypothesis = _hypothesis(size, crop)
-            key = (hypothesis.where.canvas, hypothesis.where.band, hypothesis.box)
-            if key not in seen and min(hypothesis.where.tiles) > 0:
-                seen.add(key)
-                out.append(hypothesis)
+            for video in (False, True):
+                hypothesis = _hypothesis(size, crop, video=video)
+                key = (hypothesis.where.canvas, hypothesis.where.band, hypothesis.box)
+                if key not in seen and min(hypothesis.where.tiles) > 0:
+                    seen.add(key)
+                    out.append(hypothesis)
     return out
 
 
-def _hypothesis(size: tuple[int, int], crop: float) -> _Hypothesis:
-    """Reading a picture as the centre ``crop`` of one of ``size``."""
-    where = layout(*size)
+def _hypothesis(size: tuple[int, int], crop: float, *, video: bool = False) -> _Hypothesis:
+    """Reading a picture as the centre ``crop`` of one of ``size`` (a video frame's)."""
+    where = layout(*size, video=video)
     cw, ch = where.canvas
     box = (round((size[0] - round(size[0] * crop)) / 2 * cw / size[0]),
            round((size[1] - round(size[1] * crop)) / 2 * ch / size[1]),
@@ -420,10 +426,12 @@ def detect(image: Image.Image | np.ndarray, sizes: Sequence[tuple[int, int]] = (
     return None
 
 
-def soft_bits(rgb: np.ndarray, size: tuple[int, int], crop: float = 1.0) -> np.ndarray:
+def soft_bits(rgb: np.ndarray, size: tuple[int, int], crop: float = 1.0, *,
+              video: bool = False) -> np.ndarray:
     """The soft code values (-1: a clear 0 ... +1: a clear 1) of ``rgb`` read as the centre
-    ``crop`` of a ``size`` picture, with no search and no correction (for measurements)."""
-    return _soft({}, rgb, _hypothesis(size, crop))[0]
+    ``crop`` of a ``size`` picture (or video frame), with no search and no correction (for
+    measurements)."""
+    return _soft({}, rgb, _hypothesis(size, crop, video=video))[0]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
