@@ -87,7 +87,7 @@ def test_verify_resolves_assets_and_copies_to_their_variant(
         assert line.startswith(f"{marked.out / row['path']}: watermark {row['watermark']} "
                                "(confidence ")
         assert "IPTC compositeSynthetic" in line
-        assert line.endswith(f"this file of variant {row['variant_id']} {row['placement']} "
+        assert line.endswith(f"the asset of variant {row['variant_id']} {row['placement']} "
                              f"({row['path']})")
     # a platform's copy, away from the output folder: found by its watermark with --out
     feed = next(r for r in rows if r["placement"] == "feed_square")
@@ -101,6 +101,9 @@ def test_verify_resolves_assets_and_copies_to_their_variant(
     assert result["matched_by"] == "watermark"
     assert result["asset"]["variant_id"] == feed["variant_id"]
     assert result["asset"]["path"] == feed["path"]
+    assert verify([copy], out=marked.out)[0].line().endswith(
+        f"a copy of variant {feed['variant_id']} feed_square ({feed['path']}), found by its "
+        "watermark")
     alone = verify([copy])[0]
     assert alone.watermark is not None and alone.asset is None and alone.claims
 

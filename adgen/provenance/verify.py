@@ -76,9 +76,9 @@ class Verification:
                                          self.recovered))
         if self.asset is not None:
             row = self.asset
-            how = "this file" if self.matched_by == "file" else "a copy, by its watermark"
-            parts.append(f"{how} of variant {row['variant_id']} {row['placement']} "
-                         f"({row['path']})")
+            what = f"variant {row['variant_id']} {row['placement']} ({row['path']})"
+            parts.append(f"the asset of {what}" if self.matched_by == "file"
+                         else f"a copy of {what}, found by its watermark")
         parts += list(self.notes)
         return f"{self.path}: " + "; ".join(parts)
 

@@ -231,19 +231,32 @@ def _qim(canvas: np.ndarray, bits: np.ndarray, step: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Mark:
-    """The difference that marks one picture: a full-size plane change, added along
-    ``direction`` in RGB. Adding it to a similar picture (the next frames of a video) marks
-    that one too."""
+    """The difference that marks one picture, rounded to whole RGB levels and split into what
+    is added and what is taken away. Adding it to a similar picture (the next frames of a
+    video) marks that one too."""
 
-    plane: np.ndarray
-    direction: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+
+    @classmethod
+    def of(cls, plane: np.ndarray, direction: np.ndarray) -> Mark:
+        """The mark that moves a plane by ``plane``, along ``direction`` in RGB."""
+        up = np.zeros((*plane.shape, 3), np.uint8)
+        down = np.zeros_like(up)
+        for channel, weight in enumerate(direction):
+            if weight:  # a change is a few levels: well inside 0..255 before saturation
+                change = np.rint(plane * weight)
+                up[..., channel] = np.maximum(change, 0)
+                down[..., channel] = np.maximum(-change, 0)
+        return cls(up, down)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.up.shape[0], self.up.shape[1]
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
-        """``rgb`` (H x W x 3, uint8) with the mark added, rounded and clipped to 0..255."""
-        out = rgb.astype(np.float32)
-        out += self.plane[..., None] * self.direction
-        np.clip(out, 0, 255, out=out)
-        return np.rint(out).astype(np.uint8)
+        """``rgb`` (H x W x 3, uint8) with the mark added, held to 0..255 (saturating)."""
+        return cv2.subtract(cv2.add(rgb, self.up), self.down)
 
 
 def carries(width: int, height: int) -> bool:
@@ -274,7 +287,7 @@ def mark_of(rgb: np.ndarray, payload: str, *, video: bool = False) -> Mark:
         if band.blur:
             delta = cv2.GaussianBlur(delta, (0, 0), band.blur)
         total += delta
-    return Mark(_resize(total, where.size), _DIRECTION[band.channel])
+    return Mark.of(_resize(total, where.size), _DIRECTION[band.channel])
 
 
 def embed(image: Image.Image, payload: str) -> Image.Image:
@@ -298,7 +311,7 @@ def frame_marker(payload: str, every: int = 1) -> Callable[[Image.Image], Image.
         rgb = np.asarray(frame.convert("RGB"))
         count = int(state["count"])  # type: ignore[call-overload]
         last = state["mark"]
-        if not isinstance(last, Mark) or count % every == 0 or last.plane.shape != rgb.shape[:2]:
+        if not isinstance(last, Mark) or count % every == 0 or last.shape != rgb.shape[:2]:
             last = state["mark"] = mark_of(rgb, payload, video=True)
         state["count"] = count + 1
         return Image.fromarray(last.apply(rgb), "RGB")
