@@ -271,7 +271,7 @@ class _JobAssets:
                 settings = VideoSpec(**options, max_bytes=placement.max_bytes,
                                      max_duration=spec.max_duration,
                                      audio=ctx.local(campaign.brand.audio),
-                                     mark=watermark.frame_marker(payload, VIDEO_MARK_EVERY)
+                                     mark=watermark.FrameMarker(payload, VIDEO_MARK_EVERY)
                                      if payload else None)
                 if cached.frames:
                     clip = frames_to_video(

@@ -148,7 +148,7 @@ def test_a_bad_payload_is_refused(bad: str) -> None:
         embed(ad((300, 250)), bad)
 
 
-def test_frame_marker_marks_every_frame_or_every_nth(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frames_get_a_mark_each_or_every_nth(monkeypatch: pytest.MonkeyPatch) -> None:
     frames = [ad((320, 240), seed=1)] * 4
     computed = []
     real = watermark.mark_of
@@ -159,10 +159,10 @@ def test_frame_marker_marks_every_frame_or_every_nth(monkeypatch: pytest.MonkeyP
         return real(rgb, payload, video=video)
 
     monkeypatch.setattr(watermark, "mark_of", counting)
-    every_frame = watermark.frame_marker(PAYLOAD)
+    every_frame = watermark.FrameMarker(PAYLOAD)
     marked = [every_frame(f) for f in frames]
     assert len(computed) == 4
-    held = watermark.frame_marker(PAYLOAD, every=3)
+    held = watermark.FrameMarker(PAYLOAD, every=3)
     assert [np.asarray(held(f)).tobytes() for f in frames] == [
         np.asarray(m).tobytes() for m in marked]  # same frame, same mark
     assert len(computed) == 4 + 2
@@ -170,4 +170,4 @@ def test_frame_marker_marks_every_frame_or_every_nth(monkeypatch: pytest.MonkeyP
         found = detect(delivered(frame))
         assert found is not None and found.payload == PAYLOAD
     with pytest.raises(PostProcessError, match="cadence 0 must be at least 1"):
-        watermark.frame_marker(PAYLOAD, every=0)
+        watermark.FrameMarker(PAYLOAD, every=0)

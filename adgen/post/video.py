@@ -105,7 +105,7 @@ class VideoSpec:
     max_crf: int = 38
     mark: Callable[[Image.Image], Image.Image] | None = None
     """Applied to every finished frame, in order, before encoding (adgen's invisible watermark:
-    :func:`adgen.provenance.watermark.frame_marker`); the end card's frame once."""
+    :class:`adgen.provenance.watermark.FrameMarker`); the end card's frame once."""
 
     def __post_init__(self) -> None:
         problem = _spec_problem(self)

@@ -36,7 +36,8 @@ import hashlib
 import itertools
 import math
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -299,24 +300,33 @@ def embed(image: Image.Image, payload: str) -> Image.Image:
     return marked
 
 
-def frame_marker(payload: str, every: int = 1) -> Callable[[Image.Image], Image.Image]:
-    """A function that marks video frames in order: the mark is computed anew on every
-    ``every``-th frame and the last one is added to the frames between (``every=1``: each
-    frame gets its own)."""
-    if every < 1:
-        raise PostProcessError(f"watermark cadence {every} must be at least 1 (every frame)")
-    state: dict[str, object] = {"count": 0, "mark": None}
+class FrameMarker:
+    """Marks the frames of one video: the mark is computed anew on every ``every``-th call
+    and the last one is added to the frames between (``every=1``: each frame gets its own).
+    Frames may be marked from several threads (a mark is computed outside the lock)."""
 
-    def mark(frame: Image.Image) -> Image.Image:
+    def __init__(self, payload: str, every: int = 1) -> None:
+        if every < 1:
+            raise PostProcessError(f"watermark cadence {every} must be at least 1 (every frame)")
+        code_bits(payload)  # a bad payload fails here, not at the first frame
+        self.payload, self.every = payload, every
+        self._calls = 0
+        self._last: Mark | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, frame: Image.Image) -> Image.Image:
         rgb = np.asarray(frame.convert("RGB"))
-        count = int(state["count"])  # type: ignore[call-overload]
-        last = state["mark"]
-        if not isinstance(last, Mark) or count % every == 0 or last.shape != rgb.shape[:2]:
-            last = state["mark"] = mark_of(rgb, payload, video=True)
-        state["count"] = count + 1
+        with self._lock:
+            last = self._last
+            if last is not None and last.shape != rgb.shape[:2]:
+                last = None
+            fresh = last is None or self._calls % self.every == 0
+            self._calls += 1
+        if fresh or last is None:
+            last = mark_of(rgb, self.payload, video=True)
+            with self._lock:
+                self._last = last
         return Image.fromarray(last.apply(rgb), "RGB")
-
-    return mark
 
 
 # --- detect ----------------------------------------------------------------------------------
