@@ -34,6 +34,7 @@ from adgen.pipeline import RefreshResult, RunResult, assign, refresh, run, sched
 from adgen.placements import PRESETS, Placement, resolve_placement
 from adgen.planning import Plan
 from adgen.planning import make_plan as plan
+from adgen.provenance.verify import Verification, verify
 from adgen.review.app import serve as serve_review
 from adgen.review.sheet import write_report
 from adgen.review.transfer import export_decisions, import_decisions
@@ -65,6 +66,7 @@ __all__ = [
     "SqlSpec",
     "StoreError",
     "TemplateError",
+    "Verification",
     "__version__",
     "analyze",
     "assign",
@@ -81,6 +83,7 @@ __all__ = [
     "schedule",
     "serve_review",
     "validate",
+    "verify",
     "write_analysis",
     "write_report",
 ]

@@ -39,6 +39,7 @@ from adgen.output.files import atomic_write_text, safe_csv
 from adgen.output.lock import WAIT_ENV
 from adgen.output.store import join, open_store
 from adgen.preflight import preflight
+from adgen.provenance.verify import as_json as verify_json
 from adgen.renderers import RENDERERS
 from adgen.review.sheet import REPORT_NAME
 from adgen.sources.sql import resolve_url
@@ -502,6 +503,38 @@ def export_(
         for warning in result.warnings[name]:
             err_console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
     console.print(f"wrote {result.out / 'exports'}")
+
+
+@app.command("verify")
+def verify_(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...",
+                                                help="Pictures or videos to check.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="OUT_DIR",
+                     help="Output folder of the run that made them (default: the output "
+                     "folder a file sits in, if any): resolves each file to its variant."),
+    ] = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option("--trust", metavar="PEM", help="C2PA trust anchors to accept (root "
+                     "certificates, PEM)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Read back what files say about their making.
+
+    The invisible watermark and its confidence, the IPTC source type, the C2PA manifest and
+    its validation, and the variant each file resolves to. Exits 1 when a file claims nothing.
+    """
+    results = adgen.verify(files, out=out, trust=trust)
+    if as_json:
+        typer.echo(verify_json(results))
+    else:
+        for result in results:
+            console.print(result.line(), highlight=False, markup=False, soft_wrap=True)
+    if not all(result.claims for result in results):
+        raise typer.Exit(1)
 
 
 def _quiet_libraries() -> None:

@@ -440,11 +440,14 @@ class RefreshSpec(_Model):
 
 
 class ProvenanceSpec(_Model):
-    """Machine-readable marking of generated assets (IPTC XMP always; C2PA when a certificate
-    chain and key are given)."""
+    """Machine-readable marking of generated assets: IPTC XMP always; an invisible watermark
+    (``watermark``: ``auto`` = on for the renderers that run a trained model, off for the
+    offline one); C2PA when a certificate chain and key are given. ``visible_label``: the
+    label drawn on every ad (``true``) or on the listed placements only."""
 
     label: str = "AI-generated"
-    visible_label: bool = False
+    visible_label: bool | list[str] = False
+    watermark: bool | Literal["auto"] = "auto"
     c2pa_cert: Path | None = None
     c2pa_key: Path | None = None
 
@@ -453,6 +456,12 @@ class ProvenanceSpec(_Model):
         if (self.c2pa_cert is None) != (self.c2pa_key is None):
             raise ValueError("give both c2pa_cert (PEM chain) and c2pa_key (PEM key), or neither")
         return self
+
+    def labelled(self, placement: Placement) -> bool:
+        """Whether ads for ``placement`` carry the visible label."""
+        if isinstance(self.visible_label, bool):
+            return self.visible_label
+        return placement.name in {resolve_placement(ref).name for ref in self.visible_label}
 
 
 class GuardrailSpec(_Model):
@@ -643,6 +652,16 @@ class CampaignSpec(_Model):
                 raise ValueError(f"duplicate {what} {dupes}: each must be unique")
         if not self.creatives:
             raise ValueError("a campaign needs at least one creative")
+        labelled = self.provenance.visible_label
+        names = [p.resolve().name for p in self.placements]
+        for ref in labelled if isinstance(labelled, list) else []:
+            try:
+                known = resolve_placement(ref).name in names
+            except CampaignError:
+                known = False
+            if not known:
+                raise ValueError(f"provenance.visible_label names placement {ref!r}, which is "
+                                 f"not one of the campaign's placements ({', '.join(names)})")
         weights = self.experiment.weights
         if weights is not None and len(weights) != self.arms:
             raise ValueError(

@@ -106,6 +106,9 @@ class VideoSpec:
     audio_fade: float = 1.0
     preset: str = "veryfast"
     max_crf: int = 38
+    mark: Callable[[Image.Image], Image.Image] | None = None
+    """Applied to every finished frame, in order, before encoding (adgen's invisible watermark:
+    :class:`adgen.provenance.watermark.FrameMarker`); the end card's frame once."""
 
     def __post_init__(self) -> None:
         problem = _spec_problem(self)
@@ -252,11 +255,6 @@ class _Scene:
         captions = [o for o in map(_Overlay.of, layers.captions.values()) if o is not None]
         return cls(size, layers.background, picture_box, _Overlay.of(layers.logo), captions,
                    card)
-
-    @functools.cached_property
-    def card_bytes(self) -> bytes:
-        """The end card's raw RGB bytes (frames once it is fully in)."""
-        return self.card.tobytes() if self.card is not None else b""
 
     def paste_layers(self, frame: Image.Image, captions: float) -> None:
         """Lay the logo and the captions (at strength ``captions``) over ``frame``."""
@@ -476,7 +474,7 @@ class _Frames:
     """Frame ``k`` of a video, made on its own (so several threads can make frames): the
     picture through the window of the moment (``source_at(k)``, between ``start`` and
     ``end``), the layers, the crossfade into the end card. A picture that does not move is
-    made once."""
+    made once. Each frame goes through ``mark``."""
 
     scene: _Scene
     timeline: _Timeline
@@ -484,6 +482,16 @@ class _Frames:
     start: Window
     end: Window
     still: Image.Image | None = None
+    mark: Callable[[Image.Image], Image.Image] | None = None
+    """Applied to every finished frame (the end card's once): the invisible watermark."""
+
+    @functools.cached_property
+    def card_bytes(self) -> bytes:
+        """The end card's raw RGB bytes, marked (the frames once it is fully in)."""
+        card = self.scene.card
+        if card is None:
+            return b""
+        return (self.mark(card) if self.mark is not None else card).tobytes()
 
     def picture(self, k: int) -> Image.Image:
         if self.still is not None:
@@ -497,7 +505,7 @@ class _Frames:
         """The raw RGB bytes of frame ``k``."""
         scene, strength = self.scene, self.timeline.card(k)
         if strength >= 1 and scene.card is not None:
-            return scene.card_bytes
+            return self.card_bytes
         picture = self.picture(k)
         if picture.size == scene.size:
             frame = picture
@@ -507,7 +515,7 @@ class _Frames:
         scene.paste_layers(frame, self.timeline.caption(k))
         if strength > 0 and scene.card is not None:
             frame = Image.blend(frame, scene.card, strength)
-        return frame.tobytes()
+        return (self.mark(frame) if self.mark is not None else frame).tobytes()
 
 
 FRAME_THREADS = 2
@@ -730,7 +738,7 @@ def _render(layers: Layers, placement: Placement, brand: _Brand, source: Image.I
 
     # 5. frames, piped to ffmpeg
     duration = timeline.frames / spec.fps
-    frames = _Frames(scene, timeline, source_at, start, end, still)
+    frames = _Frames(scene, timeline, source_at, start, end, still, spec.mark)
     data, encoded = _encode(frames, placement.size, spec, duration, audio, where)
     checks: dict[str, object] = {
         **composed.checks, "logo_box": composed.logo_box,
