@@ -2,8 +2,9 @@
 
 :meth:`PostContext.job_rows` turns a cached render into placement-ready files: crop, logo and
 captions (images with Pillow, video with ffmpeg), encoding within the byte budget, provenance
-(XMP, optional C2PA), written atomically under a name built from ids and a content hash of
-everything that shapes the file, so an unchanged asset is reused and a changed one is redone.
+(invisible watermark, XMP, optional C2PA), written atomically under a name built from ids and
+a content hash of everything that shapes the file, so an unchanged asset is reused and a changed
+one is redone.
 The same code runs in a thread, a process or on a cluster node (the backends run it): it reads
 the render from the cache, writes each file once to the output store and returns manifest rows
 (:mod:`adgen.manifest`).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import tempfile
 from collections.abc import Mapping
@@ -20,6 +22,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
 
 from adgen.catalog.locales import is_rtl
 from adgen.errors import AdgenError, PostProcessError, StoreError
@@ -42,7 +47,15 @@ from adgen.post.encode import encode_image
 from adgen.post.image import Caption, LogoStyle, compose, load_brand_image
 from adgen.post.logo import mirrored
 from adgen.post.video import VideoSpec, frames_to_video, still_to_video
-from adgen.provenance import Provenance, embed_image, embed_mp4, embed_overhead, sign_c2pa
+from adgen.provenance import watermark
+from adgen.provenance.c2pa import sign_c2pa
+from adgen.provenance.metadata import (
+    UNTRAINED_RENDERERS,
+    Provenance,
+    embed_image,
+    embed_mp4,
+    embed_overhead,
+)
 from adgen.spec import BackendSpec, CampaignSpec, PlacementSpec, VideoOptions
 
 if TYPE_CHECKING:
@@ -51,6 +64,9 @@ if TYPE_CHECKING:
 POST_VERSION = "post/v6"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
+VIDEO_MARK_EVERY = 1
+"""Video frames get a watermark of their own every this many frames (the frames between reuse
+the last one): 1 = every frame."""
 _DISK_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO})
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "mp4": "mp4"}
 
@@ -229,6 +245,7 @@ class _JobAssets:
             "quality": quality_json(quality), "status": "ok",
             "duration_s": timing.get("duration_s"), "fps": timing.get("fps"),
             "frames": timing.get("frames"), "aspect": row["aspect"], "render": row["render"],
+            "watermark": (checks.get("watermark") or {}).get("payload", ""),
         }
         return manifest_row, reused
 
@@ -247,16 +264,16 @@ class _JobAssets:
         font = ctx.local(style.font)
         lang = str(row.get("locale") or "en")
         captions = [Caption(r, t, lang) for r, t in json.loads(row["captions"]).items()]
-        if campaign.provenance.visible_label:
-            captions.append(Caption("label", campaign.provenance.label))
+        signing = campaign.provenance
+        if signing.labelled(placement):
+            captions.append(Caption("label", signing.label))
+        payload, mark_checks = _watermark(campaign, row["variant_id"], placement)
         prov = Provenance(campaign.name, row["variant_id"], campaign.renderer.model or "",
                           campaign.renderer.name, cached.composite, ctx.created_at,
-                          campaign.provenance.label)
-        signing = campaign.provenance
+                          signing.label, payload)
         sign = signing.c2pa_cert is not None and signing.c2pa_key is not None
         if video is None and not sign:
-            data, checks = self._image(cached, placement, spec, logo, font, captions, prov)
-            return data, checks
+            return self._image(cached, placement, spec, logo, font, captions, prov, mark_checks)
         # ffmpeg and C2PA work on files: a node-local scratch file, read back when done
         with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
             path = Path(tmp) / f"asset.{EXTENSIONS['mp4' if video else spec.format]}"
@@ -266,7 +283,9 @@ class _JobAssets:
                     options["motion"] = "none"
                 settings = VideoSpec(**options, max_bytes=placement.max_bytes,
                                      max_duration=spec.max_duration,
-                                     audio=ctx.local(campaign.brand.audio))
+                                     audio=ctx.local(campaign.brand.audio),
+                                     mark=watermark.FrameMarker(payload, VIDEO_MARK_EVERY)
+                                     if payload else None)
                 if cached.frames:
                     clip = frames_to_video(
                         cached.load_frames(), round(cached.fps or video.fps), placement,
@@ -281,8 +300,15 @@ class _JobAssets:
                 checks = dict(clip.checks)
                 checks["video"] = {"duration_s": clip.duration_s, "fps": clip.fps,
                                    "frames": clip.frames}
+                if payload:
+                    found = [watermark.detect(f) for f in watermark.video_frames(path, 1)]
+                    mark_checks.update(every=VIDEO_MARK_EVERY, read_back=_read_back(
+                        found[0] if found else None, payload))
+                if mark_checks:
+                    checks["watermark"] = mark_checks
             else:
-                data, checks = self._image(cached, placement, spec, logo, font, captions, prov)
+                data, checks = self._image(cached, placement, spec, logo, font, captions, prov,
+                                           mark_checks)
                 path.write_bytes(data)
             if sign:
                 cert, key = ctx.local(signing.c2pa_cert), ctx.local(signing.c2pa_key)
@@ -292,27 +318,46 @@ class _JobAssets:
 
     def _image(self, cached: CachedRender, placement: Placement, spec: PlacementSpec,
                logo: LogoStyle | None, font: Path | None, captions: list[Caption],
-               prov: Provenance) -> tuple[bytes, dict[str, Any]]:
-        budget = placement.max_bytes
-        if budget is not None:
-            budget -= embed_overhead(spec.format, prov)
+               prov: Provenance, mark: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """Compose, watermark, encode and tag one picture; ``mark`` becomes its
+        ``watermark`` check, with the PSNR of the mark and the confidence it reads back at.
+        With ``backend.post: gpu`` the picture is composed and encoded on the device; the
+        watermark, numpy on the CPU, is added to a copy brought back for it."""
         picture = cached.load()
         args: dict[str, Any] = {"subject_box": cached.subject_box, "logo": logo,
                                 "captions": captions, "colors": self.ctx.style.colors,
                                 "font": font}
-        if self.ctx.device is not None:  # backend.post: gpu
+        device = self.ctx.device
+        if device is not None:
             if self._pixels is None:
-                self._pixels = gpu.on_device(picture, self.ctx.device, cached.pixels)
+                self._pixels = gpu.on_device(picture, device, cached.pixels)
             ad = gpu.compose_on(self._pixels, picture, placement, **args)
-            encoded = gpu.encode_on(ad.pixels, spec.format, max_bytes=budget)
-            logo_box, caption_boxes, checks = ad.logo_box, ad.caption_boxes, ad.checks
+            composed_image: Image.Image = ad.image()
+            checks = {**ad.checks, "logo_box": ad.logo_box, "caption_boxes": ad.caption_boxes}
         else:
             composed = compose(picture, placement, **args)
-            encoded = encode_image(composed.image, spec.format, max_bytes=budget)
-            logo_box, caption_boxes = composed.logo_box, composed.caption_boxes
-            checks = composed.checks
-        return embed_image(encoded, spec.format, prov), {
-            **checks, "logo_box": logo_box, "caption_boxes": caption_boxes}
+            composed_image = composed.image
+            checks = {**composed.checks, "logo_box": composed.logo_box,
+                      "caption_boxes": composed.caption_boxes}
+        finished = composed_image
+        if prov.watermark:
+            finished = watermark.embed(composed_image, prov.watermark)
+            unmarked, marked = (np.asarray(p.convert("RGB")) for p in (composed_image, finished))
+            mark = {**mark, "psnr_db": round(watermark.psnr(unmarked, marked), 2)}
+        budget = placement.max_bytes
+        if budget is not None:
+            budget -= embed_overhead(spec.format, prov)
+        if device is not None:
+            pixels = gpu.to_tensor(finished, device) if prov.watermark else ad.pixels
+            encoded = gpu.encode_on(pixels, spec.format, max_bytes=budget)
+        else:
+            encoded = encode_image(finished, spec.format, max_bytes=budget)
+        if prov.watermark:
+            with Image.open(io.BytesIO(encoded)) as written:
+                mark["read_back"] = _read_back(watermark.detect(written), prov.watermark)
+        if mark:
+            checks["watermark"] = mark
+        return embed_image(encoded, spec.format, prov), checks
 
 
 def post_device(backend: BackendSpec) -> str | None:
@@ -334,6 +379,25 @@ def post_device(backend: BackendSpec) -> str | None:
             "GPU here: run where there is one, set backend.post_device: cpu (the same code on "
             "the CPU, slower), or set backend.post to cluster or driver")
     return backend.post_device
+
+
+def _watermark(campaign: CampaignSpec, variant_id: str, placement: Placement
+               ) -> tuple[str | None, dict[str, Any]]:
+    """The watermark payload of an asset (None when it gets none) and its first checks."""
+    setting = campaign.provenance.watermark
+    wanted = campaign.renderer.name not in UNTRAINED_RENDERERS if setting == "auto" else setting
+    if not wanted:
+        return None, {}
+    if not watermark.carries(*placement.size):
+        return None, {"skipped": f"{placement.width}x{placement.height} is too small to carry "
+                                 "the invisible watermark"}
+    payload = watermark.payload_for(campaign.name, variant_id, placement.name)
+    return payload, {"payload": payload, "alg": watermark.ALGORITHM}
+
+
+def _read_back(found: watermark.Detection | None, payload: str) -> float | None:
+    """The confidence with which the finished file gives its payload back (None: it does not)."""
+    return found.confidence if found is not None and found.payload == payload else None
 
 
 def post_context(plan: Plan, cache: RenderCache, style: BrandStyle) -> PostContext:

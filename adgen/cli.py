@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -36,9 +37,13 @@ from adgen.assets import brand_style
 from adgen.errors import MAX_LISTED
 from adgen.output.files import atomic_write_text, safe_csv
 from adgen.output.lock import WAIT_ENV
-from adgen.output.store import join
+from adgen.output.store import join, open_store
 from adgen.preflight import preflight
+from adgen.provenance.verify import as_json as verify_json
 from adgen.renderers import RENDERERS
+from adgen.review.sheet import REPORT_NAME
+from adgen.sources.sql import resolve_url
+from adgen.spec import validation_message
 from adgen.terminal import analysis_table
 
 app = typer.Typer(
@@ -210,6 +215,10 @@ def run(
         f"{summary['assets_reused']} reused; {summary['assigned_customers']} customers assigned "
         f"-> {result.location}"
     )
+    if spec.review is not None or summary["approved"] or summary["rejected"]:
+        console.print(f"review: {summary['approved']} approved, {summary['rejected']} rejected, "
+                      f"{summary['pending']} pending (adgen review {result.location})",
+                      highlight=False, soft_wrap=True)
     blocked = result.blocked_reasons()
     if blocked:
         console.print(f"[yellow]blocked[/yellow] {summary['blocked']} of {summary['variants']} "
@@ -258,10 +267,36 @@ def assign(
 
 
 ResultsOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option("--results", metavar="FILE",
-                 help="Results CSV/Parquet: per variant or per customer.")
+                 help="Results: CSV/Parquet per variant or per customer, a Meta Ads Manager "
+                 "export (CSV/XLSX) or a Google Ads ad report (CSV).")
 ]
+ResultsSqlOpt = Annotated[
+    str | None,
+    typer.Option("--results-sql", metavar="URL",
+                 help="Results from a database instead (a SQLAlchemy URL; its password from the "
+                 "environment: ${VAR} or the driver's own variable), with --query.")
+]
+QueryOpt = Annotated[
+    str | None,
+    typer.Option("--query", metavar="SQL",
+                 help="The --results-sql query: rows per variant or per customer, as the CSV.")
+]
+
+
+def _results(results: Path | None, url: str | None, query: str | None) -> adgen.ResultsSource:
+    """What --results or --results-sql with --query give."""
+    if results is not None and url is None and query is None:
+        return results
+    if results is not None or url is None:
+        raise typer.BadParameter("give --results FILE, or --results-sql URL with --query SQL")
+    if query is None:
+        raise typer.BadParameter("--results-sql needs --query SQL")
+    try:
+        return adgen.SqlSpec(url=resolve_url(url, Path.cwd()), query=query)
+    except ValidationError as exc:
+        raise adgen.ResultsError(validation_message(exc, "--results-sql")) from None
 
 
 def _print_analysis(analysis: adgen.Analysis) -> None:
@@ -272,6 +307,8 @@ def _print_analysis(analysis: adgen.Analysis) -> None:
                       style="dim", highlight=False)
     for warning in analysis.srm_warnings:
         err_console.print(f"[bold red]warning:[/bold red] {warning}")
+    for note in analysis.notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -279,15 +316,18 @@ def analyze(
     target: Annotated[str, typer.Argument(
         metavar="OUT_DIR|CAMPAIGN",
         help="Output folder or URL of a run, or the campaign YAML.")],
-    results: ResultsOpt,
+    results: ResultsOpt = None,
+    results_sql: ResultsSqlOpt = None,
+    query: QueryOpt = None,
 ) -> None:
     """Analyse results: uplift, intervals, p-values, chance to win.
 
     Checks sample ratio mismatch too; writes analysis.csv, .json and .png.
     """
+    source = _results(results, results_sql, query)
     is_campaign = Path(target).suffix.lower() in {".yaml", ".yml"}
     spec = adgen.load_campaign(Path(target)) if is_campaign else None
-    analysis = adgen.analyze(spec or target, results)
+    analysis = adgen.analyze(spec or target, source)
     _print_analysis(analysis)
     out_dir = spec.output_location if spec else target
     written = adgen.write_analysis(analysis, out_dir)
@@ -295,14 +335,16 @@ def analyze(
 
 
 @app.command()
-def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None,
+def refresh(campaign: CampaignArg, results: ResultsOpt = None,
+            results_sql: ResultsSqlOpt = None, query: QueryOpt = None, set_: SetOpt = None,
             reset_ledger: ResetLedgerOpt = False) -> None:
     """Retire losers, re-weight traffic, render replacements.
 
     Then re-assigns customers (sticky: only those of retired variants move).
     """
+    source = _results(results, results_sql, query)
     spec = _load(campaign, set_)
-    outcome = adgen.refresh(spec, results, reset_ledger=reset_ledger)
+    outcome = adgen.refresh(spec, source, reset_ledger=reset_ledger)
     if outcome.analysis is None:
         console.print(f"finished refresh {outcome.log['refresh']}, which was interrupted (its "
                       "decision stands; run refresh again to act on newer results)")
@@ -320,7 +362,9 @@ def refresh(campaign: CampaignArg, results: ResultsOpt, set_: SetOpt = None,
 @app.command()
 def schedule(
     campaign: CampaignArg,
-    results: ResultsOpt,
+    results: ResultsOpt = None,
+    results_sql: ResultsSqlOpt = None,
+    query: QueryOpt = None,
     max_runs: Annotated[
         int | None,
         typer.Option("--max-runs", metavar="N", help="Stop after N refreshes (default: never).")
@@ -331,8 +375,9 @@ def schedule(
 
     Runs in the foreground until stopped or --max-runs.
     """
+    source = _results(results, results_sql, query)
     spec = _load(campaign, set_)
-    adgen.schedule(spec, results, max_runs=max_runs, on_event=console.print)
+    adgen.schedule(spec, source, max_runs=max_runs, on_event=console.print)
 
 
 @app.command()
@@ -359,6 +404,69 @@ def report(
     """Write the HTML review sheet (review.html) of a run."""
     path = adgen.write_report(out_dir, title=title)
     console.print(f"[green]wrote[/green] {join(out_dir, path.name)}")
+
+
+@app.command()
+def review(
+    target: Annotated[str, typer.Argument(
+        metavar="OUT_DIR|CAMPAIGN", help="Output folder or URL of a run, or the campaign YAML.")],
+    port: Annotated[int, typer.Option("--port", metavar="N", min=0, max=65535,
+                                      help="Port to listen on (default 0: a free one).")] = 0,
+    host: Annotated[str, typer.Option(
+        "--host", metavar="ADDR",
+        help="Address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every "
+        "network).")] = "127.0.0.1",
+    reviewer: Annotated[str, typer.Option(
+        "--reviewer", metavar="NAME",
+        help="Who decides (else the page asks); with --import, for rows that name nobody.")] = "",
+    import_: Annotated[Path | None, typer.Option(
+        "--import", metavar="CSV",
+        help="Record the decisions of a CSV (variant_id, decision, reviewer, comment), then "
+        "exit.")] = None,
+    export: Annotated[Path | None, typer.Option(
+        "--export", metavar="CSV", help="Write every variant's decision to a CSV, then exit.")
+    ] = None,
+) -> None:
+    """Approve or reject each variant in a web page (or by CSV).
+
+    Serves the review sheet on this machine, with a per-session address; exports then publish
+    only approved variants (export.require_approval).
+    """
+    is_campaign = Path(target).suffix.lower() in {".yaml", ".yml"}
+    out = adgen.load_campaign(Path(target)).output_location if is_campaign else target
+    if import_ is not None or export is not None:
+        if import_ is not None:
+            made = adgen.import_decisions(out, import_, reviewer=reviewer)
+            console.print(f"[green]recorded[/green] {len(made)} decisions from {import_}")
+            _update_sheet(out, len(made))
+        if export is not None:
+            rows = adgen.export_decisions(out, export)
+            console.print(f"[green]wrote[/green] {export}: {rows} variants")
+        return
+
+    def announce(url: str) -> None:
+        console.print(f"review of {out}: open {url}", highlight=False, soft_wrap=True)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err_console.print(f"[yellow]warning:[/yellow] listening on {host}: anyone who can "
+                              "reach this machine and has the address can decide", highlight=False)
+        console.print("stop with Ctrl+C", style="dim")
+        sys.stdout.flush()
+
+    _update_sheet(out, adgen.serve_review(out, host=host, port=port, reviewer=reviewer,
+                                          announce=announce))
+
+
+def _update_sheet(out: str, decided: int) -> None:
+    """After new decisions: write review.html again, where the output has one."""
+    if not decided or not open_store(out).exists(REPORT_NAME):
+        return
+    try:
+        path = adgen.write_report(out)
+    except adgen.AdgenError as exc:
+        err_console.print(f"[yellow]warning:[/yellow] {REPORT_NAME} not updated ({exc}); run "
+                          f"`adgen report {out}` to show the decisions in it", highlight=False)
+        return
+    console.print(f"updated {join(out, path.name)} with the decisions")
 
 
 @app.command("export")
@@ -395,6 +503,38 @@ def export_(
         for warning in result.warnings[name]:
             err_console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
     console.print(f"wrote {result.out / 'exports'}")
+
+
+@app.command("verify")
+def verify_(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...",
+                                                help="Pictures or videos to check.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="OUT_DIR",
+                     help="Output folder of the run that made them (default: the output "
+                     "folder a file sits in, if any): resolves each file to its variant."),
+    ] = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option("--trust", metavar="PEM", help="C2PA trust anchors to accept (root "
+                     "certificates, PEM)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Read back what files say about their making.
+
+    The invisible watermark and its confidence, the IPTC source type, the C2PA manifest and
+    its validation, and the variant each file resolves to. Exits 1 when a file claims nothing.
+    """
+    results = adgen.verify(files, out=out, trust=trust)
+    if as_json:
+        typer.echo(verify_json(results))
+    else:
+        for result in results:
+            console.print(result.line(), highlight=False, markup=False, soft_wrap=True)
+    if not all(result.claims for result in results):
+        raise typer.Exit(1)
 
 
 def _quiet_libraries() -> None:

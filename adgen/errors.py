@@ -17,7 +17,8 @@ escapes is a bug in adgen and keeps its traceback.
     ├── OutputError        the output cannot be used: in use by another run, not a folder,
     │   │                  not writable, a missing bucket, damaged state
     │   └── StoreError     the object store failed during a command (exit code 1)
-    └── ResultsError       an experiment results file is invalid
+    ├── ResultsError       an experiment results file is invalid
+    └── ReviewError        a review decision, or a decisions file, is invalid
 """
 
 from __future__ import annotations
@@ -98,3 +99,8 @@ class StoreError(OutputError):
 
 class ResultsError(AdgenError):
     """An experiment results file is invalid."""
+
+
+class ReviewError(AdgenError):
+    """A review decision is invalid (an unknown variant, a decision other than approved,
+    rejected or pending, no reviewer), or a decisions file cannot be read."""

@@ -30,7 +30,7 @@ MANIFEST_COLUMNS = [
     "renderer", "model", "job_key", "placement", "width", "height", "format", "path", "bytes",
     "sha256", "created_at",
     "asset_key", "checks", "quality", "status", "duration_s", "fps", "frames", "aspect",
-    "render",
+    "render", "watermark",
 ]
 REQUIRED_COLUMNS = ("variant_id", "segment_id", "creative_id", "placement", "path")
 """What a manifest must have to be read (older manifests lack some optional columns)."""
@@ -61,7 +61,8 @@ def failed_row(row: Mapping[str, Any], campaign: CampaignSpec, spec: PlacementSp
             "width": placement.width, "height": placement.height,
             "format": "mp4" if creative.kind == "video" else spec.format, "path": "",
             "bytes": 0, "sha256": "", "created_at": "", "asset_key": "", "checks": "{}",
-            "quality": "{}", "status": f"failed: {reason}", "aspect": "", "render": ""}
+            "quality": "{}", "status": f"failed: {reason}", "aspect": "", "render": "",
+            "watermark": ""}
 
 
 def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
@@ -71,7 +72,7 @@ def blocked_rows(plan: Plan) -> list[dict[str, Any]]:
              "format": "", "path": "", "bytes": 0, "sha256": "", "created_at": "",
              "asset_key": "", "checks": "{}", "quality": "{}",
              "status": f"blocked: {row['blocked']}",
-             "aspect": "", "render": ""}
+             "aspect": "", "render": "", "watermark": ""}
             for row in rows.to_dict("records")]
 
 
@@ -113,7 +114,7 @@ def read_manifest(out_dir: Path) -> pd.DataFrame:
                 "negative_prompt": "", "captions": "{}", "renderer": "", "model": "",
                 "width": "", "height": "", "format": "", "bytes": "", "sha256": "",
                 "asset_key": "", "checks": "{}", "quality": "{}", "created_at": "",
-                "status": "ok"}
+                "status": "ok", "watermark": ""}
     for column, value in defaults.items():
         if column not in frame.columns:
             frame[column] = value

@@ -8,7 +8,8 @@ commands that change an output: ``assign`` and ``refresh`` (on a schedule: ``sch
    asset that cannot be made is a ``failed: <reason>`` row, the others are written
 5. write: manifest, assignments, the run summary and the review sheet (atomically, always);
    once they are committed (on an object store: pushed), prune the assets adgen wrote earlier
-   that the manifest no longer lists
+   that the manifest no longer lists, and mirror the ledger into the campaign's
+   ``assignments_table`` (:mod:`adgen.experiments.table`)
 6. publish: the upload files of ``export.to`` (:mod:`adgen.export`)
 """
 
@@ -33,9 +34,10 @@ from adgen.backends import get_backend
 from adgen.backends.base import ClusterPost, Progress
 from adgen.backends.local import AssetMaker
 from adgen.errors import MAX_LISTED, AdgenError, CampaignError
-from adgen.experiments.analysis import Analysis, analyze
+from adgen.experiments.analysis import Analysis, ResultsSource, analyze
 from adgen.experiments.assignment import RefreshState, assign_customers
 from adgen.experiments.refresh import decide
+from adgen.experiments.table import sync_table
 from adgen.export import export
 from adgen.jobs import Rendered, RenderJob
 from adgen.manifest import MANIFEST_COLUMNS, blocked_rows, write_manifest
@@ -49,7 +51,8 @@ from adgen.preflight import preflight
 from adgen.quality import QualityStep
 from adgen.renderers import create_renderer
 from adgen.renderers.base import Renderer
-from adgen.report import write_report
+from adgen.review.decisions import settle_run
+from adgen.review.sheet import write_report
 from adgen.spec import CampaignSpec
 
 _NUMBERS = re.compile(r"\d[\d,.]*")
@@ -71,6 +74,9 @@ class RunResult:
     cached: int = 0
     """Render jobs whose cached picture was used as it was (not measured stale, not a
     near-duplicate rendered again, not failed)."""
+    review: dict[str, int] = field(
+        default_factory=lambda: {"approved": 0, "rejected": 0, "pending": 0})
+    """How many variants with files are approved, rejected and pending in review."""
 
     @property
     def location(self) -> str:
@@ -103,6 +109,7 @@ class RunResult:
             "failed_jobs": len(self.failed),
             "failed_assets": len(self.failures),
             "assigned_customers": int((self.assignments["variant_id"] != "").sum()),
+            **self.review,
         }
 
 
@@ -170,6 +177,7 @@ def run(
         result = _run_with_state(campaign, state, audience=audience,
                                  make_renderer=make_renderer, progress=progress)
         state.commit(rendered=result.rendered)
+        _mirror_assignments(campaign, state, result.assignments, _hidden(result))
         return result
 
 
@@ -267,12 +275,13 @@ def _run_with_state(
                                    exclude=set(failures["variant_id"]) | set(plan.blocked),
                                    command="refresh" if state.pending else "run")
     _write_outputs(out_dir, ctx.assets, manifest, assignments)
+    review = settle_run(out_dir, manifest, plan.takes)  # changed variants are pending again
     # rendered and kept: a cached twin rendered again counts, a variant failed afterwards not
     kept = ({job.key for job in todo} | gate.rerendered) - failed.keys()
     reused = set(plan.cached) - stale - gate.rerendered - failed.keys()
     result = RunResult(out_dir, manifest, assignments, plan, len(kept),
                        post.written, int((manifest["status"] == "ok").sum()) - post.written,
-                       failed, cached=len(reused))
+                       failed, cached=len(reused), review=review)
     settings = {
         "experiment": {"weights": state.weights or campaign.experiment.weights,
                        "holdout": campaign.experiment.holdout},
@@ -282,6 +291,7 @@ def _run_with_state(
         {**result.summary(), "failed": failed, "failures": result.failure_reasons(),
          "blocked": plan.blocked, "products_left_out": plan.products_left_out,
          "quality": gate.summary(), **settings,
+         "review": {"require_approval": campaign.approval_required},
          "finished_at": _now()}, indent=2))
     if campaign.report:
         write_report(campaign.output_location, title=campaign.name)
@@ -323,6 +333,7 @@ def assign(
         plan = make_plan(campaign, audience, generations=state.generations)
         assignments = assign_customers(plan, state, command="assign")
         state.commit()
+        _mirror_assignments(campaign, state, assignments)
         return assignments
 
 
@@ -342,7 +353,7 @@ class RefreshResult:
 
 
 def refresh(
-    campaign: CampaignSpec, results: str | Path | pd.DataFrame, *,
+    campaign: CampaignSpec, results: ResultsSource, *,
     audience: AudienceSource | None = None, progress: Progress | None = None,
     reset_ledger: bool = False,
 ) -> RefreshResult:
@@ -367,13 +378,14 @@ def refresh(
         result = _run_with_state(campaign, state, audience=audience, progress=progress)
         # 6. commit
         state.commit(rendered=result.rendered)
+        _mirror_assignments(campaign, state, result.assignments, _hidden(result))
         return RefreshResult(analysis, log["retired"], log["kept"], log["weights"],
                              log["weights_note"], result, {**log, "rendered": result.rendered},
                              resumed=analysis is None)
 
 
 def schedule(
-    campaign: CampaignSpec, results: str | Path, *, max_runs: int | None = None,
+    campaign: CampaignSpec, results: ResultsSource, *, max_runs: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(tz=UTC),
     sleep: Callable[[float], None] = time.sleep,
     on_event: Callable[[str], None] = print,
@@ -424,6 +436,19 @@ def _write_outputs(out_dir: Path, assets: OutputStore, manifest: pd.DataFrame,
     # once the new manifest is committed (at once for a folder): a failed commit deletes nothing
     keep = set(manifest["path"]) - {""}
     after_commit(assets.location, functools.partial(assets.prune_assets, keep))
+
+
+def _hidden(result: RunResult) -> set[str]:
+    """The variants a run's customers are not shown: blocked, or with an asset that failed."""
+    return set(result.failures["variant_id"]) | set(result.plan.blocked)
+
+
+def _mirror_assignments(campaign: CampaignSpec, state: RefreshState, assignments: pd.DataFrame,
+                        hidden: set[str] | None = None) -> None:
+    """Once the output is committed (pushed, for a URL): the campaign's assignments table."""
+    if campaign.assignments_table is not None:
+        after_commit(campaign.output_location, functools.partial(
+            sync_table, campaign, state.ledger, assignments["customer_id"], hidden or set()))
 
 
 def _now() -> str:

@@ -4,7 +4,8 @@ Seeds come from the experiment seed and the job's identity (creative, prompt, ne
 variant index, and the aspect class for renders at a shape other than the renderer's own
 ``width`` x ``height``), so the same campaign gives the same seeds on any machine, adding a
 segment leaves every other seed alone, and two segments whose prompts come out the same share
-one render.
+one render. A variant people rejected in review is planned with its next take (the output's
+decisions, :mod:`adgen.review.decisions`), which gives it other seeds.
 
 Each variant gets one render per aspect class its placements need (``renderer.aspect:
 native``: rendered at that shape; ``extend``: the base render outpainted to it; ``crop``: one
@@ -44,6 +45,7 @@ from adgen.output.store import CACHE_DIR, open_store
 from adgen.placements import Placement, aspect_class, class_size, extend_size, product_stage
 from adgen.prompts import TemplateSet
 from adgen.renderers import RUNTIME_OPTIONS, STAGED_RENDERERS, VIDEO_RENDERERS
+from adgen.review.decisions import Decisions, Retake
 from adgen.spec import AudienceSpec, CampaignSpec, Creative, GuardrailSpec
 
 SlotKey = tuple[str, str, int]
@@ -77,6 +79,9 @@ class Plan:
     jobs: dict[str, RenderJob]
     cached: frozenset[str]
     products_left_out: dict[str, str] = field(default_factory=dict)
+    takes: dict[str, int] = field(default_factory=dict)
+    """The variants rendered again after a rejection, and their take (see
+    :meth:`adgen.review.decisions.Decisions.takes`)."""
 
     @property
     def blocked(self) -> dict[str, str]:
@@ -221,6 +226,9 @@ def make_plan(
     rows: list[dict[str, Any]] = []
     jobs: dict[str, RenderJob] = {}
     stages = _stages(campaign)
+    review = campaign.review
+    retakes = Decisions.load(open_store(campaign.output_location)).takes(
+        comments=review is not None and review.comment_as_negative)
     if campaign.renderer.aspect == "extend" and campaign.renderer.name in VIDEO_RENDERERS:
         raise CampaignError(
             f"renderer.aspect 'extend' outpaints still pictures; the video renderer "
@@ -239,13 +247,17 @@ def make_plan(
                 memo[text_key] = _texts(templates, creative, context, captions_by_locale,
                                         blocked, guard,
                                         locale_problem or product.problem)
-            prompt, negative, captions, captions_json, problem = memo[text_key]
+            prompt, base_negative, captions, captions_json, base_problem = memo[text_key]
             for index in range(campaign.variants):
                 generation = generations.get((creative.id, segment_id, index), 0)
-                job_key = (text_key, index, generation)
+                variant_id = variant_name(creative.id, segment_id, index, generation)
+                retake = retakes.get(variant_id, Retake(0))
+                negative, problem = _with_review_comments(base_negative, base_problem, retake,
+                                                          blocked, guard)
+                job_key = (text_key, index, generation, retake)
                 if job_key not in job_memo:
                     job_memo[job_key] = _jobs(campaign, creative, prompt, negative, product,
-                                              index, generation, stages)
+                                              index, generation, stages, take=retake.take)
                 renders = job_memo[job_key]
                 job = next(iter(renders.values()))
                 key = job.key
@@ -253,7 +265,7 @@ def make_plan(
                     for each in renders.values():
                         jobs.setdefault(each.key, each)
                 rows.append({
-                    "variant_id": variant_name(creative.id, segment_id, index, generation),
+                    "variant_id": variant_id,
                     "segment_id": segment_id,
                     "segment": json.dumps(key_values, ensure_ascii=False, default=str),
                     "creative_id": creative.id,
@@ -275,7 +287,24 @@ def make_plan(
     variants = pd.DataFrame(rows, columns=VARIANT_COLUMNS)
     cache = RenderCache.of(campaign.output_location)
     cached = frozenset(key for key in jobs if cache.has(key))
-    return Plan(campaign, segments, variants, jobs, cached, products.left_out())
+    planned = set(variants["variant_id"])
+    takes = {v: r.take for v, r in retakes.items() if v in planned}
+    return Plan(campaign, segments, variants, jobs, cached, products.left_out(), takes)
+
+
+def _with_review_comments(negative: str, problem: str | None, retake: Retake,
+                          blocked: Sequence[tuple[str, re.Pattern[str]]], guard: GuardrailSpec
+                          ) -> tuple[str, str | None]:
+    """The negative prompt with the rejection comments added (``review.comment_as_negative``),
+    checked by the guardrails like the campaign's own."""
+    if not retake.negative or problem is not None:
+        return negative, problem
+    negative = f"{negative}, {retake.negative}" if negative else retake.negative
+    return negative, text_problem({"negative_prompt": negative}, blocked,
+                                  allow_pii=guard.allow_pii,
+                                  max_prompt_chars=guard.max_prompt_chars,
+                                  max_caption_chars=guard.max_caption_chars,
+                                  phone_region=guard.phone_region)
 
 
 def _texts(templates: TemplateSet, creative: Creative, context: dict[str, Any],
@@ -425,12 +454,13 @@ def _stages(campaign: CampaignSpec) -> dict[str, tuple[float, ...] | None]:
 def _jobs(
     campaign: CampaignSpec, creative: Creative, prompt: str, negative: str,
     product: ProductChoice, index: int, generation: int,
-    stages: dict[str, tuple[float, ...] | None],
+    stages: dict[str, tuple[float, ...] | None], *, take: int = 0,
 ) -> dict[str, RenderJob]:
     """The variant's render job per aspect class. The class at the renderer's own size (and
     ``crop``) keeps the plain job, and its seed; the others derive their own seed from the
-    class name. ``extend`` jobs outpaint the plain job's render."""
-    base = _job(campaign, creative, prompt, negative, product, index, generation)
+    class name. ``extend`` jobs outpaint the plain job's render. A ``take`` after a rejection
+    gives every render of the variant another seed."""
+    base = _job(campaign, creative, prompt, negative, product, index, generation, take=take)
     renderer = campaign.renderer
     multiple = 64 if renderer.name.startswith("diffusers") else 8
     out: dict[str, RenderJob] = {}
@@ -441,12 +471,12 @@ def _jobs(
             else class_size(name, base.width, base.height, multiple=multiple))
         if stage is not None and product.image is not None and not extend:
             base = _job(campaign, creative, prompt, negative, product, index, generation,
-                        stage=stage)
+                        stage=stage, take=take)
         if size == (base.width, base.height):
             out[name] = dataclasses.replace(base, aspect=name)
             continue
         seed = _job(campaign, creative, prompt, negative, product, index, generation,
-                    aspect=name).seed
+                    aspect=name, take=take).seed
         out[name] = dataclasses.replace(base, seed=seed, width=size[0], height=size[1],
                                         aspect=name, source_key=base.key if extend else None)
     return out
@@ -455,7 +485,7 @@ def _jobs(
 def _job(
     campaign: CampaignSpec, creative: Creative, prompt: str, negative: str,
     product: ProductChoice, index: int, generation: int, *, aspect: str | None = None,
-    stage: tuple[float, ...] | None = None,
+    stage: tuple[float, ...] | None = None, take: int = 0,
 ) -> RenderJob:
     renderer = campaign.renderer
     options = {k: v for k, v in renderer.options.items() if k not in RUNTIME_OPTIONS}
@@ -465,6 +495,8 @@ def _job(
     identity: tuple[object, ...] = (campaign.experiment.seed, creative.id, prompt, negative, index)
     if generation:
         identity += (generation,)
+    if take:
+        identity += ("take", take)
     if aspect is not None:
         identity += (aspect,)
     return RenderJob(

@@ -22,6 +22,14 @@ from adgen.experiments.hashing import check_weights
 from adgen.output.mirror import output_folder
 from adgen.output.store import is_url
 from adgen.placements import Placement, resolve_placement
+from adgen.sources.sql import (
+    TABLE_NAME,
+    check_table_name,
+    check_url,
+    resolve_url,
+    select_table,
+    shorten,
+)
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -33,7 +41,8 @@ ImageFormat = Literal["jpeg", "png", "webp"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # errors never repeat the input: a refused database URL holds a password
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class Aggregate(_Model):
@@ -43,12 +52,53 @@ class Aggregate(_Model):
     agg: Literal["mode", "mean", "median", "min", "max", "sum", "nunique"] = "mode"
 
 
+class SqlSpec(_Model):
+    """Rows from a SQL database: a ``query``, or a whole ``table``, at ``url`` (a SQLAlchemy
+    URL: ``duckdb:///file.db`` embedded, ``postgresql://user@host/db`` with ``pip install
+    'adgen[sql]'``; see :mod:`adgen.sources.sql`). Passwords come from the environment, never
+    the file: ``${NAME}`` in the URL, or the driver's own variables (``PGPASSWORD``)."""
+
+    url: str
+    query: str | None = None
+    table: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _secret_free(cls, value: str) -> str:
+        return check_url(value)
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_table_name(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SqlSpec:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of query (SQL) or table (a table name)")
+        if self.query is not None and not self.query.strip():
+            raise ValueError("the query is empty")
+        return self
+
+    @property
+    def sql(self) -> str:
+        """The query to run."""
+        return self.query if self.query is not None else select_table(str(self.table))
+
+    @property
+    def where(self) -> str:
+        """The source in messages: the URL as written and the query on one line."""
+        return f"{self.url.partition('?')[0]} query {shorten(self.sql)!r}"
+
+
 class AudienceSpec(_Model):
-    """Where the customers come from and how they split into segments.
+    """Where the customers come from and how they split into segments: a file (``path``) or
+    a SQL query (``sql``).
 
     ``segment_by: []`` makes every customer a segment of its own (per-customer mode)."""
 
     path: Path | None = None
+    sql: SqlSpec | None = None
     id_column: str = "customer_id"
     segment_by: list[str] = Field(default_factory=list)
     filter: str | None = None
@@ -81,6 +131,12 @@ class AudienceSpec(_Model):
             except CampaignError as exc:
                 raise ValueError(str(exc).removeprefix("audience.filter ")) from None
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AudienceSpec:
+        if self.path is not None and self.sql is not None:
+            raise ValueError("give the audience as a file (path) or a query (sql), not both")
+        return self
 
     @field_validator("aggregates", mode="before")
     @classmethod
@@ -332,6 +388,32 @@ class ExperimentSpec(_Model):
     holdout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
+class AssignmentsTableSpec(_Model):
+    """A database table that mirrors the assignment ledger for the CRM: after each run,
+    refresh and assign (once the output is committed), one row per experiment and customer is
+    upserted in one transaction (see :mod:`adgen.experiments.table`). ``url`` is a SQLAlchemy
+    URL, its password from the environment, as for ``audience.sql``."""
+
+    url: str
+    table: str = "adgen_assignments"
+
+    @field_validator("url")
+    @classmethod
+    def _secret_free(cls, value: str) -> str:
+        if value.partition("?")[0] in ("duckdb://", "duckdb:///", "duckdb:///:memory:"):
+            raise ValueError("an in-memory DuckDB keeps nothing: give a file, "
+                             "duckdb:///assignments.duckdb")
+        return check_url(value)
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not TABLE_NAME.match(value):
+            raise ValueError(f"{value[:80]!r} is not a table name adgen can create: lower-case "
+                             "letters, digits and '_', optionally schema.table")
+        return value
+
+
 class RefreshSpec(_Model):
     """How results are judged and variants refreshed; ``schedule`` is a cron expression for
     ``adgen schedule``."""
@@ -358,11 +440,14 @@ class RefreshSpec(_Model):
 
 
 class ProvenanceSpec(_Model):
-    """Machine-readable marking of generated assets (IPTC XMP always; C2PA when a certificate
-    chain and key are given)."""
+    """Machine-readable marking of generated assets: IPTC XMP always; an invisible watermark
+    (``watermark``: ``auto`` = on for the renderers that run a trained model, off for the
+    offline one); C2PA when a certificate chain and key are given. ``visible_label``: the
+    label drawn on every ad (``true``) or on the listed placements only."""
 
     label: str = "AI-generated"
-    visible_label: bool = False
+    visible_label: bool | list[str] = False
+    watermark: bool | Literal["auto"] = "auto"
     c2pa_cert: Path | None = None
     c2pa_key: Path | None = None
 
@@ -371,6 +456,12 @@ class ProvenanceSpec(_Model):
         if (self.c2pa_cert is None) != (self.c2pa_key is None):
             raise ValueError("give both c2pa_cert (PEM chain) and c2pa_key (PEM key), or neither")
         return self
+
+    def labelled(self, placement: Placement) -> bool:
+        """Whether ads for ``placement`` carry the visible label."""
+        if isinstance(self.visible_label, bool):
+            return self.visible_label
+        return placement.name in {resolve_placement(ref).name for ref in self.visible_label}
 
 
 class GuardrailSpec(_Model):
@@ -446,6 +537,9 @@ class ExportSpec(_Model):
     phone_country_code: str | None = Field(None, pattern=r"^[1-9][0-9]{0,2}$")
     banner_seconds: float = Field(5.0, ge=2.0, le=15.0)
     banner_loops: int = Field(2, ge=1, le=3)
+    require_approval: bool | None = Field(
+        None, description="publish only the variants approved in review; default: true when "
+        "the campaign has a review section")
 
     @field_validator("url", "asset_base_url")
     @classmethod
@@ -481,6 +575,14 @@ class ExportSpec(_Model):
         return self
 
 
+class ReviewSpec(_Model):
+    """People approve or reject each variant (``adgen review``). With this section, exports
+    publish only approved variants unless ``export.require_approval`` is false; a run renders
+    rejected variants again with their next seed either way."""
+
+    comment_as_negative: bool = False
+
+
 class CampaignSpec(_Model):
     """A whole campaign. Build it from YAML with :func:`load_campaign`."""
 
@@ -505,6 +607,8 @@ class CampaignSpec(_Model):
     catalog: CatalogSpec | None = None
     locale: LocaleSpec = Field(default_factory=LocaleSpec)
     quality: QualitySpec = Field(default_factory=QualitySpec)
+    review: ReviewSpec | None = None
+    assignments_table: AssignmentsTableSpec | None = None
     report: bool = Field(True, description="write review.html after each run")
     source: Path | None = Field(None, description="the YAML file this spec was loaded from")
 
@@ -525,6 +629,11 @@ class CampaignSpec(_Model):
         text = str(value)
         return Path(text.removeprefix("file://")) if isinstance(value, str | Path) else value
 
+    @field_validator("review", mode="before")
+    @classmethod
+    def _empty_review(cls, value: Any) -> Any:
+        return {} if value is None else value  # a bare `review:` turns review on
+
     @field_validator("placements", mode="before")
     @classmethod
     def _short_placements(cls, value: Any) -> Any:
@@ -543,6 +652,16 @@ class CampaignSpec(_Model):
                 raise ValueError(f"duplicate {what} {dupes}: each must be unique")
         if not self.creatives:
             raise ValueError("a campaign needs at least one creative")
+        labelled = self.provenance.visible_label
+        names = [p.resolve().name for p in self.placements]
+        for ref in labelled if isinstance(labelled, list) else []:
+            try:
+                known = resolve_placement(ref).name in names
+            except CampaignError:
+                known = False
+            if not known:
+                raise ValueError(f"provenance.visible_label names placement {ref!r}, which is "
+                                 f"not one of the campaign's placements ({', '.join(names)})")
         weights = self.experiment.weights
         if weights is not None and len(weights) != self.arms:
             raise ValueError(
@@ -577,6 +696,13 @@ class CampaignSpec(_Model):
         return self
 
     @property
+    def approval_required(self) -> bool:
+        """Whether exports publish only approved variants: ``export.require_approval``, by
+        default true when the campaign has a ``review`` section."""
+        required = self.export.require_approval
+        return self.review is not None if required is None else required
+
+    @property
     def arms(self) -> int:
         """Variants per segment: creatives × variants."""
         return len(self.creatives) * self.variants
@@ -600,7 +726,12 @@ class CampaignSpec(_Model):
         def absolute(path: Path | None) -> Path | None:
             return None if path is None else Path(os.path.normpath(base / path))
 
-        audience = self.audience.model_copy(update={"path": absolute(self.audience.path)})
+        sql = self.audience.sql and self.audience.sql.model_copy(
+            update={"url": resolve_url(self.audience.sql.url, base)})
+        audience = self.audience.model_copy(update={"path": absolute(self.audience.path),
+                                                    "sql": sql})
+        table = self.assignments_table and self.assignments_table.model_copy(
+            update={"url": resolve_url(self.assignments_table.url, base)})
         brand = self.brand.model_copy(
             update={
                 "logo": absolute(self.brand.logo),
@@ -623,6 +754,7 @@ class CampaignSpec(_Model):
                 "locale": locale,
                 "provenance": provenance,
                 "audience": audience,
+                "assignments_table": table,
                 "brand": brand,
                 "output": self.output if isinstance(self.output, str)
                 else absolute(Path(self.output_location)),

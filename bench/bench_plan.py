@@ -10,6 +10,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,16 +18,35 @@ import pandas as pd
 import adgen
 
 
-def make_audience(path: Path, customers: int) -> None:
+def make_customers(customers: int) -> pd.DataFrame:
+    """The benchmark's audience: text ids, 10 regions × 20 tiers (200 segments), a category
+    and a spend (bench_sql.py reads the same from databases)."""
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
+    return pd.DataFrame({
         "customer_id": np.char.add("C", np.arange(customers).astype(str)),
         "region": rng.choice([f"region-{i}" for i in range(10)], customers),
         "tier": rng.choice([f"tier-{i}" for i in range(20)], customers),
         "category": rng.choice(["running", "outdoor", "coffee", "fitness"], customers),
         "spend": rng.gamma(2.0, 40.0, customers).round(2),
     })
-    frame.to_csv(path, index=False)
+
+
+def campaign_data(name: str, audience: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Two creatives × two variants per segment over ``audience`` (its source: ``path`` or
+    ``sql``), segmented by region and tier, with two aggregates."""
+    return {
+        "name": name,
+        "audience": {**audience, "segment_by": ["region", "tier"],
+                     "aggregates": {"fav": "category:mode", "avg_spend": "spend:mean"}},
+        "creatives": [
+            {"id": "hero", "prompt": "{{ fav }} gear in {{ region | title }} for {{ tier }}",
+             "captions": {"headline": "Hi {{ region }}", "cta": "{{ avg_spend | round }}"}},
+            {"id": "alt", "prompt": "{{ tier }} {{ fav }} still life",
+             "captions": {"headline": "{{ segment_size }} fans"}},
+        ],
+        "variants": 2,
+        "output": str(out),
+    }
 
 
 def main() -> None:
@@ -35,20 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         audience = Path(tmp) / "audience.csv"
-        make_audience(audience, args.customers)
-        campaign = adgen.campaign_from_dict({
-            "name": "bench-plan",
-            "audience": {"path": str(audience), "segment_by": ["region", "tier"],
-                         "aggregates": {"fav": "category:mode", "avg_spend": "spend:mean"}},
-            "creatives": [
-                {"id": "hero", "prompt": "{{ fav }} gear in {{ region | title }} for {{ tier }}",
-                 "captions": {"headline": "Hi {{ region }}", "cta": "{{ avg_spend | round }}"}},
-                {"id": "alt", "prompt": "{{ tier }} {{ fav }} still life",
-                 "captions": {"headline": "{{ segment_size }} fans"}},
-            ],
-            "variants": 2,
-            "output": str(Path(tmp) / "out"),
-        })
+        make_customers(args.customers).to_csv(audience, index=False)
+        campaign = adgen.campaign_from_dict(
+            campaign_data("bench-plan", {"path": str(audience)}, Path(tmp) / "out"))
         start = time.perf_counter()
         plan = adgen.plan(campaign)
         seconds = time.perf_counter() - start

@@ -168,6 +168,43 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server for the session: the one .ci/run started (ADGEN_TEST_POSTGRES), else
+    one started here from the installed PostgreSQL; skipped, with the reason, where none is
+    installed. Its password is in ADGEN_TEST_PGPASSWORD, as a campaign would read it."""
+    from tests import postgres as pg
+    from tests.databases import password_in_environment
+
+    shared = os.environ.get(pg.SERVER_ENV)
+    if shared:
+        server = pg.running(Path(shared))
+        password_in_environment(server)
+        yield server
+        return
+    try:
+        server = pg.start()
+    except FileNotFoundError as exc:
+        pytest.skip(f"no PostgreSQL: {exc}")
+    password_in_environment(server)
+    try:
+        yield server
+    finally:
+        pg.stop(server.folder)
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Each SQL test twice: on DuckDB (a file) and on PostgreSQL (a schema of its own)."""
+    from tests.databases import Database
+
+    if request.param == "duckdb":
+        yield Database.duckdb(tmp_path / "crm.duckdb")
+        return
+    with Database.postgres_schema(request.getfixturevalue("postgres")) as database:
+        yield database
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``make test`` runs two workers) the tests of the session's Ray
     cluster run on one worker (one cluster, not one per worker), and first: the longest

@@ -15,7 +15,8 @@ from PIL import Image
 
 from adgen.errors import AssetError, FFmpegError, PostProcessError
 from adgen.post.ffmpeg import mp4_boxes
-from adgen.provenance import (
+from adgen.provenance.c2pa import sign_c2pa
+from adgen.provenance.metadata import (
     IPTC_COMPOSITE,
     IPTC_GENERATED,
     XMP_UUID,
@@ -24,7 +25,6 @@ from adgen.provenance import (
     embed_mp4,
     embed_overhead,
     read_xmp,
-    sign_c2pa,
     xmp_packet,
 )
 

@@ -582,7 +582,7 @@ def test_review_sheet_shows_scores_and_marks_retried_and_rejected_variants(
 ) -> None:
     import html as html_lib
 
-    from adgen.report import write_report
+    from adgen.review.sheet import write_report
 
     out = quality_output(tmp_path)
     page = write_report(out).read_text(encoding="utf-8")

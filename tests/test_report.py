@@ -15,7 +15,7 @@ from PIL import Image
 
 from adgen.errors import AssetError, ResultsError
 from adgen.output.files import safe_csv
-from adgen.report import REPORT_NAME, write_report
+from adgen.review.sheet import REPORT_NAME, write_report
 from tests.browser.sample_output import VIDEO_COLOR, make_output
 
 XSS_CAPTION = "<script>alert(1)</script>"

@@ -10,7 +10,7 @@ import pytest
 
 import adgen
 from adgen.post.ffmpeg import probe_video
-from adgen.provenance import IPTC_COMPOSITE_SYNTHETIC, read_xmp
+from adgen.provenance.metadata import IPTC_COMPOSITE_SYNTHETIC, read_xmp
 from tests.conftest import REPO
 
 

@@ -23,7 +23,7 @@ import adgen
 import adgen.pipeline
 from adgen.cli import app
 from adgen.output.files import atomic_write_bytes, atomic_write_text
-from adgen.provenance import (
+from adgen.provenance.metadata import (
     IPTC_ALGORITHMIC,
     IPTC_COMPOSITE,
     IPTC_COMPOSITE_SYNTHETIC,

@@ -1,5 +1,8 @@
-"""Audience data: read and validate customers (CSV, Parquet or a DataFrame); the customers are
-then split into segments (:mod:`adgen.audience.segments`).
+"""Audience data: read and validate customers (CSV, Parquet, a DataFrame or a SQL query); the
+customers are then split into segments (:mod:`adgen.audience.segments`).
+
+A SQL audience (``audience.sql``) is read in Arrow batches (:mod:`adgen.sources.sql`), its id
+column as text; a query that fails or a missing table is an error naming the query.
 
 Rules, all checked before anything renders:
 - the id column and every segment/aggregate column must exist (the error lists those that do);
@@ -14,7 +17,7 @@ positions otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +25,23 @@ import pandas as pd
 
 from adgen.audience.filters import apply_filter
 from adgen.errors import AudienceError, listed
-from adgen.spec import AudienceSpec
+from adgen.sources.sql import SqlError, read_frame
+from adgen.spec import AudienceSpec, SqlSpec
 
-AudienceSource = str | Path | pd.DataFrame
+AudienceSource = str | Path | pd.DataFrame | SqlSpec
 
 
 @dataclass(frozen=True)
 class Audience:
     """Validated customers: ``frame`` holds the customer id column (as text) and the data
     columns; ``where`` names the source in messages; ``first_line`` is the line number of the
-    first data row (2 for CSV with a header, else 0)."""
+    first data row (2 for CSV with a header, else 0); ``kind`` says what the source is in
+    messages (``file``, ``query``, ``DataFrame``)."""
 
     frame: pd.DataFrame
     where: str
     first_line: int
+    kind: str = "file"
 
     def row_label(self, position: int) -> str:
         if self.first_line:
@@ -44,14 +50,16 @@ class Audience:
 
 
 def read_audience(spec: AudienceSpec, source: AudienceSource | None = None) -> Audience:
-    """Read the audience from ``source`` (else the spec's path) and validate it."""
-    source = spec.path if source is None else source
+    """Read the audience from ``source`` (else the spec's path or query) and validate it."""
     if source is None:
-        raise AudienceError(
-            "no audience given: set audience.path in the campaign or pass --audience PATH"
-        )
+        source = spec.sql or spec.path
+    if source is None:
+        raise AudienceError("no audience given: set audience.path or audience.sql in the "
+                            "campaign, or pass --audience PATH")
     if isinstance(source, pd.DataFrame):
-        audience = Audience(source.reset_index(drop=True), "audience DataFrame", 0)
+        audience = Audience(source.reset_index(drop=True), "audience DataFrame", 0, "DataFrame")
+    elif isinstance(source, SqlSpec):
+        audience = _read_sql(source, spec)
     else:
         path = Path(source)
         audience = _read_file(path, spec)
@@ -95,6 +103,15 @@ def _read_file(path: Path, spec: AudienceSpec) -> Audience:
     return Audience(frame, str(path), 2)
 
 
+def _read_sql(source: SqlSpec, spec: AudienceSpec) -> Audience:
+    where = f"audience.sql {source.where}"
+    try:
+        frame = read_frame(source.url, source.sql, text=[spec.id_column])
+    except SqlError as exc:
+        raise AudienceError(f"{where}: {exc.reason}") from None
+    return Audience(frame, where, 0, "query")
+
+
 def _first_undecodable_line(path: Path, encoding: str) -> int:
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -128,10 +145,12 @@ def _validate(audience: Audience, spec: AudienceSpec) -> Audience:
     needed += [c for c in (spec.product_column, spec.product_rank_by) if c]
     missing = [c for c in dict.fromkeys(needed) if c not in columns]
     if missing:
+        has, fix = (("returns", "the query") if audience.kind == "query"
+                    else ("has", f"the {audience.kind}'s header"))
         raise AudienceError(
-            f"{where}: missing column(s) [{listed(map(repr, missing))}]; the file has columns "
-            f"[{listed(map(repr, columns))}]. "
-            "Fix the campaign's audience section or the file's header"
+            f"{where}: missing column(s) [{listed(map(repr, missing))}]; the {audience.kind} "
+            f"{has} columns [{listed(map(repr, columns))}]. "
+            f"Fix the campaign's audience section or {fix}"
         )
     if spec.filter:
         frame = apply_filter(frame, spec.filter, where)
@@ -169,7 +188,7 @@ def _validate(audience: Audience, spec: AudienceSpec) -> Audience:
             if frame.empty:
                 raise AudienceError(f"{where}: every customer has an empty segment value")
     frame = frame.assign(**{spec.id_column: ids.loc[frame.index]})
-    return Audience(frame, where, audience.first_line)
+    return replace(audience, frame=frame)
 
 
 def _rows(audience: Audience, frame: pd.DataFrame, mask: pd.Series) -> str:

@@ -1,6 +1,7 @@
 """Experiment analysis: read results, compare each variant with its control, say who wins.
 
-Results come in one of two shapes (CSV or Parquet), and are checked, not trusted:
+Results come from a file (CSV or Parquet), a DataFrame or a SQL query (:class:`SqlSpec`) in one
+of two shapes, or from an ad platform's report; all are checked, not trusted:
 
 - **aggregated**: ``variant_id``, ``users`` (or ``impressions``), ``conversions`` (or
   ``clicks``), optional ``segment_id``; one row per variant. ``holdout`` rows are the holdout
@@ -9,6 +10,11 @@ Results come in one of two shapes (CSV or Parquet), and are checked, not trusted
 - **per customer**: ``customer_id`` and ``converted`` (0/1, or ``conversions``); joined to the
   assignment ledger to find each customer's variant, segment and holdout membership. A customer
   on two lines, or one never assigned, is an error naming the lines.
+- **a platform's report** (a Meta Ads Manager export, CSV or XLSX; a Google Ads ad report):
+  rows matched to variants by the names adgen's exports gave the ads
+  (:mod:`adgen.experiments.platforms`); totals rows and rows of other ads are reported in
+  :attr:`Analysis.notes` and not counted. Users are impressions, which follow the platform's
+  delivery rather than adgen's split, so no sample-ratio test is made.
 
 Within each segment the control is the segment's holdout when the results have one, else the
 segment's first variant (first creative, index 0); overall, variants are pooled by their *arm*
@@ -35,10 +41,13 @@ import pandas as pd
 from adgen.errors import ResultsError
 from adgen.experiments import stats
 from adgen.experiments.assignment import RefreshState
+from adgen.experiments.platforms import match_report
 from adgen.output.files import atomic_write_bytes, atomic_write_text, safe_csv
 from adgen.output.lock import output_lock
 from adgen.output.mirror import open_output
-from adgen.spec import CampaignSpec
+from adgen.sources.reports import read_report
+from adgen.sources.sql import SqlError, read_frame
+from adgen.spec import CampaignSpec, SqlSpec
 
 HOLDOUT = "holdout"
 OVERALL = "all"
@@ -46,6 +55,8 @@ SRM_ALERT = 0.001
 """SRM p-values below this mean the traffic split is broken: do not trust the results."""
 
 Rule = Literal["frequentist", "bayesian"]
+ResultsSource = str | Path | pd.DataFrame | SqlSpec
+"""Results: a file (CSV, Parquet, a platform's report), a DataFrame or a SQL query."""
 
 ANALYSIS_COLUMNS = [
     "scope", "variant_id", "arm", "creative_id", "variant_index", "generation", "users",
@@ -63,6 +74,9 @@ class Analysis:
     srm: dict[str, float] = field(default_factory=dict)
     alpha: float = 0.05
     rule: Rule = "frequentist"
+    notes: list[str] = field(default_factory=list)
+    """What reading the results left out and why (a platform report's totals rows, rows of
+    ads that are no variant of the output), one line each."""
 
     @property
     def srm_warnings(self) -> list[str]:
@@ -83,10 +97,20 @@ def arm_label(creative_id: str, variant_index: int) -> str:
     return f"{creative_id}-v{variant_index}"
 
 
-def read_results(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Read a results file (CSV or Parquet) or DataFrame; returns it and its name for errors."""
+TEXT_COLUMNS = ["variant_id", "customer_id", "segment_id"]
+
+
+def read_results(source: ResultsSource) -> tuple[pd.DataFrame, str]:
+    """Read a results file (CSV or Parquet), DataFrame or query; returns it and its name for
+    errors."""
     if isinstance(source, pd.DataFrame):
         return source.reset_index(drop=True), "results"
+    if isinstance(source, SqlSpec):
+        where = f"results {source.where}"
+        try:
+            return read_frame(source.url, source.sql, text=TEXT_COLUMNS), where
+        except SqlError as exc:
+            raise ResultsError(f"{where}: {exc.reason}") from None
     path = Path(source)
     if not path.exists():
         raise ResultsError(f"{path}: results file not found")
@@ -122,22 +146,37 @@ def _counts(frame: pd.DataFrame, column: str, where: str) -> pd.Series:
 CATALOG_COLUMNS = ["variant_id", "segment_id", "creative_id", "variant_index", "generation"]
 
 
+@dataclass
+class Counts:
+    """Users and conversions per ``segment_id, variant_id`` (``segment_id`` None for a
+    holdout row given for all segments), and what reading them left out (``notes``).
+    ``split`` is False when the users are not adgen's assignment (a platform's impressions):
+    a sample-ratio test against the planned split means nothing then."""
+
+    rows: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    split: bool = True
+
+
 def aggregate_results(
-    source: str | Path | pd.DataFrame, customers: pd.DataFrame, catalog: pd.DataFrame
-) -> pd.DataFrame:
-    """Per (segment_id, variant_id): users and conversions, validated. ``segment_id`` is None
-    for a holdout row given for all segments at once.
+    source: ResultsSource, customers: pd.DataFrame, catalog: pd.DataFrame
+) -> Counts:
+    """Per (segment_id, variant_id): users and conversions, validated.
 
     ``customers`` has each customer's current assignment (the ledger: ``customer_id,
     segment_id, variant_id, holdout``); ``catalog`` (:data:`CATALOG_COLUMNS`) every variant."""
+    if isinstance(source, str | Path) and Path(source).is_file():
+        report = read_report(Path(source))
+        if report is not None:
+            return Counts(*match_report(report, catalog), split=False)
     frame, where = read_results(source)
     if frame.empty:
         raise ResultsError(f"{where}: the results have a header but no rows; export them again "
                            "with one row per variant or customer")
     if "variant_id" in frame.columns and "customer_id" not in frame.columns:
-        return _aggregated(frame, where, catalog)
+        return Counts(_aggregated(frame, where, catalog))
     if "customer_id" in frame.columns:
-        return _per_customer(frame, where, customers)
+        return Counts(_per_customer(frame, where, customers))
     raise ResultsError(
         f"{where}: results need either variant_id + users + conversions (aggregated) or "
         f"customer_id + converted (per customer); found {list(frame.columns)}"
@@ -259,13 +298,14 @@ def _per_customer(frame: pd.DataFrame, where: str, customers: pd.DataFrame) -> p
 def analyze_counts(
     counts: pd.DataFrame, catalog: pd.DataFrame, *, weights: list[float] | None = None,
     holdout: float = 0.0, alpha: float = 0.05, correction: Literal["holm", "bh"] = "holm",
-    sequential: bool = False, rule: Rule = "frequentist",
+    sequential: bool = False, rule: Rule = "frequentist", split: bool = True,
 ) -> Analysis:
     """Compare every variant with its control in each segment and overall (by arm).
 
     Per segment the control is the segment's holdout when the results give one, else its first
     variant; overall, variants are pooled by arm and the control is the holdout (all holdout
-    rows together) when there is one. Every scope appears once."""
+    rows together) when there is one. Every scope appears once. ``split``: the users follow
+    the planned split (adgen's assignment), so the sample ratio is tested."""
     info = catalog.drop_duplicates("variant_id").set_index("variant_id")
     rank = pd.Series(np.arange(len(info)), index=info.index)
     rows: list[dict[str, Any]] = []
@@ -280,7 +320,7 @@ def analyze_counts(
     for scope, group in sorted(scoped.groupby("segment_id", sort=False), key=lambda g: str(g[0])):
         group = group.sort_values("_order", kind="stable")
         rows.extend(_compare_scope(str(scope), group, alpha, correction, sequential, rule))
-        srm_p = _srm(group, weights, holdout)
+        srm_p = _srm(group, weights, holdout) if split else None
         if srm_p is not None:
             srm[str(scope)] = srm_p
     arms = counts[counts["variant_id"] != HOLDOUT]
@@ -299,7 +339,7 @@ def analyze_counts(
     if len(overall):
         overall = overall.sort_values("_order", kind="stable")
         rows.extend(_compare_scope(OVERALL, overall, alpha, correction, sequential, rule))
-        srm_p = _srm(overall, weights, holdout)
+        srm_p = _srm(overall, weights, holdout) if split else None
         if srm_p is not None:
             srm[OVERALL] = srm_p
     table = pd.DataFrame(rows, columns=ANALYSIS_COLUMNS)
@@ -378,12 +418,11 @@ def _srm(group: pd.DataFrame, weights: list[float] | None, holdout: float) -> fl
     return stats.srm_pvalue(observed, [w / total for w in planned])
 
 
-def analyze(
-    target: CampaignSpec | str | Path, results: str | Path | pd.DataFrame,
-) -> Analysis:
+def analyze(target: CampaignSpec | str | Path, results: ResultsSource) -> Analysis:
     """Analyse experiment results against a campaign's last run: ``target`` is the campaign
     or its output folder or URL (whose ``run.json`` holds the experiment settings of that
-    run)."""
+    run); ``results`` a file (adgen's CSV or Parquet, a Meta or Google Ads report), a
+    DataFrame or a query (:class:`~adgen.spec.SqlSpec`)."""
     location = target.output_location if isinstance(target, CampaignSpec) else target
     with (output_lock(location, "analyze", create=False, writes=False),
           open_output(location, push=False) as out_dir):
@@ -391,7 +430,7 @@ def analyze(
 
 
 def _analyze(
-    target: CampaignSpec | str | Path, out_dir: Path, results: str | Path | pd.DataFrame,
+    target: CampaignSpec | str | Path, out_dir: Path, results: ResultsSource,
 ) -> Analysis:
     if isinstance(target, CampaignSpec):
         state = RefreshState.load(out_dir)
@@ -407,12 +446,14 @@ def _analyze(
     customers = state.ledger.current()
     catalog = variant_catalog(out_dir, customers)
     counts = aggregate_results(results, customers, catalog)
-    return analyze_counts(
-        counts, catalog, weights=settings["weights"],
+    analysis = analyze_counts(
+        counts.rows, catalog, weights=settings["weights"],
         holdout=settings["holdout"], alpha=settings["alpha"],
         correction=settings["correction"], sequential=settings["sequential"],
-        rule=settings["rule"],
+        rule=settings["rule"], split=counts.split,
     )
+    analysis.notes = counts.notes
+    return analysis
 
 
 def variant_catalog(out_dir: Path, customers: pd.DataFrame) -> pd.DataFrame:
@@ -456,7 +497,7 @@ def _write_analysis(analysis: Analysis, out_dir: Path) -> list[Path]:
     atomic_write_text(csv_path, safe_csv(analysis.table))
     payload = {
         "alpha": analysis.alpha, "rule": analysis.rule, "srm": analysis.srm,
-        "warnings": analysis.srm_warnings,
+        "warnings": analysis.srm_warnings, "notes": analysis.notes,
         "rows": json.loads(analysis.table.to_json(orient="records")),
     }
     atomic_write_text(json_path, json.dumps(payload, indent=2))

@@ -21,6 +21,7 @@ from adgen.experiments.ledger import LEDGER_DIR, PartInfo
 from adgen.output.lock import output_lock
 from adgen.output.mirror import open_output
 from adgen.output.store import is_url
+from adgen.review.decisions import Decisions, content_hashes
 
 _ID_SHOWN = 80
 """Characters of a customer id an error shows."""
@@ -42,6 +43,8 @@ class Explanation:
     status: str
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    review: str = ""
+    """The review decision behind the variant (empty when nobody has reviewed the output)."""
 
     def __str__(self) -> str:
         keys = ", ".join(f"{k}={v}" for k, v in self.segment.items()) or "keys unknown"
@@ -52,6 +55,7 @@ class Explanation:
             f"holdout hash {self.holdout_bucket:.4f}",
             f"  now       {'held out (no ad)' if self.holdout else self.variant_id}"
             f"{'' if self.holdout else f' — {self.status}'}",
+            *([f"  review    {self.review}"] if self.review and not self.holdout else []),
             "  history",
         ]
         for entry in self.history:
@@ -120,6 +124,7 @@ def _explain(out: str | Path, out_dir: Path, customer_id: str) -> Explanation:
         holdout_bucket=float(gb_hash(seed + HOLDOUT_SUFFIX, str(customer_id)) or 0.0),
         holdout=bool(last["holdout"]), variant_id=str(last["variant_id"]),
         status=_status(out_dir, str(last["variant_id"])), history=history, notes=notes,
+        review=_review(out_dir, str(last["variant_id"])),
     )
 
 
@@ -163,7 +168,24 @@ def _manifest(out_dir: Path) -> pd.DataFrame | None:
     path = out_dir / "manifest.parquet"
     if not path.exists():
         return None
-    return pd.read_parquet(path, columns=["variant_id", "status"])
+    return pd.read_parquet(path, columns=["variant_id", "placement", "sha256", "captions",
+                                          "status"])
+
+
+def _review(out_dir: Path, variant_id: str) -> str:
+    """The decision in force on the variant's current content, who made it, when and why."""
+    decisions = Decisions.of(out_dir)
+    manifest = _manifest(out_dir)
+    if not len(decisions) or manifest is None:
+        return ""
+    content = content_hashes(manifest[manifest["variant_id"] == variant_id]).get(variant_id)
+    held = decisions.in_force(variant_id, content) if content else None
+    if held is None:
+        last = decisions.latest.get(variant_id)
+        why = f" ({last.note})" if last is not None and last.note and last.content == content \
+            else ""
+        return f"pending: not approved or rejected yet{why}"
+    return held.describe()
 
 
 def _status(out_dir: Path, variant_id: str) -> str:

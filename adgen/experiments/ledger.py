@@ -210,6 +210,13 @@ class Ledger:
             return self._empty(None).to_pandas()
         return pa.concat_tables(kept[::-1]).to_pandas()
 
+    def changed_since(self, seq: int) -> pa.Array:
+        """The ids of the customers whose assignment a committed part after ``seq`` wrote."""
+        paths = self.parts()[seq:]
+        ids = [pq.read_table(p, columns=["customer_id"])["customer_id"].combine_chunks()
+               for p in paths]
+        return pa.concat_arrays(ids) if ids else pa.array([], pa.string())
+
     def history(self, customer_id: str) -> pd.DataFrame:
         """Every row of one customer, oldest first."""
         return self.read([customer_id]).to_pandas()

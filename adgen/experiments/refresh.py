@@ -28,13 +28,13 @@ import pandas as pd
 
 from adgen.errors import ResultsError
 from adgen.experiments import stats
-from adgen.experiments.analysis import HOLDOUT, OVERALL, Analysis
+from adgen.experiments.analysis import HOLDOUT, OVERALL, Analysis, ResultsSource
 from adgen.experiments.assignment import RefreshState, arm_list
-from adgen.spec import CampaignSpec
+from adgen.spec import CampaignSpec, SqlSpec
 
 
 def decide(campaign: CampaignSpec, analysis: Analysis, state: RefreshState,
-           results: str | Path | pd.DataFrame) -> RefreshState:
+           results: ResultsSource) -> RefreshState:
     """Decide the refresh after ``state`` from ``analysis`` of ``results`` and journal it:
     the state to run the campaign with (``pending`` holds the decision until it commits)."""
     # 2. decide
@@ -50,7 +50,7 @@ def decide(campaign: CampaignSpec, analysis: Analysis, state: RefreshState,
         "results_sha256": _fingerprint(results),
         "rule": campaign.refresh.rule, "alpha": campaign.refresh.alpha,
         "retired": retired, "kept": kept, "weights": weights, "weights_note": note,
-        "srm_warnings": analysis.srm_warnings,
+        "srm_warnings": analysis.srm_warnings, "results_notes": analysis.notes,
         "overall": json.loads(analysis.table[analysis.table["scope"] == OVERALL].to_json(
             orient="records")),
     })
@@ -101,7 +101,10 @@ def _thompson(
         " (top two)" if campaign.refresh.top_two else "")
 
 
-def _fingerprint(results: str | Path | pd.DataFrame) -> str:
+def _fingerprint(results: ResultsSource) -> str:
+    """The results' SHA-256: of the file, the DataFrame, or a query's URL and text."""
     if isinstance(results, pd.DataFrame):
         return hashlib.sha256(pd.util.hash_pandas_object(results).to_numpy().tobytes()).hexdigest()
+    if isinstance(results, SqlSpec):
+        return hashlib.sha256(f"{results.url}\n{results.sql}".encode()).hexdigest()
     return hashlib.sha256(Path(results).read_bytes()).hexdigest()

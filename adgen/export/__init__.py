@@ -10,7 +10,9 @@ assignment, and writes under ``<out>/exports/``:
 - ``google/``: a Google Ads Editor sheet of responsive display ads, optional Customer Match
   lists (:mod:`adgen.export.google`);
 - ``csv/``: ``ads.csv`` and ``ads.json`` for any other platform (:mod:`adgen.export.generic`);
-- ``export.json``: what each format wrote, the ads it left out and why, and warnings.
+- ``export.json``: what each format wrote, the ads it left out and why, warnings, and per ad
+  whether it is AI-generated, where it shows the visible label and its watermark payloads
+  (:mod:`adgen.export.disclosure`).
 
 Every ad is created paused; nothing is uploaded. Each format's files are replaced as a whole:
 files an earlier export of that format wrote (listed in ``export.json``) and this one did not
@@ -32,6 +34,7 @@ from adgen.audience.read import AudienceSource, read_audience
 from adgen.errors import CampaignError
 from adgen.export import html5
 from adgen.export.base import ExportContext, Written
+from adgen.export.disclosure import disclosures
 from adgen.export.generic import write_generic
 from adgen.export.google import write_google
 from adgen.export.meta import write_meta
@@ -88,8 +91,10 @@ def export(
         except ValidationError as exc:
             raise CampaignError(validation_message(exc, "export")) from None
     formats = _formats(to if to is not None else settings.to)
-    # 2. read the output folder (and the audience, when customer lists are wanted)
-    source = ExportSource.read(out_dir)
+    # 2. read the output folder (only what review lets through) and the audience, when
+    #    customer lists are wanted
+    source, held = ExportSource.read(out_dir).reviewed(
+        _require_approval(settings, campaign, out_dir))
     frame, id_column = None, "customer_id"
     if settings.audiences and campaign is not None and {"meta", "google"} & set(formats):
         frame = read_audience(campaign.audience, audience).frame
@@ -113,14 +118,33 @@ def export(
             else:
                 atomic_write_text(path, content)
         _remove_stale(root, record.get(name, {}).get("files", []), set(written.files))
+        written.skipped = [*held, *written.skipped]
+        left_out = {s["variant_id"] for s in written.skipped if "placement" not in s}
         record[name] = {"files": sorted(written.files), "skipped": written.skipped,
                         "warnings": written.warnings, "keys": written.keys,
+                        "disclosure": disclosures([ad for ad in source.ads
+                                                   if ad.variant_id not in left_out]),
                         "exported_at": datetime.now(tz=UTC).isoformat(timespec="seconds")}
         result.files[name] = [root / rel for rel in sorted(written.files)]
         result.skipped[name] = written.skipped
         result.warnings[name] = written.warnings
     atomic_write_text(root / RECORD, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return result
+
+
+def _require_approval(settings: ExportSpec, campaign: CampaignSpec | None,
+                      out_dir: Path) -> bool:
+    """The campaign's :attr:`~adgen.spec.CampaignSpec.approval_required`; from an output
+    folder alone, ``export.require_approval`` if given, else what its last run recorded."""
+    if campaign is not None:
+        return campaign.approval_required
+    if settings.require_approval is not None:
+        return settings.require_approval
+    try:
+        run = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
+        return bool(run["review"]["require_approval"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _formats(to: str | Sequence[str]) -> list[str]:

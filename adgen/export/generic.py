@@ -1,5 +1,6 @@
 """A platform-neutral export: ``csv/ads.csv`` (one row per finished asset) and ``csv/ads.json``
-(one entry per ad with its copy and files), for any platform without its own format."""
+(one entry per ad with its copy and files), for any platform without its own format. Each file
+says whether it is AI-generated, shows the visible label, and its watermark payload."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import json
 import pandas as pd
 
 from adgen.export.base import ExportContext, Written
+from adgen.export.disclosure import ai_generated, labelled
 from adgen.output.files import safe_csv
 
 COLUMNS = ["campaign", "ad_id", "segment_id", "creative_id", "status", "headline", "cta",
            "captions", "landing_url", "placement", "width", "height", "format", "asset_url",
-           "bytes", "sha256", "duration_s"]
+           "bytes", "sha256", "duration_s", "ai_generated", "visible_label", "watermark"]
 
 
 def write_generic(ctx: ExportContext) -> Written:
@@ -26,7 +28,9 @@ def write_generic(ctx: ExportContext) -> Written:
                      "height": int(asset["height"] or 0), "format": asset["format"],
                      "asset_url": source.asset_url(asset, settings.asset_base_url),
                      "bytes": int(asset["bytes"] or 0), "sha256": asset["sha256"],
-                     "duration_s": _number(asset.get("duration_s"))}
+                     "duration_s": _number(asset.get("duration_s")),
+                     "ai_generated": ai_generated(asset), "visible_label": labelled(asset),
+                     "watermark": str(asset.get("watermark") or "")}
             files.append(entry)
             rows.append({"campaign": source.campaign, "ad_id": ad.variant_id,
                          "segment_id": ad.segment_id, "creative_id": ad.creative_id,

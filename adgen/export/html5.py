@@ -7,12 +7,16 @@ it. CSS keyframes bring the captions in (headline, then the others, then the CTA
 end on the final frame, which is the static ad; the loop count and length stay within Google's
 30 s. The page (``banner.html.j2``, autoescaped) defines ``clickTag`` and opens it on click,
 carries the ``ad.size`` meta tag, and requests nothing outside the ZIP. Each ZIP is checked
-with :func:`adgen.export.limits.check_banner_zip` before it is written.
+with :func:`adgen.export.limits.check_banner_zip` before it is written. The background carries
+the static ad's invisible watermark (same payload). When banners are AI-generated,
+``html5/creatives.json`` lists the ZIPs with the synthetic-content attestation that CM360 and
+DV360 take on upload.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from PIL import Image
 from adgen.assets import BrandStyle, brand_style
 from adgen.errors import AdgenError
 from adgen.export.base import ExportContext, Written
+from adgen.export.disclosure import IS_SYNTHETIC, ai_generated
 from adgen.export.limits import HTML5_MAX_BYTES, check_banner_zip
 from adgen.export.source import EXPORTS_DIR, Ad, ExportSource
 from adgen.jobs import stable_hash
@@ -30,10 +35,11 @@ from adgen.output.cache import RenderCache
 from adgen.placements import PRESETS, Placement
 from adgen.post.encode import encode_image
 from adgen.post.image import Caption, compose_layers
+from adgen.provenance import watermark
 from adgen.spec import CampaignSpec
 
 TEMPLATE = "banner.html.j2"
-BANNER_VERSION = "banner/v1"
+BANNER_VERSION = "banner/v2"
 """Bump when banners change for the same inputs, so exported ones are rebuilt."""
 ENTRANCE = {"headline": (0.3, "translateY(10px)"), "cta": (0.9, "scale(0.85)")}
 """When each caption starts to enter (seconds into a loop) and how; others use ``OTHER``."""
@@ -63,7 +69,7 @@ def make_banner(campaign: CampaignSpec, style: BrandStyle, source: ExportSource,
         raise AdgenError(f"the render of {ad.variant_id} is not in the cache; run the campaign "
                          "again (it re-renders it) and export again")
     texts = dict(ad.captions)
-    if campaign.provenance.visible_label:  # drawn on the static ad as a caption too
+    if campaign.provenance.labelled(placement):  # drawn on the static ad as a caption too
         texts["label"] = campaign.provenance.label
     layers = compose_layers(cached.load(), placement, subject_box=cached.subject_box,
                             logo=style.logo, captions=[Caption(r, t) for r, t in texts.items()],
@@ -71,6 +77,8 @@ def make_banner(campaign: CampaignSpec, style: BrandStyle, source: ExportSource,
     background = layers.background.convert("RGBA")
     if layers.logo is not None:
         background = Image.alpha_composite(background, layers.logo)
+    if asset.get("watermark"):  # the static ad's payload, so a copy resolves to this variant
+        background = watermark.embed(background.convert("RGB"), str(asset["watermark"]))
     # 2. one PNG per caption, cropped to what it paints
     sprites, files = [], {}
     for index, (role, layer) in enumerate(_in_order(layers.captions), start=1):
@@ -114,6 +122,7 @@ def write_html5(ctx: ExportContext) -> Written:
     style = brand_style(campaign)
     out = Written()
     root = ctx.source.out_dir / EXPORTS_DIR
+    creatives = []
     for ad in ctx.source.ads:
         for asset in ad.images():
             placement = str(asset["placement"])
@@ -124,6 +133,7 @@ def write_html5(ctx: ExportContext) -> Written:
                               ctx.settings.banner_seconds, ctx.settings.banner_loops)
             if ctx.previous.get(rel) == key and (root / rel).is_file():
                 out.files[rel], out.keys[rel] = (root / rel).read_bytes(), key
+                creatives.append(_creative(rel, ad, asset))
                 continue
             try:
                 data = make_banner(campaign, style, ctx.source, ad, asset, url=url,
@@ -133,10 +143,22 @@ def write_html5(ctx: ExportContext) -> Written:
                 out.skip(ad.variant_id, str(exc), placement)
                 continue
             out.files[rel], out.keys[rel] = data, key
+            creatives.append(_creative(rel, ad, asset))
+    if any(IS_SYNTHETIC in c.values() for c in creatives):
+        out.files["html5/creatives.json"] = json.dumps({"creatives": creatives}, indent=2,
+                                                       ensure_ascii=False) + "\n"
     if not out.files and not out.skipped:
         out.warnings.append("no finished ad has an IAB display placement (300x250, 728x90, …); "
                             "add one to the campaign's placements to get HTML5 banners")
     return out
+
+
+def _creative(rel: str, ad: Ad, asset: dict[str, Any]) -> dict[str, Any]:
+    """A banner as CM360/DV360 take it: its ZIP and, when AI-generated, the attestation."""
+    entry = {"file": rel, "variant_id": ad.variant_id, "placement": str(asset["placement"])}
+    if ai_generated(asset):
+        entry["syntheticContentAttestationStatus"] = IS_SYNTHETIC
+    return entry
 
 
 def _in_order(captions: dict[str, Image.Image]) -> list[tuple[str, Image.Image]]:

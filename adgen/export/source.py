@@ -1,15 +1,16 @@
 """What an export reads from a run's output folder: the finished ads and who sees them.
 
 Only manifest rows with ``status == "ok"`` are exported (blocked and failed variants have no
-file to publish). Asset paths are relative to the output folder, or already URLs when the
-assets live in object storage; :meth:`ExportSource.asset_url` turns either into the address
-the platforms fetch when ``export.asset_base_url`` says where the folder is served.
+file to publish), and only variants that review lets through (:meth:`ExportSource.reviewed`).
+Asset paths are relative to the output folder, or already URLs when the assets live in object
+storage; :meth:`ExportSource.asset_url` turns either into the address the platforms fetch when
+``export.asset_base_url`` says where the folder is served.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from adgen.errors import AssetError
 from adgen.experiments.assignment import ASSIGNMENTS_FILE
 from adgen.manifest import read_manifest
 from adgen.output.files import read_safe_csv
+from adgen.review.decisions import APPROVED, PENDING, REJECTED, Decisions, content_hashes
 
 EXPORTS_DIR = "exports"
 IMAGE_FORMATS = frozenset({"jpeg", "jpg", "png", "webp", "gif"})
@@ -33,6 +35,9 @@ class Ad:
     creative_id: str
     captions: dict[str, str]
     assets: list[dict[str, Any]]
+    review: str = PENDING
+    """The review decision that holds for the variant: approved, rejected or pending."""
+    review_note: str = ""
 
     @property
     def headline(self) -> str:
@@ -57,18 +62,32 @@ class ExportSource:
     @classmethod
     def read(cls, out_dir: Path) -> ExportSource:
         manifest = read_manifest(out_dir)
+        contents, decisions = content_hashes(manifest), Decisions.of(out_dir)
         ok = manifest[manifest.get("status", pd.Series("ok", index=manifest.index)) == "ok"]
         ads: dict[str, Ad] = {}
         for row in ok.to_dict("records"):
             record = {str(k): v for k, v in row.items()}
             vid = str(record["variant_id"])
             if vid not in ads:
+                held = decisions.in_force(vid, contents[vid])
                 ads[vid] = Ad(vid, str(record["segment_id"]), str(record["creative_id"]),
-                              _captions(record), [])
+                              _captions(record), [], held.decision if held else PENDING,
+                              f"review: {held.describe()}" if held else "")
             ads[vid].assets.append(record)
         names = [str(n) for n in ok.get("campaign", pd.Series(dtype=str)) if n]
         campaign = names[0] if names else out_dir.name
         return cls(out_dir, campaign, list(ads.values()))
+
+    def reviewed(self, require_approval: bool) -> tuple[ExportSource, list[dict[str, str]]]:
+        """The source without the ads review holds back, and those ads with the reason: a
+        rejected ad always; a pending one when ``require_approval``."""
+        held = [{"variant_id": ad.variant_id,
+                 "reason": ad.review_note if ad.review == REJECTED else
+                 "review: pending, not approved yet (export.require_approval is on)"}
+                for ad in self.ads
+                if ad.review == REJECTED or (require_approval and ad.review != APPROVED)]
+        kept = {entry["variant_id"] for entry in held}
+        return replace(self, ads=[ad for ad in self.ads if ad.variant_id not in kept]), held
 
     def asset_url(self, asset: dict[str, Any], base_url: str | None) -> str:
         """Where a platform fetches the asset: its URL, ``base_url`` + its path, else its path

@@ -38,6 +38,9 @@ def _matrix() -> np.ndarray:
 
 
 BT709 = _matrix()
+TO_RGB = np.column_stack([np.linalg.inv(BT709[:, :3]),
+                          -np.linalg.inv(BT709[:, :3]) @ BT709[:, 3]]).astype(np.float32)
+"""The inverse of :data:`BT709`: limited-range Y'CbCr to RGB (0-255)."""
 
 
 def _half(size: tuple[int, int]) -> tuple[int, int]:
@@ -121,6 +124,15 @@ class Frame:
         gives ``planes``."""
         for mine, theirs in self._pairs(planes):
             cv2.addWeighted(mine, 1.0 - strength, theirs, strength, 0.0, dst=mine)
+
+    def to_rgb(self) -> np.ndarray:
+        """The frame as HxWx3 RGB (the chroma scaled up bilinear): for work made for RGB
+        pictures (the invisible watermark), whose result :meth:`fill` takes back through
+        :meth:`Planes.of`."""
+        size = (self.y.shape[1], self.y.shape[0])
+        chroma = [cv2.resize(plane, size, interpolation=cv2.INTER_LINEAR)
+                  for plane in (self.u, self.v)]
+        return cv2.transform(cv2.merge([self.y, *chroma]), TO_RGB)
 
     def _pairs(self, planes: Planes) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(self.y, planes.y), (self.u, planes.u), (self.v, planes.v)]

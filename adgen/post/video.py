@@ -109,6 +109,9 @@ class VideoSpec:
     audio_fade: float = 1.0
     preset: str = "veryfast"
     max_crf: int = 38
+    mark: Callable[[Image.Image], Image.Image] | None = None
+    """Applied to every finished frame, in order, before encoding (adgen's invisible watermark:
+    :class:`adgen.provenance.watermark.FrameMarker`); the end card's frame once."""
 
     def __post_init__(self) -> None:
         problem = _spec_problem(self)
@@ -229,12 +232,6 @@ class _Scene:
         captions = [o for o in map(Overlay.of, layers.captions.values()) if o is not None]
         return cls(size, Planes.of(layers.background), picture_box, Overlay.of(layers.logo),
                    captions, Planes.of(card) if card is not None else None)
-
-    @functools.cached_property
-    def card_frame(self) -> np.ndarray:
-        """The end card's frame (frames once it is fully in)."""
-        assert self.card is not None
-        return Frame.of(self.card).data
 
     def lay_over(self, frame: Frame, captions: float) -> None:
         """Lay the logo and the captions (at strength ``captions``) over ``frame``."""
@@ -477,19 +474,33 @@ class _Frames:
     picture through the window of the moment (between ``start`` and ``end``) of the source
     of the moment (``source_at(k)``: its stage, as planes), the layers, the crossfade into
     the end card. ``source_at`` None: the picture does not move (the scene's background
-    holds it)."""
+    holds it). Each frame goes through ``mark``."""
 
     scene: _Scene
     timeline: _Timeline
     source_at: Callable[[int], Planes] | None
     start: Window
     end: Window
+    mark: Callable[[Image.Image], Image.Image] | None = None
+    """Applied to every finished frame, the end card's once: the invisible watermark."""
+
+    @functools.cached_property
+    def card_frame(self) -> np.ndarray:
+        """The end card's frame, marked (the frames once it is fully in)."""
+        assert self.scene.card is not None
+        return self._finished(Frame.of(self.scene.card))
+
+    def _finished(self, frame: Frame) -> np.ndarray:
+        """The frame's bytes, marked: through RGB (the mark is made for RGB pictures)."""
+        if self.mark is not None:
+            frame.fill(Planes.of(self.mark(Image.fromarray(frame.to_rgb(), "RGB"))))
+        return frame.data
 
     def __call__(self, k: int) -> np.ndarray:
         """Frame ``k``, as the yuv420p bytes ffmpeg reads."""
         scene, strength = self.scene, self.timeline.card(k)
         if strength >= 1 and scene.card is not None:
-            return scene.card_frame
+            return self.card_frame
         if self.source_at is None:
             frame = Frame.of(scene.background)
         else:
@@ -501,7 +512,7 @@ class _Frames:
         scene.lay_over(frame, self.timeline.caption(k))
         if strength > 0 and scene.card is not None:
             frame.fade_to(scene.card, strength)
-        return frame.data
+        return self._finished(frame)
 
 
 FRAME_THREADS = 2
@@ -723,7 +734,7 @@ def _render(layers: Layers, placement: Placement, brand: _Brand,
 
     # 5. frames, piped to ffmpeg
     duration = timeline.frames / spec.fps
-    frames = _Frames(scene, timeline, source_at, *shown)
+    frames = _Frames(scene, timeline, source_at, *shown, spec.mark)
     data, encoded = _encode(frames, placement.size, spec, duration, audio, where)
     checks: dict[str, object] = {
         **composed.checks, "logo_box": composed.logo_box,

@@ -1,5 +1,5 @@
-"""The headless Chromium both browser tests drive (Playwright with the system browser), and the
-folder where they save screenshots. Skipped without Playwright or Chromium."""
+"""The headless Chromium the browser tests drive (Playwright with the system browser; one for the
+session), and the folder where they save screenshots. Skipped without Playwright or Chromium."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _chromium() -> str | None:
     return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api",
                                    reason="playwright not installed (pip install playwright)")
@@ -43,3 +43,20 @@ def artifacts() -> Path:
     folder = REPO / "artifacts"
     folder.mkdir(exist_ok=True)
     return folder
+
+
+def watch(page: Any) -> list[str]:
+    """What goes wrong on ``page`` from now on: console errors and warnings, script errors,
+    failed requests, and dialogs (dismissed: an ``alert()`` would mean injected script ran)."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+
+    def on_dialog(dialog: Any) -> None:
+        problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    return problems

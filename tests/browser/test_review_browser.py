@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adgen.report import write_report
+from adgen.review.sheet import write_report
+from tests.browser.conftest import watch
 from tests.browser.sample_output import make_output
 
 XSS = {"headline": "<script>alert(1)</script>", "cta": '"><img src=x onerror=alert(1)>'}
@@ -28,17 +29,7 @@ def test_review_sheet_in_chromium(tmp_path: Path, browser: Any, artifacts: Path)
     report = write_report(out)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(10_000)
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
-
-    def on_dialog(dialog: Any) -> None:  # an alert() would mean injected script ran
-        problems.append(f"dialog: {dialog.message}")
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
+    problems = watch(page)
 
     page.goto(report.as_uri())
     page.wait_for_load_state("load")

@@ -1,4 +1,4 @@
-"""Machine-readable "AI-generated" marking of finished ads (EU AI Act Art. 50(2)).
+"""IPTC/XMP metadata: the machine-readable "AI-generated" statement in every finished ad.
 
 Images get an XMP packet with the IPTC ``DigitalSourceType`` and the campaign, variant, renderer
 and model in adgen's own namespace. It is inserted at the byte level, so the pixels and the
@@ -20,7 +20,6 @@ re-encode or remux drops it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import struct
@@ -28,12 +27,11 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-from xml.sax.saxutils import escape
+from typing import Literal
+from xml.sax.saxutils import escape, unescape
 
 from adgen.errors import AssetError, PostProcessError
 from adgen.post.ffmpeg import QUIET, file_url, run_ffmpeg
-from adgen.version import __version__
 
 IPTC_SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 IPTC_GENERATED = IPTC_SOURCE_TYPES + "trainedAlgorithmicMedia"
@@ -72,6 +70,8 @@ class Provenance:
     composite: bool
     created_at: str
     label: str = "AI-generated"
+    watermark: str | None = None
+    """The invisible watermark's payload in the pixels (:mod:`adgen.provenance.watermark`)."""
 
     @property
     def digital_source_type(self) -> str:
@@ -100,6 +100,8 @@ def xmp_packet(prov: Provenance) -> bytes:
         "adgen:Model": prov.model,
         "adgen:Label": prov.label,
     }
+    if prov.watermark:
+        attrs["adgen:Watermark"] = prov.watermark
     lines = "".join(f'\n    {name}="{_attr(value)}"' for name, value in attrs.items())
     xml = (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
@@ -389,65 +391,18 @@ def read_xmp(data: bytes) -> str | None:
     return None if raw is None else raw.decode("utf-8")
 
 
-# --- C2PA ------------------------------------------------------------------------------------
+
+def xmp_value(packet: str, name: str) -> str | None:
+    """The value of the XMP property ``name`` (``DigitalSourceType``, ``VariantId``, …, any
+    namespace prefix) in ``packet``: an attribute (as adgen writes it), an element's text, or
+    an element's ``rdf:resource`` (as other tools write it); None when it is not there."""
+    prop = rf"(?:[\w.-]+:)?{re.escape(name)}"
+    found = (re.search(rf"\s{prop}\s*=\s*\"([^\"]*)\"", packet)
+             or re.search(rf"<{prop}\s+rdf:resource\s*=\s*\"([^\"]*)\"", packet)
+             or re.search(rf"<{prop}\s*>\s*([^<]*?)\s*</", packet))
+    return unescape(found.group(1), {"&quot;": "\"", "&apos;": "'"}) if found else None
 
 
-def c2pa_manifest(prov: Provenance, *, title: str = "") -> dict[str, Any]:
-    """The C2PA manifest definition :func:`sign_c2pa` signs."""
-    return {
-        "claim_generator_info": [{"name": "adgen", "version": __version__}],
-        "title": title or f"{prov.campaign} {prov.variant_id}",
-        "assertions": [
-            {"label": "c2pa.actions", "data": {"actions": [{
-                "action": "c2pa.created",
-                "digitalSourceType": prov.digital_source_type,
-                "softwareAgent": {"name": "adgen", "version": __version__},
-            }]}},
-            {"label": "dev.adgen.provenance", "data": {
-                "campaign": prov.campaign, "variant_id": prov.variant_id,
-                "renderer": prov.renderer, "model": prov.model, "created_at": prov.created_at,
-                "label": prov.label,
-            }},
-        ],
-    }
-
-
-def sign_c2pa(src: Path, dst: Path, *, cert: Path, key: Path, prov: Provenance,
-              ta_url: str | None = None, thumbnail: bool = False) -> None:
-    """Write ``src`` to ``dst`` with a signed C2PA manifest whose ``c2pa.actions`` assertion says
-    ``c2pa.created`` with the IPTC digital source type. ``cert`` is a PEM chain (signing cert
-    first, ES256 key, ``emailProtection`` or ``documentSigning`` EKU), ``key`` its PEM private
-    key. ``ta_url`` (a RFC 3161 time-stamp server) is the only network access, and off by
-    default. ``thumbnail`` embeds the SDK's preview JPEG in the manifest (tens of KB, so off:
-    ad byte budgets are tight). Do this last: a later re-encode or remux drops the manifest."""
-    try:
-        import c2pa
-    except ImportError:
-        raise AssetError("C2PA signing needs c2pa-python: pip install c2pa-python") from None
-    src, dst = Path(src), Path(dst)
-    for what, file in (("asset", src), ("certificate", cert), ("private key", key)):
-        if not Path(file).is_file():
-            raise AssetError(f"C2PA signing: {what} {file} does not exist")
-    info = c2pa.C2paSignerInfo(alg=b"es256", sign_cert=Path(cert).read_bytes(),
-                               private_key=Path(key).read_bytes(),
-                               ta_url=ta_url.encode() if ta_url else None)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=src.suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        settings = {"builder": {"thumbnail": {"enabled": thumbnail}}}
-        with c2pa.Context.from_dict(settings) as context, \
-                c2pa.Signer.from_info(info) as signer, \
-                c2pa.Builder(json.dumps(c2pa_manifest(prov)), context) as builder:
-            builder.sign_file(src, tmp, signer)
-        os.replace(tmp, dst)
-    except c2pa.C2paError as exc:
-        raise AssetError(
-            f"C2PA signing of {src} failed: {exc}. Check that {cert} is a PEM certificate chain "
-            f"(signing certificate first, ES256, emailProtection/documentSigning EKU) and "
-            f"{key} its private key"
-        ) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+def source_type(packet: str) -> str | None:
+    """The IPTC ``DigitalSourceType`` an XMP packet states (a full NewsCodes URI)."""
+    return xmp_value(packet, "DigitalSourceType")

@@ -1,61 +1,59 @@
 """The HTML review sheet: every asset of a run on one self-contained page.
 
 :func:`write_report` reads an output folder (``manifest.parquet``, and when present
-``run.json``, ``assignments.csv``, ``analysis.csv``/``analysis.json``/``analysis.png``) and writes
-``review.html`` next to it, with small thumbnails under ``thumbs/``. The page has inline CSS and
-JS only (no CDN, no server) and links assets by relative paths, so it works opened from the
-folder or from an unpacked zip.
+``run.json``, ``assignments.csv``, ``analysis.csv``/``analysis.json``/``analysis.png``, the review
+decisions) and writes ``review.html`` next to it, with small thumbnails under ``thumbs/``. The
+page has inline CSS and JS only (no CDN, no server) and links assets by relative paths, so it
+works opened from the folder or from an unpacked zip.
 
 Layout: one section per segment, one card per variant (creative × index) with its captions,
 prompt, seed and model beside a strip of its placements; videos play inline. After
 ``adgen analyze``, each card carries its metrics and a winner/loser badge and the page shows the
-analysis plot and table. Filters by segment and by placement are plain JS over ``data-``
+analysis plot and table; once anyone has reviewed the output, each card says its decision
+(read-only). Filters by segment, placement, quality and decision are plain JS over ``data-``
 attributes, so no manifest value ever reaches a script.
 
-The page is the Jinja template ``review.html.j2`` next to this module, with autoescaping on;
-this module only works out the plain values it shows. Everything from the manifest is customer
-data: the template HTML-escapes it, URLs are percent-encoded relative paths, and a
-Content-Security-Policy with a per-page nonce blocks any script the page did not write.
-Thumbnail names come from the asset's hash, never from its values.
+``adgen review`` (:mod:`adgen.review.app`) serves the same page (:func:`render_sheet`) with
+the controls to decide. The page is the Jinja template ``templates/page.html.j2`` (each card:
+``card.html.j2``), with autoescaping on; this module only works out the plain values it shows.
+Everything from the manifest is customer data: the template HTML-escapes it, URLs are
+percent-encoded relative paths, and a Content-Security-Policy with a per-page nonce blocks any
+script the page did not write. Thumbnail names come from the asset's hash, never from its values.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import re
 import secrets
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader
-from PIL import Image, ImageOps
 
 from adgen.errors import AssetError, ResultsError
 from adgen.manifest import read_manifest
-from adgen.output.files import atomic_write_bytes, atomic_write_text, unguard
+from adgen.output.files import atomic_write_text, unguard
 from adgen.output.lock import output_lock
 from adgen.output.mirror import open_output
 from adgen.output.store import OutputStore, is_url, open_store
+from adgen.review.decisions import PENDING, Decision, Decisions, content_hashes, reviewable
+from adgen.review.thumbs import THUMBS_DIR, Thumb, asset_path, is_video, make_thumbs
 
 REPORT_NAME = "review.html"
-THUMBS_DIR = "thumbs"
-VIDEO_FORMATS = frozenset({"mp4", "mov", "webm", "m4v"})
 VERDICTS = ("winner", "loser", "inconclusive", "control")
 OVERALL = "all"
-_THUMB_NAME = re.compile(r"^[0-9a-f]{20}-\d+(?:-poster)?\.webp$")
-_HEX = re.compile(r"^[0-9a-f]{20,}$")
-TEMPLATE = "review.html.j2"
-_ENV = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=True,
-                   trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+TEMPLATE = "page.html.j2"
+_ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                   autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                   keep_trailing_newline=True)
 _MIME = {"mp4": "video/mp4", "m4v": "video/mp4", "mov": "video/quicktime", "webm": "video/webm"}
+DECISION_LABELS = {"approved": "Approved", "rejected": "Rejected", "pending": "Pending review"}
 
 
 def write_report(out_dir: str | Path, *, title: str | None = None,
@@ -64,24 +62,39 @@ def write_report(out_dir: str | Path, *, title: str | None = None,
     return its path (for an object-store URL: the page in its local mirror, also uploaded).
     ``thumb_size`` is the longest side of a thumbnail in pixels. Holds the output's lock
     (:func:`adgen.output.lock.output_lock`)."""
-    with output_lock(out_dir, "report", create=False):
-        return _write_report(out_dir, title, thumb_size)
-
-
-def _write_report(out_dir: str | Path, title: str | None, thumb_size: int) -> Path:
-    if thumb_size < 16:
-        raise AssetError(f"thumb_size {thumb_size} is too small: use at least 16 pixels")
-    with open_output(out_dir) as folder:
-        # 1. read what the run (and the analysis, if any) wrote
-        manifest = read_manifest(folder)
-        analysis = _read_analysis(folder)
-        extras = _Extras.load(folder)
-        # 2. thumbnails and video posters, made only when missing
-        thumbs = _make_thumbs(folder, manifest, thumb_size, open_store(out_dir))
-        # 3. the page, written atomically
-        page = _Page(folder, manifest, analysis, extras, thumbs, title).render()
+    with output_lock(out_dir, "report", create=False), open_output(out_dir) as folder:
+        page = render_sheet(folder, open_store(out_dir), [folder / THUMBS_DIR], title=title,
+                            thumb_size=thumb_size, prune=True)
         atomic_write_text(folder / REPORT_NAME, page)
     return Path(out_dir) / REPORT_NAME if not is_url(out_dir) else folder / REPORT_NAME
+
+
+@dataclass(frozen=True)
+class Reviewing:
+    """What ``adgen review`` adds to the page: the controls to decide, and who decides."""
+
+    reviewer: str = ""
+
+
+def render_sheet(folder: Path, store: OutputStore, thumb_folders: Sequence[Path], *,
+                 title: str | None = None, thumb_size: int = 320, prune: bool = False,
+                 decisions: Decisions | None = None, reviewing: Reviewing | None = None) -> str:
+    """The page of the output whose small files are in ``folder`` and whose assets ``store``
+    reads. Thumbnails are found in ``thumb_folders`` or made in the first (``prune``: and those
+    no asset needs deleted there). ``decisions``: those to show (default: the folder's);
+    ``reviewing``: the page of ``adgen review``, else the static sheet."""
+    if thumb_size < 16:
+        raise AssetError(f"thumb_size {thumb_size} is too small: use at least 16 pixels")
+    # 1. read what the run (and the analysis, the reviewers, if any) wrote
+    manifest = read_manifest(folder)
+    analysis = _read_analysis(folder)
+    extras = _Extras.load(folder)
+    # 2. thumbnails and video posters, made only when missing
+    thumbs = make_thumbs(folder, _records(manifest), thumb_size, store, thumb_folders,
+                         prune=prune)
+    # 3. the page
+    decisions = Decisions.of(folder) if decisions is None else decisions
+    return _Page(folder, manifest, analysis, extras, thumbs, title, decisions).render(reviewing)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -150,145 +163,12 @@ def _json_file(path: Path) -> Any:
         return None
 
 
-# --- thumbnails ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Thumb:
-    """A thumbnail (or a video's poster) relative to the output folder, or why there is none."""
-
-    src: str | None = None
-    width: int = 0
-    height: int = 0
-    problem: str | None = None
-
-
-def _ident(row: dict[str, Any]) -> str:
-    """A filename-safe id of the asset: its sha256, else asset key, else a hash of its path."""
-    for column in ("sha256", "asset_key"):
-        value = str(row.get(column, "")).lower()
-        if _HEX.match(value):
-            return value[:20]
-    return hashlib.sha256(str(row["path"]).encode()).hexdigest()[:20]
-
-
-def _is_video(row: dict[str, Any]) -> bool:
-    fmt = str(row.get("format", "")).lower() or PurePosixPath(str(row["path"])).suffix[1:].lower()
-    return fmt in VIDEO_FORMATS
-
-
-def _asset_path(out_dir: Path, rel: str) -> Path | None:
-    """The asset's file, or ``None`` when the manifest path leaves the output folder."""
-    posix = PurePosixPath(rel)
-    if not rel or posix.is_absolute() or ".." in posix.parts or "\\" in rel or ":" in rel:
-        return None
-    return out_dir.joinpath(*posix.parts)
-
-
-def _make_thumbs(out_dir: Path, manifest: pd.DataFrame, size: int,
-                 store: OutputStore) -> list[_Thumb]:
-    rows = _records(manifest)
-    workers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        thumbs = list(pool.map(lambda row: _thumb(out_dir, row, size, store), rows))
-    _prune_thumbs(out_dir / THUMBS_DIR, {t.src.rsplit("/", 1)[1] for t in thumbs if t.src})
-    return thumbs
-
-
-def _thumb(out_dir: Path, row: dict[str, Any], size: int, store: OutputStore) -> _Thumb:
-    status = str(row.get("status") or "ok")
-    if status != "ok":  # failed or blocked: no file, the card says why
-        return _Thumb(problem=status)
-    if _asset_path(out_dir, str(row["path"])) is None:
-        return _Thumb(problem="invalid path in the manifest")
-    existing = _existing_thumb(out_dir, row, size)
-    if existing is not None:
-        return existing
-    with store.local_copy(str(row["path"])) as local:  # an object is fetched to a temp file
-        return _local_thumb(out_dir, row, size, local)
-
-
-def _thumb_name(row: dict[str, Any], size: int) -> str:
-    return f"{_ident(row)}-{size}{'-poster' if _is_video(row) else ''}.webp"
-
-
-def _existing_thumb(out_dir: Path, row: dict[str, Any], size: int) -> _Thumb | None:
-    name = _thumb_name(row, size)
-    target = out_dir / THUMBS_DIR / name
-    if target.exists():
-        try:
-            with Image.open(target) as image:
-                return _Thumb(f"{THUMBS_DIR}/{name}", *image.size)
-        except (OSError, SyntaxError):
-            pass  # a damaged thumbnail is made again
-    return None
-
-
-def _local_thumb(out_dir: Path, row: dict[str, Any], size: int, source: Path) -> _Thumb:
-    video = _is_video(row)
-    name = _thumb_name(row, size)
-    target = out_dir / THUMBS_DIR / name
-    if not source.is_file():
-        return _Thumb(problem="file missing: run `adgen run` again")
-    try:
-        picture = _video_frame(source) if video else _open_image(source)
-    except Exception as exc:  # a corrupt file must not stop the review of the others
-        # a video the browser may still play is shown without a poster
-        return _Thumb() if video else _Thumb(problem=f"cannot read: {type(exc).__name__}")
-    picture = _fit(picture, size)
-    atomic_write_bytes(target, _encode_thumb(picture))
-    return _Thumb(f"{THUMBS_DIR}/{name}", *picture.size)
-
-
-def _open_image(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        image.draft("RGB", (1024, 1024))  # JPEG: decode at a reduced scale
-        return ImageOps.exif_transpose(image).copy()
-
-
-def _video_frame(path: Path) -> Image.Image:
-    import imageio_ffmpeg
-
-    frames = imageio_ffmpeg.read_frames(str(path))
-    try:
-        meta = next(frames)
-        frame = next(frames)
-    finally:
-        frames.close()
-    return Image.frombytes("RGB", meta["size"], frame)
-
-
-def _fit(picture: Image.Image, size: int) -> Image.Image:
-    """The picture scaled down so that its longest side is at most ``size``."""
-    has_alpha = picture.mode in ("RGBA", "LA") or "transparency" in picture.info
-    picture = picture.convert("RGBA" if has_alpha else "RGB")
-    picture.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return picture
-
-
-def _encode_thumb(picture: Image.Image) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    picture.save(buffer, "WEBP", quality=80, method=4)
-    return buffer.getvalue()
-
-
-def _prune_thumbs(folder: Path, keep: set[str]) -> None:
-    """Delete thumbnails of assets the manifest no longer lists (only files adgen names)."""
-    if not folder.is_dir():
-        return
-    for path in folder.iterdir():
-        if path.is_file() and _THUMB_NAME.match(path.name) and path.name not in keep:
-            path.unlink()
-
-
 # --- the page ------------------------------------------------------------------------------
 
 
 def _url(rel: str) -> str | None:
     """A percent-encoded relative URL for a manifest path (``None`` if unsafe)."""
-    if _asset_path(Path("."), rel) is None:
+    if asset_path(Path("."), rel) is None:
         return None
     return quote(rel, safe="/")
 
@@ -349,16 +229,18 @@ class _Page:
     """The page's data as plain values; :data:`TEMPLATE` renders it, escaping every one."""
 
     def __init__(self, out_dir: Path, manifest: pd.DataFrame, analysis: pd.DataFrame | None,
-                 extras: _Extras, thumbs: list[_Thumb], title: str | None) -> None:
+                 extras: _Extras, thumbs: list[Thumb], title: str | None,
+                 decisions: Decisions) -> None:
         self.out_dir, self.manifest, self.analysis = out_dir, manifest, analysis
-        self.extras, self.thumbs = extras, thumbs
+        self.extras, self.thumbs, self.decisions = extras, thumbs, decisions
+        self.contents, self.reviewable = content_hashes(manifest), reviewable(manifest)
         campaigns = [c for c in manifest["campaign"].unique() if c]
         self.campaign = ", ".join(map(str, campaigns)) or out_dir.name
         self.title = title or f"{self.campaign} · review sheet"
         self.nonce = secrets.token_urlsafe(16)
         self.placements = list(dict.fromkeys(manifest["placement"].astype(str)))
 
-    def render(self) -> str:
+    def render(self, reviewing: Reviewing | None) -> str:
         segments = list(dict.fromkeys(self.manifest["segment_id"].astype(str)))
         return _ENV.get_template(TEMPLATE).render(
             title=self.title, nonce=self.nonce, facts=self._facts(segments), notes=self._notes(),
@@ -366,7 +248,10 @@ class _Page:
             sorts=[(key, label) for key, (label, _) in _SORTS.items()],
             worst={key: end for key, (_, end) in _SORTS.items()},
             asset_count=len(self.manifest), analysis=self._analysis(),
-            segments=[self._segment(seg) for seg in segments])
+            segments=[self._segment(seg) for seg in segments], reviewing=reviewing,
+            review=reviewing is not None or len(self.decisions) > 0,
+            review_counts=self.decisions.counts(self.reviewable),
+            decision_labels=DECISION_LABELS)
 
     # header and filters
 
@@ -459,10 +344,20 @@ class _Page:
             "verdict": _verdict(metrics["verdict"]) if metrics else None,
             "quality": _Quality.of(first).view(), "captions": self._captions(first["captions"]),
             "prompt": first["prompt"], "negative": negative if negative else None,
-            "metrics": self._metrics(metrics),
+            "metrics": self._metrics(metrics), "review": self._review(variant_id),
             "assets": [self._asset(int(i), row)
                        for i, row in zip(rows.index, _records(rows), strict=True)],
         }
+
+    def _review(self, variant_id: str) -> dict[str, Any]:
+        """The variant's decision: the one in force on its content, else pending (with what the
+        last run noted, such as a render after a rejection)."""
+        content = self.contents[variant_id]
+        held = self.decisions.in_force(variant_id, content)
+        last = self.decisions.latest.get(variant_id)
+        note = last.note if held is None and last is not None and last.content == content else ""
+        return {"content": content, **decision_view(held), "note": note,
+                "reviewable": variant_id in self.reviewable}
 
     @staticmethod
     def _captions(captions: Any) -> list[tuple[str, Any]]:
@@ -493,7 +388,7 @@ class _Page:
         problem = (thumb.problem or "invalid path") if thumb.problem or url is None else None
         return {
             "placement": row["placement"], "url": url, "thumb": thumb, "problem": problem,
-            "video": _is_video(row), "mime": _MIME.get(fmt.lower(), "video/mp4"),
+            "video": is_video(row), "mime": _MIME.get(fmt.lower(), "video/mp4"),
             "details": f"{size} · {fmt.upper()} · {_size(row['bytes'])}",
             "hover": f"{row['placement']} {size}: {row['prompt']}",
             "checks": self._check_notes(row["checks"]),
@@ -513,6 +408,14 @@ class _Page:
         if isinstance(violations, list):
             notes += [str(v) for v in violations]
         return notes
+
+
+def decision_view(held: Decision | None) -> dict[str, str]:
+    """What a card says of a decision (None: pending): state, label, who and when, comment."""
+    if held is None:
+        return {"state": PENDING, "label": DECISION_LABELS[PENDING], "by": "", "comment": ""}
+    return {"state": held.decision, "label": DECISION_LABELS[held.decision],
+            "by": f"by {held.reviewer} · {held.when}", "comment": held.comment}
 
 
 def _verdict(verdict: Any) -> dict[str, str]:
