@@ -29,7 +29,7 @@ from PIL import Image
 from adgen.catalog.locales import is_rtl
 from adgen.errors import AdgenError, PostProcessError, StoreError
 from adgen.guardrails import brand_violations, over_subject
-from adgen.jobs import RenderJob, stable_hash
+from adgen.jobs import Rendered, RenderJob, stable_hash
 from adgen.manifest import (
     failed_row,
     failure_reason,
@@ -61,7 +61,7 @@ from adgen.spec import BackendSpec, CampaignSpec, PlacementSpec, VideoOptions
 if TYPE_CHECKING:
     import torch
 
-POST_VERSION = "post/v5"
+POST_VERSION = "post/v6"
 """Bump when post-processing changes its output, so cached assets are redone."""
 
 VIDEO_MARK_EVERY = 1
@@ -131,11 +131,14 @@ class PostContext:
             return path
         return _materialize(str(path), self.files[str(path)])
 
-    def job_rows(self, rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+    def job_rows(self, rows: list[dict[str, Any]], fresh: Rendered | None = None
+                 ) -> list[tuple[dict[str, Any], bool]]:
         """Make the assets of ``rows`` (the assets that share one render; see
         :func:`asset_units`): a manifest row and whether the file was already there, for each.
-        A problem of one asset makes its ``failed: <reason>`` row and leaves no file."""
-        return _JobAssets(self, rows).make()
+        A problem of one asset makes its ``failed: <reason>`` row and leaves no file.
+        ``fresh``: that render (a still), just made in this process and cached: used as it is
+        (its pixels on the device too, for ``backend.post: gpu``) rather than read back."""
+        return _JobAssets(self, rows, fresh).make()
 
 
 _LOCAL_FILES: dict[tuple[str, int], Path] = {}
@@ -157,10 +160,13 @@ def _materialize(name: str, data: bytes) -> Path:
 class _JobAssets:
     """The assets of one render (its variants × the placements of its aspect class)."""
 
-    def __init__(self, ctx: PostContext, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, ctx: PostContext, rows: list[dict[str, Any]],
+                 fresh: Rendered | None = None) -> None:
         self.ctx, self.rows = ctx, rows
         self.creatives = {c.id: c for c in ctx.campaign.creatives}
         self._render: CachedRender | None = None
+        if fresh is not None and fresh.image is not None and not fresh.frames:
+            self._render = CachedRender.of(fresh)
         self._info: dict[str, Any] | None = None  # the render's cache JSON, read once
         self._pixels: torch.Tensor | None = None  # the render on ctx.device, sent once
 
@@ -324,7 +330,7 @@ class _JobAssets:
         device = self.ctx.device
         if device is not None:
             if self._pixels is None:
-                self._pixels = gpu.to_tensor(picture.convert("RGB"), device)
+                self._pixels = gpu.on_device(picture, device, cached.pixels)
             ad = gpu.compose_on(self._pixels, picture, placement, **args)
             composed_image: Image.Image = ad.image()
             checks = {**ad.checks, "logo_box": ad.logo_box, "caption_boxes": ad.caption_boxes}

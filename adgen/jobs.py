@@ -87,6 +87,9 @@ class Rendered:
     composed into the generated scene (provenance: a composite source type).
     Video renderers also return ``frames`` (``image`` is then the first one) and their ``fps``.
     ``quality`` is the quality gate's record of the render (:mod:`adgen.quality`), if gated.
+    ``pixels`` is ``image`` as a 3xHxW uint8 torch tensor on the renderer's device, when the
+    renderer has it there (diffusers, for a still without a pasted product): post-processing
+    on that device (``backend.post: gpu``) starts from it rather than from the cached PNG.
     """
 
     job_key: str
@@ -97,3 +100,4 @@ class Rendered:
     frames: list[Image.Image] | None = None
     fps: float | None = None
     quality: dict[str, Any] | None = None
+    pixels: Any = None

@@ -222,9 +222,14 @@ def _run_with_state(
         else:
             post.submit(key)
 
+    def retaken(key: str) -> None:  # the gate rendered it again: the cache has the new take
+        post.forget(key)
+        release(key)
+
     def on_rendered(result: Rendered) -> None:
         nonlocal rendered
         rendered += 1
+        post.keep(result)  # backend.post: gpu takes the render as it is, on its device
         # the gate first (it records a failed render's rejected seeds); on the cluster the
         # pool has asked it already (``ready``)
         ready = [] if on_cluster else gate.arrived(result)
@@ -261,7 +266,7 @@ def _run_with_state(
                                                           f"{failed[job.source_key]}"))
         backend.render(factory, [j for j in later if j.source_key not in failed], cache,
                        on_rendered, progress=progress, post=cluster)
-        gate.retry_twins(render, release, failed)
+        gate.retry_twins(render, retaken, failed)
         rows = post.results()
     manifest = pd.DataFrame(rows + blocked_rows(plan), columns=MANIFEST_COLUMNS)
     # 5. write: manifest, assignments, run.json and the review sheet, always

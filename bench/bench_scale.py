@@ -83,7 +83,8 @@ class SleepingPost(PostContext):
 
     post_ms: float = 0.0
 
-    def job_rows(self, rows: list[dict[str, Any]]) -> JobResults:
+    def job_rows(self, rows: list[dict[str, Any]], fresh: Rendered | None = None
+                 ) -> JobResults:
         time.sleep(self.post_ms / 1000 * len(rows))
         placements = self.campaign.placements
         return [({**failed_row(row, self.campaign, placements[row["placement_index"]], ""),

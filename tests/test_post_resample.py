@@ -64,17 +64,17 @@ def test_one_resample_per_ad_within_1_255_of_before_and_the_same_layout(
     whole: list[tuple[int, int]] = []
     real = crop.render_window
 
-    def counted(image, window, size, *, fast=False, region=None):
+    def counted(image, window, size, *, fast=False, region=None, edges=None):
         if region is None and image is not None and image.size == rendered.image.size:
             whole.append(size)
-        return real(image, window, size, fast=fast, region=region)
+        return real(image, window, size, fast=fast, region=region, edges=edges)
 
     monkeypatch.setattr(crop, "render_window", counted)
     new = compose(rendered.image, placement, subject_box=rendered.subject_box,
                   logo=style.logo, captions=captions, colors=style.colors)
     assert len(whole) == 1  # tried layouts read only the pixels behind the logo
 
-    def before(image, window, size, *, fast=False, region=None):
+    def before(image, window, size, *, fast=False, region=None, edges=None):
         full = previous_render_window(image, window, size)
         return full.crop(region) if region is not None else full
 
@@ -121,10 +121,10 @@ def test_the_story_tries_its_layouts_without_resampling_the_picture_for_each(
     sizes: list[tuple[int, int]] = []
     real = crop.render_window
 
-    def counted(image, window, size, *, fast=False, region=None):
+    def counted(image, window, size, *, fast=False, region=None, edges=None):
         box = region or (0, 0, *size)
         sizes.append((box[2] - box[0], box[3] - box[1]))
-        return real(image, window, size, fast=fast, region=region)
+        return real(image, window, size, fast=fast, region=region, edges=edges)
 
     monkeypatch.setattr(crop, "render_window", counted)
     result = compose(image, PRESETS["story"], subject_box=subject, logo=style.logo,
@@ -132,3 +132,61 @@ def test_the_story_tries_its_layouts_without_resampling_the_picture_for_each(
     assert result.checks["framing"] != "as rendered"
     assert sizes.count((1080, 1920)) == 1
     assert sum(w * h for w, h in sizes) < 1.2 * 1080 * 1920
+
+
+def pillow(image: Image.Image, window: Window, size: tuple[int, int], *, fast: bool = False
+           ) -> np.ndarray:
+    """Pillow's antialiased resize of the window: what every resample was before post/v6."""
+    resampling = Image.Resampling.BILINEAR if fast else Image.Resampling.BICUBIC
+    return np.asarray(image.resize(size, resampling, box=window, reducing_gap=1.5), dtype=int)
+
+
+ENLARGED = [((37.3, 21.7, 301.9, 220.0), (900, 675)),  # a window in the middle, x3.4
+            ((0.0, 40.5, 225.0, 290.5), (1080, 1200)),  # from the left edge
+            ((12.25, 0.0, 181.0, 300.0), (576, 1024)),  # full height: 300/1024 (a 75/256 step)
+            ((101.7, 0.0, 270.45, 300.0), (1080, 1920)),  # 5/32: a simple fraction of a step
+            ((3.3, 2.2, 396.1, 297.1), (380, 288))]  # a mild shrink (x1.03)
+
+
+@pytest.mark.parametrize(("window", "size"), ENLARGED)
+def test_enlargements_are_within_half_a_level_of_pillow_s_bicubic(window, size) -> None:
+    image = textured()
+    out = np.asarray(crop.render_window(image, window, size), dtype=int)
+    assert out.shape == (size[1], size[0], 3)
+    difference = np.abs(out - pillow(image, window, size))
+    assert difference.mean() < 0.5 and np.percentile(difference, 99) <= 3
+
+
+@pytest.mark.parametrize(("window", "size"), ENLARGED)
+def test_an_enlarged_region_alone_has_the_pixels_of_the_whole(window, size) -> None:
+    image = textured()
+    whole = np.asarray(crop.render_window(image, window, size), dtype=int)
+    for region in [(0, 0, 37, 29), (size[0] - 41, size[1] - 23, size[0], size[1]),
+                   (size[0] // 3 + 1, size[1] // 2 - 7, size[0] // 3 + 90, size[1] // 2 + 40)]:
+        part = np.asarray(crop.render_window(image, window, size, region=region), dtype=int)
+        expected = whole[region[1]:region[3], region[0]:region[2]]
+        assert np.abs(part - expected).max() <= 1, region
+
+
+def test_a_subpixel_shift_of_the_window_moves_the_picture_by_that_much() -> None:
+    """An edge at x = 100 in the source lands where the window's arithmetic puts it, to a
+    tenth of an output pixel, whatever the window's fraction (the grid is aligned)."""
+    image = Image.new("RGB", (300, 200), (20, 20, 20))
+    image.paste((230, 230, 230), (100, 0, 300, 200))
+    for left in (10.0, 10.3, 10.55, 10.8):
+        window = (left, 20.0, left + 150.0, 120.0)
+        row = np.asarray(crop.render_window(image, window, (960, 640)), dtype=float)[320, :, 0]
+        level = (row - 20) / 210  # 0 left of the edge, 1 right of it
+        crossing = np.argmax(level >= 0.5)
+        before, after = level[crossing - 1], level[crossing]
+        edge = crossing - 1 + (0.5 - before) / (after - before) + 0.5  # in pixel edges
+        assert abs(edge - (100 - left) * 960 / 150) < 0.1, left
+
+
+def test_fast_resamples_are_within_a_level_of_pillow_s_bilinear() -> None:
+    image = textured()
+    for window, size in [((37.3, 21.7, 301.9, 220.0), (640, 480)),
+                         ((10.2, 30.1, 390.7, 290.6), (320, 218))]:  # a x1.19 shrink
+        out = np.asarray(crop.render_window(image, window, size, fast=True), dtype=int)
+        difference = np.abs(out - pillow(image, window, size, fast=True))
+        assert difference.mean() < 0.5 and difference.max() <= 4

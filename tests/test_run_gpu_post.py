@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,11 @@ import torch
 from PIL import Image
 
 import adgen
+from adgen.backends.local import AssetMaker
 from adgen.errors import CampaignError, PostProcessError
+from adgen.jobs import Rendered, RenderJob
 from adgen.post import gpu
+from adgen.renderers.offline import OfflineRenderer
 from tests.conftest import base_campaign, write_campaign
 
 PLACEMENTS = ["feed_square", "story", "300x250", "728x90"]
@@ -63,6 +69,79 @@ def test_a_run_with_post_gpu_makes_pillow_s_assets(tmp_path: Path, monkeypatch) 
         b = np.asarray(Image.open(tmp_path / "pillow" / pillow.loc[key, "path"]).convert("RGB"),
                        float)
         assert a.shape == b.shape and np.abs(a - b).mean() <= 1.0, key
+
+
+class OnDevice:
+    """The offline renderer handing each picture on its device too, as the diffusers renderer
+    does (here the device is the CPU); ``sent`` holds what it handed."""
+
+    name = "offline"
+
+    def __init__(self) -> None:
+        self.inner = OfflineRenderer()
+        self.sent: dict[str, torch.Tensor] = {}
+
+    def __call__(self, jobs: Sequence[RenderJob]) -> list[Rendered]:
+        out = []
+        for result in self.inner(jobs):
+            assert result.image is not None
+            self.sent[result.job_key] = gpu.to_tensor(result.image)
+            out.append(replace(result, pixels=self.sent[result.job_key]))
+        return out
+
+
+def test_the_device_path_starts_from_the_render_that_just_came(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """With backend.post: gpu, a render made in this process is used as the renderer handed
+    it, its pixels already on the device: not read back from the cache, decoded and sent
+    again (except a near-duplicate the quality gate rendered again: the cache has the new
+    take); the assets are those made from the cache."""
+    renderer = OnDevice()
+    starts: list[bool] = []  # per render: its assets began from the renderer's tensor
+    real_on_device = gpu.on_device
+
+    def on_device(image, device, pixels=None):
+        starts.append(pixels is not None)
+        return real_on_device(image, device, pixels)
+
+    used: list[torch.Tensor] = []
+    real_compose = gpu.compose_on
+
+    def spy(pixels, *args, **kwargs):
+        used.append(pixels)
+        return real_compose(pixels, *args, **kwargs)
+
+    retaken: list[str] = []
+    real_forget = AssetMaker.forget
+
+    def forget(self, key):
+        retaken.append(key)
+        return real_forget(self, key)
+
+    monkeypatch.setattr(gpu, "on_device", on_device)
+    monkeypatch.setattr(gpu, "compose_on", spy)
+    monkeypatch.setattr(AssetMaker, "forget", forget)
+    spec = adgen.campaign_from_dict(campaign(tmp_path, "fresh", post="gpu", post_device="cpu"),
+                                    base_dir=tmp_path)
+    planned = set(adgen.plan(spec).jobs)
+    fresh = assets(adgen.run(spec, make_renderer=lambda: renderer))
+    assert len(starts) == len(planned) and len(used) == len(fresh)
+    assert len(retaken) < len(planned) / 2  # this campaign has a near-duplicate or two
+    assert starts.count(False) == len(retaken)
+    handed = {t.data_ptr() for t in renderer.sent.values()}
+    from_renderer = [t for t in used if t.data_ptr() in handed]
+    assert len(from_renderer) == len(fresh) - fresh["job_key"].isin(retaken).sum()
+    # the same renders read back from the cache (a second output, its cache copied) give the
+    # same files
+    cached = tmp_path / "cached"
+    shutil.copytree(tmp_path / "fresh" / ".cache", cached / ".cache")
+    starts.clear()
+    again = assets(adgen.run(adgen.campaign_from_dict(campaign(
+        tmp_path, "cached", post="gpu", post_device="cpu"), base_dir=tmp_path)))
+    assert starts == [False] * len(planned)
+    for key, row in fresh.iterrows():
+        assert (tmp_path / "fresh" / row["path"]).read_bytes() == \
+            (cached / again.loc[key, "path"]).read_bytes(), key
 
 
 def test_post_gpu_without_a_cuda_gpu_is_told_before_rendering(tmp_path: Path) -> None:

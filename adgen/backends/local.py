@@ -124,6 +124,7 @@ class AssetMaker:
         else:
             self.pool = ThreadPoolExecutor(max_workers=workers)
         self.processes = processes
+        self.fresh: dict[str, Rendered] = {}  # renders held for the device path (keep)
         self.done = 0
         self.written = 0
         self.lock = threading.Lock()
@@ -134,9 +135,24 @@ class AssetMaker:
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
+    def keep(self, result: Rendered) -> None:
+        """Hold a still that just rendered in this process until its assets are made from it,
+        when they are made on a device (``backend.post: gpu``): the renderer's pixels are there
+        already, and no PNG is read back and sent again."""
+        if (self.ctx.device is not None and not self.processes and result.error is None
+                and result.image is not None and not result.frames
+                and result.job_key in self.by_job):
+            self.fresh[result.job_key] = result
+
+    def forget(self, job_key: str) -> None:
+        """Drop what :meth:`keep` held for ``job_key``: it was rendered again (the quality
+        gate's retake), so its assets come from the cache, which holds the new take."""
+        self.fresh.pop(job_key, None)
+
     def submit(self, job_key: str, *, render_error: str | None = None) -> None:
-        """Make the assets that use render ``job_key`` (it is cached), or, with
-        ``render_error``, record them all as failed."""
+        """Make the assets that use render ``job_key`` (it is cached; or held by
+        :meth:`keep`), or, with ``render_error``, record them all as failed."""
+        fresh = self.fresh.pop(job_key, None)
         rows = self.by_job.get(job_key, [])
         if not rows:
             return
@@ -144,7 +160,7 @@ class AssetMaker:
             self.add(job_key, self.render_failed(job_key, render_error))
             return
         future = (self.pool.submit(_in_process, rows) if self.processes
-                  else self.pool.submit(self.ctx.job_rows, rows))
+                  else self.pool.submit(self.ctx.job_rows, rows, fresh))
         future.add_done_callback(self._tick)
         self.futures[job_key] = future
 

@@ -59,8 +59,22 @@ class CachedRender:
     frames: int = 0
     fps: float | None = None
     quality: dict[str, Any] | None = None
+    picture: Image.Image | None = None
+    """The still itself when it came straight from the renderer in this process (``png`` is
+    then empty: nothing to read back or decode)."""
+    pixels: Any = None
+    """That still on the renderer's device (:attr:`adgen.jobs.Rendered.pixels`), if there."""
+
+    @classmethod
+    def of(cls, result: Rendered) -> CachedRender:
+        """A still that just rendered in this process (and was cached), as read back."""
+        assert result.image is not None and not result.frames
+        return cls(b"", result.subject_box, result.composite, quality=result.quality,
+                   picture=result.image, pixels=result.pixels)
 
     def _strip(self) -> Image.Image:
+        if self.picture is not None:  # a copy: post-processing may draw on what it loads
+            return self.picture.convert("RGB")
         with Image.open(io.BytesIO(self.png)) as image:
             return image.convert("RGB")
 

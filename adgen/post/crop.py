@@ -141,16 +141,6 @@ def _intersect(a: Box, b: Box) -> Box | None:
     return box if box[2] > box[0] and box[3] > box[1] else None
 
 
-def _around(outer: Box, inner: Box | None) -> list[Box]:
-    """The parts of ``outer`` that ``inner`` (inside it, or None) leaves uncovered: at most a
-    band above, one below and one on each side."""
-    if inner is None:
-        return [outer]
-    bands = [(outer[0], outer[1], outer[2], inner[1]), (outer[0], inner[3], outer[2], outer[3]),
-             (outer[0], inner[1], inner[0], inner[3]), (inner[2], inner[1], outer[2], inner[3])]
-    return [b for b in bands if b[2] > b[0] and b[3] > b[1]]
-
-
 def visible_part(picture: tuple[int, int], window: Window, size: tuple[int, int]
                  ) -> tuple[Window, Box | None]:
     """The part of ``window`` inside a picture of size ``picture`` (source pixels) and the
@@ -167,27 +157,25 @@ def visible_part(picture: tuple[int, int], window: Window, size: tuple[int, int]
 
 
 def render_window(image: Image.Image, window: Window, size: tuple[int, int], *,
-                  fast: bool = False, region: Box | None = None) -> Image.Image:
+                  fast: bool = False, region: Box | None = None,
+                  edges: Image.Image | None = None) -> Image.Image:
     """Cut ``window`` out of ``image`` and scale it to ``size`` in one resize; parts of the
     window past the picture's edges show its edges continued (blurred). ``fast``: bilinear
     rather than bicubic. With ``region`` (a box of the output), only that part of the output
-    is made, with the pixels the whole would have there."""
+    is made, with the pixels the whole would have there. ``edges``: :func:`backdrop` of the
+    same window and size, when the caller has it already (made here otherwise)."""
     area = region or (0, 0, size[0], size[1])
     src, dest = visible_part(image.size, window, size)
     if dest is None:
         return resample(image, src, size, area, fast=fast)
-    out = Image.new("RGB", (area[2] - area[0], area[3] - area[1]))
+    small = edges or backdrop(image, window, size)  # blurred: bilinear is enough
+    out = resample(small, (0.0, 0.0, float(small.width), float(small.height)), size, area,
+                   fast=True)
     shown = _intersect(dest, area) if src[2] > src[0] and src[3] > src[1] else None
-    if shown is not None:
+    if shown is not None:  # the picture over it, where it is
         inner = (shown[0] - dest[0], shown[1] - dest[1], shown[2] - dest[0], shown[3] - dest[1])
         part = resample(image, src, (dest[2] - dest[0], dest[3] - dest[1]), inner, fast=fast)
         out.paste(part, (shown[0] - area[0], shown[1] - area[1]))
-    bands = _around(area, shown)
-    if bands:  # the backdrop (blurred: bilinear is enough), only where the picture is not
-        small = backdrop(image, window, size)
-        for band in bands:
-            out.paste(resample(small, (0.0, 0.0, float(small.width), float(small.height)),
-                               size, band, fast=True), (band[0] - area[0], band[1] - area[1]))
     return out
 
 

@@ -147,7 +147,7 @@ class FramePipe:
                               f"{INSTALL_HINT}") from None
         return self
 
-    def write(self, frame: bytes) -> None:
+    def write(self, frame: bytes | memoryview) -> None:
         """Send one frame; after ffmpeg has died this does nothing (the error comes on exit)."""
         assert self._process is not None and self._process.stdin is not None
         if self._broken:
@@ -157,7 +157,7 @@ class FramePipe:
         except (BrokenPipeError, ConnectionResetError):
             self._broken = True
 
-    def write_all(self, frames: Iterable[bytes]) -> None:
+    def write_all(self, frames: Iterable[bytes | memoryview]) -> None:
         for frame in frames:
             self.write(frame)
             if self._broken:

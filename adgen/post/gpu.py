@@ -60,6 +60,15 @@ def to_tensor(image: Image.Image, device: torch.device | str = "cpu") -> torch.T
     return torch.from_numpy(array).permute(2, 0, 1).contiguous().to(device)
 
 
+def on_device(image: Image.Image, device: torch.device | str,
+              pixels: torch.Tensor | None = None) -> torch.Tensor:
+    """A render as 3xHxW uint8 on ``device``: ``pixels``, the renderer's copy where it made it
+    (moved only when that is another device), or else ``image`` sent there."""
+    if pixels is not None:
+        return pixels.to(device)
+    return to_tensor(image.convert("RGB"), device)
+
+
 def to_image(pixels: torch.Tensor) -> Image.Image:
     """A 3xHxW uint8 tensor (any device) as an RGB Pillow image."""
     return Image.fromarray(pixels.permute(1, 2, 0).contiguous().cpu().numpy())

@@ -25,6 +25,7 @@ report it and tests can assert it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -160,10 +161,21 @@ class _Canvas:
     framing: crop.Framing
     fill: color.RGB
 
-    def _picture(self, region: Box | None = None) -> Image.Image:
+    @property
+    def _size(self) -> tuple[int, int]:
         box = self.plan.picture
-        return crop.render_window(self.source, self.framing.window,
-                                  (box[2] - box[0], box[3] - box[1]), region=region)
+        return box[2] - box[0], box[3] - box[1]
+
+    @functools.cached_property
+    def _edges(self) -> Image.Image | None:
+        """The blurred backdrop past the render's edges (made once), when the window needs it."""
+        if crop.visible_part(self.source.size, self.framing.window, self._size)[1] is None:
+            return None
+        return crop.backdrop(self.source, self.framing.window, self._size)
+
+    def _picture(self, region: Box | None = None) -> Image.Image:
+        return crop.render_window(self.source, self.framing.window, self._size, region=region,
+                                  edges=self._edges)
 
     def pixels(self, box: Box) -> Image.Image:
         """The canvas's pixels in ``box``, made alone."""

@@ -9,18 +9,19 @@
    ``motion_amount`` tighter around the subject (zoom), or slides across it (pan). Every
    window contains the subject box, so the subject stays whole in every frame;
 4. paint the end card: the logo and the call-to-action button on the brand colour;
-5. make each frame with Pillow and pipe it raw to ffmpeg: H.264 High, yuv420p, BT.709,
-   constant frame rate, ``+faststart``, AAC when there is a jingle; the CRF is raised until
-   the file fits the byte budget. What does not change is made once: the part of the still
-   the motion shows (at the scale of the tightest window, when the still is larger or the
-   windows pass its edges) and the logo and caption layers, cut to their boxes. A frame is
-   then one subpixel-exact resize of the window, a paste per layer and, at the end, a
+5. make each frame as yuv420p planes (:mod:`adgen.post.planes`) and pipe it raw to ffmpeg:
+   H.264 High, BT.709, constant frame rate, ``+faststart``, AAC when there is a jingle; the
+   CRF is raised until the file fits the byte budget. What does not change is made once: the
+   part of each source picture the motion shows (at the scale of the tightest window, when
+   the picture is larger or the windows pass its edges), the background, the logo and caption
+   layers cut to their boxes, the end card, all converted to Y'CbCr. A frame is then one
+   subpixel-exact bilinear warp of the window (OpenCV), a blend per layer and, at the end, a
    crossfade into the end card; two threads make frames while ffmpeg encodes.
 
 Frames are made in Python rather than with ffmpeg filters because ``zoompan`` crops whole
-source pixels (slow zooms jitter) while ``Image.resize`` with a float box is exact to the
-subpixel; and because then no text ever reaches ffmpeg: captions are Pillow pixels, and the
-filter graph holds only numbers.
+source pixels (slow zooms jitter) while a warp of a float window is exact to the subpixel;
+and because then no text ever reaches ffmpeg: captions are Pillow pixels, and ffmpeg gets no
+video filter at all.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import ffmpeg
+import numpy as np
 from PIL import Image, ImageDraw
 
 from adgen.errors import AssetError, FFmpegError, PostProcessError
@@ -61,6 +63,7 @@ from adgen.post.image import (
     compose_layers,
 )
 from adgen.post.logo import place_logo, resized
+from adgen.post.planes import Frame, Overlay, Planes
 
 __all__ = ["Motion", "VideoInfo", "VideoResult", "VideoSpec", "ffmpeg_exe", "frames_to_video",
            "probe_video", "still_to_video"]
@@ -211,64 +214,34 @@ class _Timeline:
 
 
 @dataclass(frozen=True)
-class _Overlay:
-    """An RGBA layer cut to its visible box: colour and alpha, ready to paste."""
-
-    box: Box
-    rgb: Image.Image
-    alpha: Image.Image
-
-    @classmethod
-    def of(cls, layer: Image.Image | None) -> _Overlay | None:
-        if layer is None:
-            return None
-        box = layer.getchannel("A").getbbox()
-        if box is None:
-            return None
-        part = layer.crop(box)
-        return cls(box, part.convert("RGB"), part.getchannel("A"))
-
-    def paste(self, frame: Image.Image, strength: float) -> None:
-        if strength <= 0:
-            return
-        mask = self.alpha
-        if strength < 1:
-            mask = mask.point([round(v * strength) for v in range(256)])
-        frame.paste(self.rgb, self.box[:2], mask)
-
-
-@dataclass(frozen=True)
 class _Scene:
-    """Everything a frame is made of, but the moving picture, made once: the layers are cut
-    to their visible boxes (a paste each, smaller than one paste of them merged)."""
+    """Everything a frame is made of but the moving picture, converted to Y'CbCr planes once
+    (:mod:`adgen.post.planes`): the background (the still ad's canvas before the logo and
+    captions), the logo and caption layers cut to their visible boxes, the end card."""
 
     size: tuple[int, int]
-    background: Image.Image
+    background: Planes
     picture_box: Box
-    logo: _Overlay | None
-    captions: list[_Overlay]
-    card: Image.Image | None
+    logo: Overlay | None
+    captions: list[Overlay]
+    card: Planes | None
 
     @classmethod
     def of(cls, layers: Layers, size: tuple[int, int], picture_box: Box,
            card: Image.Image | None) -> _Scene:
-        captions = [o for o in map(_Overlay.of, layers.captions.values()) if o is not None]
-        return cls(size, layers.background, picture_box, _Overlay.of(layers.logo), captions,
-                   card)
+        captions = [o for o in map(Overlay.of, layers.captions.values()) if o is not None]
+        return cls(size, Planes.of(layers.background), picture_box, Overlay.of(layers.logo),
+                   captions, Planes.of(card) if card is not None else None)
 
-    def paste_layers(self, frame: Image.Image, captions: float) -> None:
+    def lay_over(self, frame: Frame, captions: float) -> None:
         """Lay the logo and the captions (at strength ``captions``) over ``frame``."""
         if self.logo is not None:
-            self.logo.paste(frame, 1.0)
+            self.logo.over(frame, 1.0)
         for overlay in self.captions:
-            overlay.paste(frame, captions)
+            overlay.over(frame, captions)
 
 
 # -- motion ----------------------------------------------------------------------------------
-
-
-def _constant(image: Image.Image) -> Callable[[int], Image.Image]:
-    return lambda _k: image
 
 
 def _lerp(a: Window, b: Window, p: float) -> Window:
@@ -382,34 +355,60 @@ def plan_motion(base: Window, subject: Box | None, motion: Motion, amount: float
 
 @dataclass(frozen=True)
 class _Stage:
-    """The part of a still that the motion shows, made once: ``image`` holds the source from
-    ``origin`` (source pixels) on, ``scale`` of its pixels to a source pixel."""
+    """The part of the source that the motion shows, made once per source picture: ``box``
+    (source pixels) made at ``size``, ``scale`` of its pixels to a source pixel; ``box`` None
+    keeps the source as it is."""
 
-    image: Image.Image
-    origin: tuple[float, float] = (0.0, 0.0)
+    box: Window | None = None
+    size: tuple[int, int] = (0, 0)
     scale: float = 1.0
 
     @classmethod
-    def of(cls, source: Image.Image, windows: Sequence[Window], width: int) -> _Stage:
-        """``source`` as it is when every window lies inside it and frames enlarge it; else
-        the windows' union made once (with crop's blurred backdrop past the edges) at the
-        scale of the tightest window, so frames shrink it by at most the motion's amount
-        rather than each resampling a large or padded source."""
+    def of(cls, source: tuple[int, int], windows: Sequence[Window], width: int) -> _Stage:
+        """A source of size ``source`` as it is when every window lies inside it and frames
+        enlarge it; else the windows' union made once (with crop's blurred backdrop past the
+        edges) at the scale of the tightest window, so frames shrink it by at most the
+        motion's amount rather than each resampling a large or padded source."""
         left, top = min(w[0] for w in windows), min(w[1] for w in windows)
         right, bottom = max(w[2] for w in windows), max(w[3] for w in windows)
         scale = min(1.0, width / min(w[2] - w[0] for w in windows))
-        inside = left >= 0 and top >= 0 and right <= source.width and bottom <= source.height
+        inside = left >= 0 and top >= 0 and right <= source[0] and bottom <= source[1]
         if inside and scale >= 1.0:
-            return cls(source)
+            return cls()
         size = (math.ceil((right - left) * scale), math.ceil((bottom - top) * scale))
-        box = (left, top, left + size[0] / scale, top + size[1] / scale)
-        return cls(crop.render_window(source, box, size), (left, top), scale)
+        return cls((left, top, left + size[0] / scale, top + size[1] / scale), size, scale)
+
+    def planes(self, source: Image.Image) -> Planes:
+        """The stage of ``source``, as planes."""
+        if self.box is None:
+            return Planes.of(source)
+        return Planes.of(crop.render_window(source, self.box, self.size))
 
     def window(self, window: Window) -> Window:
-        """``window`` (source pixels) in the pixels of :attr:`image`."""
-        x, y, k = self.origin[0], self.origin[1], self.scale
+        """``window`` (source pixels) in the pixels of the stage."""
+        if self.box is None:
+            return window
+        x, y, k = self.box[0], self.box[1], self.scale
         return ((window[0] - x) * k, (window[1] - y) * k, (window[2] - x) * k,
                 (window[3] - y) * k)
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """The pictures frames are made from (one for a still; made into their stage, as planes,
+    once each, on first use) and which one frame ``k`` shows (``index(k)``)."""
+
+    stage: _Stage
+    pictures: Sequence[Image.Image]
+    index: Callable[[int], int]
+    made: dict[int, Planes] = field(default_factory=dict)
+
+    def __call__(self, k: int) -> Planes:
+        number = self.index(k)
+        planes = self.made.get(number)
+        if planes is None:  # two threads may both make it: the same planes
+            planes = self.made.setdefault(number, self.stage.planes(self.pictures[number]))
+        return planes
 
 
 # -- the end card ----------------------------------------------------------------------------
@@ -472,63 +471,61 @@ def _end_card(placement: Placement, logo: LogoStyle | None, cta: Caption | None,
 @dataclass(frozen=True)
 class _Frames:
     """Frame ``k`` of a video, made on its own (so several threads can make frames): the
-    picture through the window of the moment (``source_at(k)``, between ``start`` and
-    ``end``), the layers, the crossfade into the end card. A picture that does not move is
-    made once. Each frame goes through ``mark``."""
+    picture through the window of the moment (between ``start`` and ``end``) of the source
+    of the moment (``source_at(k)``: its stage, as planes), the layers, the crossfade into
+    the end card. ``source_at`` None: the picture does not move (the scene's background
+    holds it). Each frame goes through ``mark``."""
 
     scene: _Scene
     timeline: _Timeline
-    source_at: Callable[[int], Image.Image]
+    source_at: Callable[[int], Planes] | None
     start: Window
     end: Window
-    still: Image.Image | None = None
     mark: Callable[[Image.Image], Image.Image] | None = None
-    """Applied to every finished frame (the end card's once): the invisible watermark."""
+    """Applied to every finished frame, the end card's once: the invisible watermark."""
 
     @functools.cached_property
-    def card_bytes(self) -> bytes:
-        """The end card's raw RGB bytes, marked (the frames once it is fully in)."""
-        card = self.scene.card
-        if card is None:
-            return b""
-        return (self.mark(card) if self.mark is not None else card).tobytes()
+    def card_frame(self) -> np.ndarray:
+        """The end card's frame, marked (the frames once it is fully in)."""
+        assert self.scene.card is not None
+        return self._finished(Frame.of(self.scene.card))
 
-    def picture(self, k: int) -> Image.Image:
-        if self.still is not None:
-            return self.still.copy()
-        box = self.scene.picture_box
-        window = _lerp(self.start, self.end, self.timeline.motion(k))
-        return crop.render_window(self.source_at(k), window, (box[2] - box[0], box[3] - box[1]),
-                                  fast=True)
+    def _finished(self, frame: Frame) -> np.ndarray:
+        """The frame's bytes, marked: through RGB (the mark is made for RGB pictures)."""
+        if self.mark is not None:
+            frame.fill(Planes.of(self.mark(Image.fromarray(frame.to_rgb(), "RGB"))))
+        return frame.data
 
-    def __call__(self, k: int) -> bytes:
-        """The raw RGB bytes of frame ``k``."""
+    def __call__(self, k: int) -> np.ndarray:
+        """Frame ``k``, as the yuv420p bytes ffmpeg reads."""
         scene, strength = self.scene, self.timeline.card(k)
         if strength >= 1 and scene.card is not None:
-            return self.card_bytes
-        picture = self.picture(k)
-        if picture.size == scene.size:
-            frame = picture
+            return self.card_frame
+        if self.source_at is None:
+            frame = Frame.of(scene.background)
         else:
-            frame = scene.background.copy()
-            frame.paste(picture, scene.picture_box[:2])
-        scene.paste_layers(frame, self.timeline.caption(k))
+            frame = Frame(scene.size)
+            if scene.picture_box != (0, 0, *scene.size):
+                frame.fill(scene.background)
+            window = _lerp(self.start, self.end, self.timeline.motion(k))
+            frame.warp(self.source_at(k), window, scene.picture_box)
+        scene.lay_over(frame, self.timeline.caption(k))
         if strength > 0 and scene.card is not None:
-            frame = Image.blend(frame, scene.card, strength)
-        return (self.mark(frame) if self.mark is not None else frame).tobytes()
+            frame.fade_to(scene.card, strength)
+        return self._finished(frame)
 
 
 FRAME_THREADS = 2
-"""Threads making frames while ffmpeg encodes (Pillow lets go of the GIL while it resizes and
-pastes)."""
+"""Threads making frames while ffmpeg encodes (OpenCV lets go of the GIL while it warps and
+blends)."""
 
 
-def _in_order(make: Callable[[int], bytes], count: int, threads: int = FRAME_THREADS
-              ) -> Iterator[bytes]:
+def _in_order(make: Callable[[int], np.ndarray], count: int, threads: int = FRAME_THREADS
+              ) -> Iterator[np.ndarray]:
     """``make(0)`` ... ``make(count - 1)``, made ahead by ``threads`` threads and given in
     order. Errors come through; stopping early cancels the frames not yet made."""
     with ThreadPoolExecutor(threads, thread_name_prefix="adgen-video-frames") as pool:
-        pending: collections.deque[Future[bytes]] = collections.deque()
+        pending: collections.deque[Future[np.ndarray]] = collections.deque()
         try:
             for k in range(count):
                 pending.append(pool.submit(make, k))
@@ -574,12 +571,12 @@ def _audio(path: Path | None) -> _Audio | None:
 
 def _command(size: tuple[int, int], spec: VideoSpec, crf: int, duration: float,
              audio: _Audio | None, out: Path) -> list[str]:
-    """ffmpeg's arguments (without the binary): raw RGB frames on stdin, the jingle looped,
-    trimmed and faded, out to an ad-platform MP4."""
-    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24",
-                         s=f"{size[0]}x{size[1]}", framerate=spec.fps)
-    video = video.filter("scale", out_color_matrix="bt709", out_range="tv").filter(
-        "format", "yuv420p")
+    """ffmpeg's arguments (without the binary): raw yuv420p frames (BT.709, limited range:
+    :mod:`adgen.post.planes`) on stdin, the jingle looped, trimmed and faded, out to an
+    ad-platform MP4."""
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="yuv420p",
+                         s=f"{size[0]}x{size[1]}", framerate=spec.fps, color_range="tv",
+                         colorspace="bt709")
     streams = [video]
     options: dict[str, object] = {
         "c:v": "libx264", "profile:v": "high", "preset": spec.preset, "crf": crf,
@@ -614,7 +611,7 @@ def _encode(frames: _Frames, size: tuple[int, int], spec: VideoSpec, duration: f
         def encode(crf: int) -> bytes:
             args = _command(size, spec, crf, duration, audio, out)
             with FramePipe(args, what=f"encoding the video for {where}") as pipe:
-                pipe.write_all(_in_order(frames, frames.timeline.frames))
+                pipe.write_all(f.data for f in _in_order(frames, frames.timeline.frames))
             data = out.read_bytes()
             tries.append((crf, len(data)))
             return data
@@ -705,26 +702,25 @@ class _Brand:
     font: Path | None
 
 
-def _render(layers: Layers, placement: Placement, brand: _Brand, source: Image.Image,
-            source_at: Callable[[int], Image.Image] | None, subject_box: Box | None,
-            spec: VideoSpec, where: str, audio: _Audio | None) -> tuple[VideoResult, _Timeline]:
+def _render(layers: Layers, placement: Placement, brand: _Brand,
+            sources: Sequence[Image.Image], source_index: Callable[[int], int],
+            subject_box: Box | None, spec: VideoSpec, where: str, audio: _Audio | None
+            ) -> tuple[VideoResult, _Timeline]:
     """Steps 3 to 5 for both entry points: motion, end card, frames and encoding.
-    ``source_at(k)`` is frame ``k``'s picture; None for a still (``source``)."""
+    ``sources`` are the pictures (one for a still), ``source_index(k)`` frame ``k``'s."""
     composed = layers.composed
-    # 3. plan the motion
-    subject = crop.clamp_box(subject_box, source.size) if subject_box is not None else None
+    # 3. plan the motion, and make the part of each source it shows once
+    size = sources[0].size
+    subject = crop.clamp_box(subject_box, size) if subject_box is not None else None
     picture_box = composed.checks["picture_box"]
     assert isinstance(picture_box, tuple)
     start, end, amount = plan_motion(layers.window, subject, spec.motion, spec.motion_amount,
                                      picture_box=picture_box, avoid=_kept_off(composed))
-    still: Image.Image | None = None
-    if source_at is None:  # a still: what the motion shows, made once
-        stage = _Stage.of(source, (start, end), picture_box[2] - picture_box[0])
-        start, end = stage.window(start), stage.window(end)
-        source_at = _constant(stage.image)
-        if start == end:
-            still = crop.render_window(stage.image, start, (picture_box[2] - picture_box[0],
-                                                            picture_box[3] - picture_box[1]))
+    source_at, shown = None, (start, end)
+    if start != end or len(sources) > 1:  # else the still's background holds the picture
+        stage = _Stage.of(size, (start, end), picture_box[2] - picture_box[0])
+        source_at = _Sources(stage, sources, source_index)
+        shown = (stage.window(start), stage.window(end))
 
     # 4. the end card
     cta = next((c for c in brand.captions if c.role == "cta" and c.text.strip()), None)
@@ -738,7 +734,7 @@ def _render(layers: Layers, placement: Placement, brand: _Brand, source: Image.I
 
     # 5. frames, piped to ffmpeg
     duration = timeline.frames / spec.fps
-    frames = _Frames(scene, timeline, source_at, start, end, still, spec.mark)
+    frames = _Frames(scene, timeline, source_at, *shown, spec.mark)
     data, encoded = _encode(frames, placement.size, spec, duration, audio, where)
     checks: dict[str, object] = {
         **composed.checks, "logo_box": composed.logo_box,
@@ -770,7 +766,8 @@ def still_to_video(image: Image.Image, placement: Placement, *, subject_box: Box
     layers = compose_layers(source, placement, subject_box=subject_box, logo=logo,
                             captions=captions, colors=colors, font=font)
     brand = _Brand(logo, captions, colors, font)
-    return _render(layers, placement, brand, source, None, subject_box, spec, where, audio)[0]
+    return _render(layers, placement, brand, [source], lambda _k: 0, subject_box, spec, where,
+                   audio)[0]
 
 
 def frames_to_video(frames: Sequence[Image.Image], fps: float, placement: Placement, *,
@@ -798,14 +795,14 @@ def frames_to_video(frames: Sequence[Image.Image], fps: float, placement: Placem
     placement, where, audio = _check(placement, spec)
     rgb = [f if f.mode == "RGB" else f.convert("RGB") for f in frames]
 
-    def source_at(k: int) -> Image.Image:
-        return rgb[min(len(rgb) - 1, int(k / spec.fps * fps + 1e-6))]
+    def source_index(k: int) -> int:
+        return min(len(rgb) - 1, int(k / spec.fps * fps + 1e-6))
 
     # 2. lay out the first frame
     layers = compose_layers(rgb[0], placement, subject_box=subject_box, logo=logo,
                             captions=captions, colors=colors, font=font)
     brand = _Brand(logo, captions, colors, font)
-    result, timeline = _render(layers, placement, brand, rgb[0], source_at, subject_box, spec,
+    result, timeline = _render(layers, placement, brand, rgb, source_index, subject_box, spec,
                                where, audio)
     body, clip = timeline.card_start / spec.fps, len(rgb) / fps
     result.checks.update({"source_frames": len(rgb), "source_fps": fps,

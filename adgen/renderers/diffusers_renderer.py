@@ -75,21 +75,25 @@ class _Output:
 @dataclass
 class _Raw:
     """One pipeline call's images on their way to the host: bytes (N, H, W, 3), whether each is
-    finite and its brightest value, copied without blocking; ``done`` is set when they are."""
+    finite and its brightest value, copied without blocking; ``done`` is set when they are.
+    ``device``: the same bytes where the pipeline made them (for ``Rendered.pixels``)."""
 
     pixels: Any
     finite: Any
     peak: Any
     nsfw: list[bool]
     done: Any = None
+    device: Any = None
 
-    def images(self) -> list[tuple[np.ndarray, str | None]]:
-        """Wait for the copy; each image's pixels and why it is unusable (None: usable)."""
+    def images(self) -> list[tuple[np.ndarray, str | None, Any]]:
+        """Wait for the copy; each image's pixels, why it is unusable (None: usable) and its
+        bytes on the device (HxWx3)."""
         if self.done is not None:
             self.done.synchronize()
         pixels, finite, peak = self.pixels.numpy(), self.finite.numpy(), self.peak.numpy()
-        return [(pixels[i], _problem_text(self.nsfw[i], not finite[i], float(peak[i]) * 255 < 0.5))
-                for i in range(len(pixels))]
+        device = self.device if self.device is not None else self.pixels
+        return [(pixels[i], _problem_text(self.nsfw[i], not finite[i], float(peak[i]) * 255 < 0.5),
+                 device[i]) for i in range(len(pixels))]
 
 
 @dataclass
@@ -310,9 +314,10 @@ class DiffusersRenderer(PipelineRenderer):
         images = [image for raw in attempt.raws for image in raw.images()]
         attempt.raws = []
         still = []
-        for i, (pixels, problem) in zip(attempt.pending, images, strict=True):
+        for i, (pixels, problem, device) in zip(attempt.pending, images, strict=True):
             if problem is None:
-                attempt.results[i] = self._finish(attempt.jobs[i], pixels, attempt.scenes.get(i))
+                attempt.results[i] = self._finish(attempt.jobs[i], pixels, attempt.scenes.get(i),
+                                                  device)
             else:
                 attempt.results[i] = Rendered(attempt.jobs[i].key, None,
                                               error=f"seed {attempt.jobs[i].seed}: {problem}")
@@ -332,9 +337,10 @@ class DiffusersRenderer(PipelineRenderer):
                                   [attempt.scenes.get(i) for i in pending], attempt.size)
             images = [image for raw in raws for image in raw.images()]
             still = []
-            for i, (pixels, problem) in zip(pending, images, strict=True):
+            for i, (pixels, problem, device) in zip(pending, images, strict=True):
                 if problem is None:
-                    attempt.results[i] = self._finish(jobs[i], pixels, attempt.scenes.get(i))
+                    attempt.results[i] = self._finish(jobs[i], pixels, attempt.scenes.get(i),
+                                                      device)
                 else:
                     problems[i].append(f"seed {jobs[i].seed + offset}: {problem}")
                     still.append(i)
@@ -383,8 +389,10 @@ class DiffusersRenderer(PipelineRenderer):
         nsfw = getattr(output, "nsfw_content_detected", None) or [False] * len(jobs)
         return _to_host(output.images[:count], [bool(flag) for flag in nsfw[:count]])
 
-    def _finish(self, job: RenderJob, pixels: np.ndarray, scene: _Scene | None) -> Rendered:
-        """Crop to the job's size and paste the product back, pixel for pixel."""
+    def _finish(self, job: RenderJob, pixels: np.ndarray, scene: _Scene | None,
+                device: Any = None) -> Rendered:
+        """Crop to the job's size and paste the product back, pixel for pixel. Without a
+        product, the picture stays on the device too (``device``: its HxWx3 bytes there)."""
         image = Image.fromarray(pixels, "RGB")
         left = (image.width - job.width) // 2
         top = (image.height - job.height) // 2
@@ -392,7 +400,9 @@ class DiffusersRenderer(PipelineRenderer):
             image.paste(scene.product, scene.box[:2], mask=scene.product.getchannel("A"))
         image = image.crop((left, top, left + job.width, top + job.height))
         if scene is None:
-            return Rendered(job.key, image)
+            kept = None if device is None else device[top:top + job.height,
+                                                      left:left + job.width].permute(2, 0, 1)
+            return Rendered(job.key, image, pixels=kept)
         subject = scene.subject or scene.box
         box = (subject[0] - left, subject[1] - top, subject[2] - left, subject[3] - top)
         return Rendered(job.key, image, subject_box=box, composite=job.product_image is not None)
@@ -802,7 +812,7 @@ def _to_host(images: Any, nsfw: list[bool]) -> _Raw:
         target.copy_(source, non_blocking=True)
     done = torch.cuda.Event()
     done.record()
-    return _Raw(host[0], host[1], host[2], nsfw, done)
+    return _Raw(host[0], host[1], host[2], nsfw, done, pixels)
 
 
 def _free_memory(device: str) -> int:
