@@ -23,6 +23,7 @@ from adgen.backends.local import AssetMaker
 from adgen.errors import CampaignError, PostProcessError
 from adgen.jobs import Rendered, RenderJob
 from adgen.post import gpu
+from adgen.provenance.watermark import detect
 from adgen.renderers.offline import OfflineRenderer
 from tests.conftest import base_campaign, write_campaign
 
@@ -142,6 +143,30 @@ def test_the_device_path_starts_from_the_render_that_just_came(tmp_path: Path,
     for key, row in fresh.iterrows():
         assert (tmp_path / "fresh" / row["path"]).read_bytes() == \
             (cached / again.loc[key, "path"]).read_bytes(), key
+
+
+def test_the_device_path_watermarks_as_pillow_s_does(tmp_path: Path) -> None:
+    """With the watermark on, the device path's ads carry it as Pillow's do: the same payload
+    read back from each file, the same PSNR to within a tenth of a dB."""
+    made = {}
+    for name, backend in (("pillow", {}), ("device", {"post": "gpu", "post_device": "cpu"})):
+        data = campaign(tmp_path, name, **backend)
+        data["provenance"] = {"watermark": True}
+        made[name] = assets(adgen.run(adgen.campaign_from_dict(data, base_dir=tmp_path)))
+    marked = 0
+    for key, row in made["device"].iterrows():
+        ours = json.loads(row["checks"])["watermark"]
+        theirs = json.loads(made["pillow"].loc[key, "checks"])["watermark"]
+        if "skipped" in theirs:
+            assert ours == theirs
+            continue
+        assert ours["payload"] == theirs["payload"] == row["watermark"]
+        assert abs(ours["psnr_db"] - theirs["psnr_db"]) < 0.1, key
+        with Image.open(tmp_path / "device" / row["path"]) as picture:
+            found = detect(picture)
+        assert found is not None and found.payload == row["watermark"], key
+        marked += 1
+    assert marked >= len(made["device"]) * 3 // 4  # the ads big enough to carry it
 
 
 def test_post_gpu_without_a_cuda_gpu_is_told_before_rendering(tmp_path: Path) -> None:
