@@ -171,3 +171,26 @@ def test_frames_get_a_mark_each_or_every_nth(monkeypatch: pytest.MonkeyPatch) ->
         assert found is not None and found.payload == PAYLOAD
     with pytest.raises(PostProcessError, match="cadence 0 must be at least 1"):
         watermark.FrameMarker(PAYLOAD, every=0)
+
+
+def test_the_largest_singular_value_is_the_svd_s() -> None:
+    """The power iteration that replaces a batched SVD gives its largest singular value and
+    a rank-one direction that changes it alike, on pixel blocks: random, flat, black, high
+    contrast (text edges) and nearly tied."""
+    rng = np.random.default_rng(7)
+    blocks = np.concatenate([
+        rng.uniform(0, 255, (200, 4, 4)),
+        np.full((5, 4, 4), 128.0) + rng.normal(0, 0.5, (5, 4, 4)),
+        np.zeros((3, 4, 4)),
+        np.where(rng.random((50, 4, 4)) > 0.5, 255.0, 0.0),
+        np.stack([np.diag([255.0, 250, 3, 1])] * 4),
+    ])
+    left, top, right = watermark._top(blocks)
+    u, s, _ = np.linalg.svd(blocks)
+    assert np.allclose(top, s[:, 0], rtol=1e-6, atol=1e-9)
+    lit = s[:, 0] > 0
+    assert np.allclose(np.abs(np.einsum("ni,ni->n", left, u[:, :, 0]))[lit], 1, atol=1e-3)
+    # moving the value along the direction found moves it by as much
+    moved = blocks + 7.0 * left[:, :, None] * right[:, None, :]
+    assert np.allclose(np.linalg.svd(moved, compute_uv=False)[lit, 0], s[lit, 0] + 7.0,
+                       atol=0.05)
