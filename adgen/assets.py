@@ -328,30 +328,37 @@ class _JobAssets:
                                 "captions": captions, "colors": self.ctx.style.colors,
                                 "font": font}
         device = self.ctx.device
+        pixels: torch.Tensor | None = None  # the ad on the device (backend.post: gpu)
+        image: Image.Image | None = None  # the ad on the CPU: Pillow's, or for the watermark
         if device is not None:
             if self._pixels is None:
                 self._pixels = gpu.on_device(picture, device, cached.pixels)
             ad = gpu.compose_on(self._pixels, picture, placement, **args)
-            composed_image: Image.Image = ad.image()
+            pixels = ad.pixels
             checks = {**ad.checks, "logo_box": ad.logo_box, "caption_boxes": ad.caption_boxes}
+            if prov.watermark:
+                image = ad.image()
         else:
             composed = compose(picture, placement, **args)
-            composed_image = composed.image
+            image = composed.image
             checks = {**composed.checks, "logo_box": composed.logo_box,
                       "caption_boxes": composed.caption_boxes}
-        finished = composed_image
         if prov.watermark:
-            finished = watermark.embed(composed_image, prov.watermark)
-            unmarked, marked = (np.asarray(p.convert("RGB")) for p in (composed_image, finished))
-            mark = {**mark, "psnr_db": round(watermark.psnr(unmarked, marked), 2)}
+            assert image is not None
+            marked = watermark.embed(image, prov.watermark)
+            unmarked, done = (np.asarray(p.convert("RGB")) for p in (image, marked))
+            mark = {**mark, "psnr_db": round(watermark.psnr(unmarked, done), 2)}
+            image = marked
+            if device is not None:
+                pixels = gpu.to_tensor(marked, device)
         budget = placement.max_bytes
         if budget is not None:
             budget -= embed_overhead(spec.format, prov)
-        if device is not None:
-            pixels = gpu.to_tensor(finished, device) if prov.watermark else ad.pixels
+        if pixels is not None:
             encoded = gpu.encode_on(pixels, spec.format, max_bytes=budget)
         else:
-            encoded = encode_image(finished, spec.format, max_bytes=budget)
+            assert image is not None
+            encoded = encode_image(image, spec.format, max_bytes=budget)
         if prov.watermark:
             with Image.open(io.BytesIO(encoded)) as written:
                 mark["read_back"] = _read_back(watermark.detect(written), prov.watermark)

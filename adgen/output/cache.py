@@ -8,6 +8,7 @@ same in a local folder and in an object store.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -72,22 +73,25 @@ class CachedRender:
         return cls(b"", result.subject_box, result.composite, quality=result.quality,
                    picture=result.image, pixels=result.pixels)
 
-    def _strip(self) -> Image.Image:
-        if self.picture is not None:  # a copy: post-processing may draw on what it loads
-            return self.picture.convert("RGB")
+    @functools.cached_property
+    def _decoded(self) -> Image.Image:
+        """The picture (a clip's frames stacked), RGB, decoded once: each asset of the render
+        starts from a copy of it."""
+        if self.picture is not None:
+            return self.picture.convert("RGB") if self.picture.mode != "RGB" else self.picture
         with Image.open(io.BytesIO(self.png)) as image:
             return image.convert("RGB")
 
     def load(self) -> Image.Image:
-        """The still, or a clip's first frame."""
-        rgb = self._strip()
+        """The still, or a clip's first frame (a copy: post-processing may draw on it)."""
+        rgb = self._decoded
         if self.frames > 1:
             return rgb.crop((0, 0, rgb.width, rgb.height // self.frames))
-        return rgb
+        return rgb.copy()
 
     def load_frames(self) -> list[Image.Image]:
         """A clip's frames (a still gives one)."""
-        rgb = self._strip()
+        rgb = self._decoded
         count = max(1, self.frames)
         height = rgb.height // count
         return [rgb.crop((0, i * height, rgb.width, (i + 1) * height)) for i in range(count)]
