@@ -165,7 +165,7 @@ class _JobAssets:
         self.ctx, self.rows = ctx, rows
         self.creatives = {c.id: c for c in ctx.campaign.creatives}
         self._render: CachedRender | None = None
-        if fresh is not None and fresh.image is not None and not fresh.frames:
+        if fresh is not None:  # a still AssetMaker.keep held
             self._render = CachedRender.of(fresh)
         self._info: dict[str, Any] | None = None  # the render's cache JSON, read once
         self._pixels: torch.Tensor | None = None  # the render on ctx.device, sent once

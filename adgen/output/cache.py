@@ -115,10 +115,6 @@ class RenderCache:
         folder = f"renders/{key[:2]}"
         return f"{folder}/{key}.png", f"{folder}/{key}.json"
 
-    def image_path(self, key: str) -> str:
-        """Where the render of job ``key`` is (or will be) stored: a path, or a URL."""
-        return self.store.url(self._names(key)[0])
-
     def has(self, key: str) -> bool:
         """Whether a complete, decodable entry exists; a truncated or garbled one is removed
         (so its job renders again)."""
